@@ -150,6 +150,21 @@ class OraclePolicy:
         return Turn(message=msg)
 
 
+class GiveUpPolicy:
+    """Answers at once without a tool call: the do-nothing floor, which must score 0 on every task."""
+
+    name = "give_up"
+
+    def __init__(self, answer: str = "I could not do that.") -> None:
+        self.answer = answer
+
+    def start(self, task: Any) -> None:
+        pass
+
+    async def act(self, messages: list[dict], tools: list[dict]) -> Turn:
+        return Turn(message={"role": "assistant", "content": self.answer})
+
+
 class RandomPolicy:
     """Random tools with arguments drawn from their schemas: the floor every task must stay above."""
 

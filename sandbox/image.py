@@ -61,7 +61,9 @@ def build_rootfs(log: Callable[[str], None] = print) -> Path:
             "or set TOOLGYM_IMAGE to any image that has python3."
         )
     if shutil.which("debootstrap") is None:
-        raise SandboxUnavailable("debootstrap is missing: install it with `apt-get install -y debootstrap`.")
+        from .engine import apt_install  # installs it where we are root on Debian, else says how
+
+        apt_install(["debootstrap"], log)
     mirror = os.environ.get("TOOLGYM_DEBIAN_MIRROR", DEFAULT_MIRROR)
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=target.parent if target.parent.exists() else None))
     target.parent.mkdir(parents=True, exist_ok=True)

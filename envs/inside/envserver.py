@@ -206,6 +206,7 @@ class EnvServer:
         self.call_timeout_s = float(limits.get("call_timeout_s", 10.0))
         self.max_result_chars = int(limits.get("max_result_chars", 20000))
         self.verify_module = None
+        self._verify_digest: str | None = None
         self.schemas = {t["function"]["name"]: t["function"] for t in self.spec.get("tools", [])}
         self.functions = {name: getattr(self.tools_module, name, None) for name in self.schemas}
         category = self.spec.get("category", "general")
@@ -310,7 +311,10 @@ class EnvServer:
 
     def _load_verify(self, source: str | None):
         if source is not None:
-            self.verify_module = module_from_source("verify", source, "verify.py")
+            # The host sends the source with every verification; compile it once per distinct source.
+            if self._verify_digest != _digest(source):
+                self.verify_module = module_from_source("verify", source, "verify.py")
+                self._verify_digest = _digest(source)
         elif self.verify_module is None and self.env_dir is not None:
             path = os.path.join(self.env_dir, "verify.py")
             if os.path.exists(path):

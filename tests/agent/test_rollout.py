@@ -105,3 +105,22 @@ def test_evaluate_and_export(tmp_path):
         "parquet", data_files=str(tmp_path / "rl" / "rl_prompts.parquet"), split="train"
     )
     assert out["prompts"] == len(rl) and rl[0]["reward_model"]["style"] == "rule"
+
+
+def test_env_chunks_keep_one_env_per_run_and_spread_big_envs():
+    from types import SimpleNamespace
+
+    from toolgym.agent.rollout import env_chunks
+
+    items = [
+        (SimpleNamespace(env_id=f"e{e}", id=f"e{e}-{i}"), s)
+        for e in range(3)
+        for i in range(40)
+        for s in (0, 1)
+    ]
+    chunks = env_chunks(items, in_flight=4)
+    assert [it for c in chunks for it in c] == items  # nothing lost, order kept
+    assert all(len({t.env_id for t, _ in c}) == 1 for c in chunks)
+    assert max(len(c) for c in chunks) == -(-len(items) // 16)  # a quarter of a worker's share
+    assert len(chunks) >= 4 * 4
+    assert env_chunks([], 8) == []

@@ -7,10 +7,12 @@ import asyncio
 
 def policy_factory(args):
     """A zero-argument factory of fresh policies (each in-flight worker gets its own)."""
-    from toolgym.agent.policies import LLMPolicy, OraclePolicy, RandomPolicy
+    from toolgym.agent.policies import GiveUpPolicy, LLMPolicy, OraclePolicy, RandomPolicy
 
     if args.policy == "oracle":
         return OraclePolicy
+    if args.policy == "give_up":
+        return GiveUpPolicy
     if args.policy == "random":
         return lambda: RandomPolicy(seed=args.seed)
     if not (args.base_url and args.model):
@@ -70,7 +72,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")
     p.add_argument("--out", required=True, help="the run folder (re-running resumes it)")
-    p.add_argument("--policy", choices=["oracle", "random", "llm"], default="oracle")
+    p.add_argument(
+        "--policy",
+        choices=["oracle", "random", "give_up", "llm"],
+        default="oracle",
+        help="oracle: the reference solutions; random: random tools; give_up: answers with no tool call",
+    )
     p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
     p.add_argument("--model", help="served model name, for --policy llm")
     p.add_argument(
