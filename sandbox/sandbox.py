@@ -139,7 +139,7 @@ class Sandbox:
     def python(self, *, trusted: bool = False) -> PythonSession:
         """Open a new stateful Python session. `trusted=True` is for toolgym's own code (an env server), whose
         cells do not count as agent code for the pool's "auto" recycling."""
-        return PythonSession(self, self.client.call("py_open")["session"], trusted=trusted)
+        return PythonSession(self, self.client.call("py_open", trusted=trusted)["session"], trusted=trusted)
 
     def ping(self) -> float:
         """Round-trip seconds to the in-sandbox server (raises SandboxDied if it does not answer)."""

@@ -128,6 +128,17 @@ class Kernel:
         }
 
 
+def harden() -> None:
+    """Non-dumpable, as the server is: a trusted session (toolgym's env server) cannot be ptraced or have its
+    memory read by agent code of the same uid. Children that exec (agent code) are dumpable again."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
     read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
     requests = os.fdopen(read_fd, "r", encoding="utf-8")
@@ -141,6 +152,8 @@ def main() -> None:
         if not line:
             return
         request = json.loads(line)
+        if request.get("harden"):
+            harden()
         try:
             reply = kernel.run_cell(request["code"], int(request.get("max_output", 1 << 20)))
         except KeyboardInterrupt:  # landed after the cell's own handler: still a clean interrupted reply

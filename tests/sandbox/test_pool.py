@@ -27,7 +27,8 @@ def test_reset_recycling_never_hands_out_a_dirty_sandbox(backend):
             sb = await pool.acquire()
             assert sb.id == first_id  # recycled in place, by a verified reset
             procs = await asyncio.to_thread(sb.processes)
-            assert [p["pid"] for p in procs if p["state"] != "Z"] == [1]
+            others = [p for p in procs if p["state"] != "Z" and p["pid"] != 1]
+            assert len(others) <= 1 and all("kernel.py" in p["cmd"] for p in others), others  # the spare
             r = await sb.arun("ls -A /workspace /tmp")
             assert r.stdout.split() == ["/tmp:", "/workspace:"]
             py = await asyncio.to_thread(sb.python)
