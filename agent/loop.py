@@ -33,18 +33,6 @@ class Budgets:
     the episode."""
 
 
-def classify_tool_error(content: str) -> str:
-    """The error kind of an env-server tool error, from the sentence it wrote for the model."""
-    text = content[len("Error: ") :] if content.startswith("Error: ") else content
-    if text.startswith("there is no tool named"):
-        return "unknown_tool"
-    if "did not finish within" in text or " failed with " in text:
-        return "tool_error"
-    if "not valid JSON" in text or "argument" in text or "expected" in text or "required" in text:
-        return "invalid_arguments"
-    return "tool_error"
-
-
 def _feedback(errors: list[str]) -> dict:
     """The error observation for output that never reached the environment.
 
@@ -146,10 +134,11 @@ async def run_episode(
             t2 = time.perf_counter()
             step.env_s = t2 - te
             traj.messages = info["messages"]
-            for msg in traj.messages[before:]:
-                if msg.get("role") == "tool" and str(msg.get("content", "")).startswith("Error: "):
+            tool_msgs = [m for m in traj.messages[before:] if m.get("role") == "tool"]
+            for msg, result in zip(tool_msgs, info.get("tool_results", []), strict=False):
+                if not result["ok"]:
                     step.errors.append(
-                        {"kind": classify_tool_error(msg["content"]), "detail": msg["content"]}
+                        {"kind": result["error_kind"] or "tool_error", "detail": msg["content"]}
                     )
             if info.get("env_error"):
                 step.errors.append({"kind": "env_error", "detail": info["env_error"]})

@@ -191,6 +191,8 @@ class ToolEnv(gymnasium.Env):
         self._steps = 0
         self._done = False
         self.last_verdict: dict | None = None
+        self._results: list[dict] = []
+        """This step's calls: {"name", "ok", "error_kind"} each, in order (`info["tool_results"]`)."""
 
     # -- sandboxes -------------------------------------------------------------------------------------
     @property
@@ -344,6 +346,7 @@ class ToolEnv(gymnasium.Env):
         self._steps += 1
         msg, parse_error = _normalize(action, self._steps, self.parser)
         self.messages.append(msg)
+        self._results = []
         extra: dict[str, Any] = {}
         if parse_error:
             extra["parse_error"] = parse_error
@@ -360,10 +363,16 @@ class ToolEnv(gymnasium.Env):
             # truncated with reward 0 and the reason, and the next reset starts a new server.
             self._drop_server()
             self._done = True
-            return self._obs(), 0.0, False, True, self._info(env_error=str(exc), **extra)
+            return (
+                self._obs(),
+                0.0,
+                False,
+                True,
+                self._info(env_error=str(exc), tool_results=self._results, **extra),
+            )
         truncated = not terminated and self._steps >= self.max_steps
         self._done = terminated or truncated
-        return self._obs(), reward, terminated, truncated, self._info(**extra)
+        return self._obs(), reward, terminated, truncated, self._info(tool_results=self._results, **extra)
 
     def _act(self, msg: dict) -> tuple[bool, Any]:
         """Run the message's tool calls in order, or move to the next user turn; (terminated, answer)."""
@@ -385,9 +394,11 @@ class ToolEnv(gymnasium.Env):
             name = call["function"]["name"]
             if terminated:  # calls after the submit are not run: the episode is over
                 content = "Error: not run: the episode ended with the submit call before it."
+                self._results.append({"name": name, "ok": False, "error_kind": "tool_error"})
             else:
                 reply = self._server.call(name, call["function"]["arguments"])
                 content = reply["content"]
+                self._results.append({"name": name, "ok": reply["ok"], "error_kind": reply.get("error_kind")})
                 if reply.get("submitted"):
                     terminated, answer = True, reply.get("answer")
             self.messages.append(

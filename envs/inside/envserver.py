@@ -260,31 +260,34 @@ class EnvServer:
         entry["digest"] = _digest(result["content"])
         if not result["ok"]:
             entry["error"] = result["content"]
+            entry["error_kind"] = result["error_kind"]
         result["submitted"] = bool(self.ctx.submitted) and result["ok"] and entry.get("submit", False)
         entry.pop("submit", None)
         if result["submitted"]:
             result["answer"] = self.ctx.answer
         return result
 
-    def _error(self, message: str) -> dict:
-        return {"ok": False, "content": "Error: " + message}
+    def _error(self, message: str, kind: str = "tool_error") -> dict:
+        """A failed call: the sentence for the model, and its kind (unknown_tool, invalid_arguments, tool_error)."""
+        return {"ok": False, "content": "Error: " + message, "error_kind": kind}
 
     def _call(self, name: str, arguments, entry: dict) -> dict:
         if name not in self.schemas or self.functions.get(name) is None:
             known = ", ".join(sorted(self.schemas))
-            return self._error(f"there is no tool named {name!r}; the tools are: {known}.")
+            return self._error(f"there is no tool named {name!r}; the tools are: {known}.", "unknown_tool")
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 return self._error(
                     f"the arguments of {name} are not valid JSON ({exc.msg} at position {exc.pos}); "
-                    'send one JSON object, e.g. {"city": "Paris"}.'
+                    'send one JSON object, e.g. {"city": "Paris"}.',
+                    "invalid_arguments",
                 )
         entry["arguments"] = arguments
         problem = validate_arguments(name, self.schemas[name].get("parameters", {}), arguments)
         if problem:
-            return self._error(problem.rstrip(".") + ".")
+            return self._error(problem.rstrip(".") + ".", "invalid_arguments")
         fn = self.functions[name]
         meta = getattr(fn, "__toolgym_tool__", {})
         entry["submit"] = meta.get("submit", False)

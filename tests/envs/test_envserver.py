@@ -66,9 +66,16 @@ def test_the_call_log_records_every_call(toy):
         {"id": f"c{i}", "function": {"name": n, "arguments": a}}
         for i, (n, a) in enumerate([("add", '{"a": 1}'), ("nope", "{}"), ("add", '{"a": "x"}')])
     ]
-    toy.step({"content": "", "tool_calls": calls})
+    _, _, _, _, info = toy.step({"content": "", "tool_calls": calls})
+    # Each call's outcome, with the kind of a failure from the server itself (not read off its wording).
+    assert [(r["name"], r["ok"], r["error_kind"]) for r in info["tool_results"]] == [
+        ("add", True, None),
+        ("nope", False, "unknown_tool"),
+        ("add", False, "invalid_arguments"),
+    ]
     log = toy.call_log()
     assert [(c["name"], c["ok"]) for c in log] == [("add", True), ("nope", False), ("add", False)]
+    assert [c.get("error_kind") for c in log] == [None, "unknown_tool", "invalid_arguments"]
     assert log[0]["arguments"] == {"a": 1} and len(log[0]["digest"]) == 16
     assert "must be an integer" in log[2]["error"]
 
