@@ -7,10 +7,9 @@ Tasks come from jinja2 prompt templates over the environment's own data on a dif
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import sqlite3
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +19,12 @@ from toolgym.envs.spec import EnvSpec, Provenance, ToolCall, write_env_spec
 
 from .domains import DOMAINS
 
-VERSION = "1"
+NAME = "general"
+CATEGORY = "general"
+VERSION = "2"
+SCALES = {"tiny": (62, 10), "demo": (31, 10), "full": (1860, 42)}
+"""scale -> (environments, candidate tasks per environment): every domain once (tiny), every other domain once
+(demo), 30 variants of every domain (full)."""
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR"]
 NAMING = ["plain", "verbose", "short"]
@@ -132,9 +136,16 @@ def tool_names(d: dict, naming: str) -> dict:
     }
 
 
-def variants(per_domain: int) -> list[tuple[str, int]]:
-    """(domain, variant index) for every environment of the family, in a fixed order."""
+def plan(scale: str) -> list[tuple[str, int]]:
+    """(domain, variant index) for every environment of the scale, in a fixed order."""
+    if scale == "demo":
+        return [(d["name"], 0) for d in DOMAINS[::2]]
+    per_domain = SCALES[scale][0] // len(DOMAINS)
     return [(d["name"], v) for d in DOMAINS for v in range(per_domain)]
+
+
+def domain(key: tuple[str, int]) -> str:
+    return key[0]
 
 
 def variant_config(domain: str, v: int, seed: int) -> dict:
@@ -154,8 +165,8 @@ def variant_config(domain: str, v: int, seed: int) -> dict:
     }
 
 
-def env_id(domain: str, v: int) -> str:
-    return f"gen_{domain}_v{v:03d}"
+def env_id(key: tuple[str, int]) -> str:
+    return f"gen_{key[0]}_v{key[1]:03d}"
 
 
 def make_state(path: Path, d: dict, cfg: dict, seed: int) -> None:
@@ -211,11 +222,12 @@ def make_state(path: Path, d: dict, cfg: dict, seed: int) -> None:
     db.close()
 
 
-def build_env(store: Path, domain: str, v: int, seed: int) -> Path:
+def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
     """Write `<store>/<env_id>/` for one variant, deterministically."""
+    domain, v = key
     d = next(x for x in DOMAINS if x["name"] == domain)
     cfg = variant_config(domain, v, seed)
-    eid = env_id(domain, v)
+    eid = env_id(key)
     out = Path(store) / eid
     (out / "state").mkdir(parents=True, exist_ok=True)
     rules = [
@@ -255,19 +267,6 @@ def build_env(store: Path, domain: str, v: int, seed: int) -> Path:
     return out
 
 
-def distinctness_key(env_dir: Path) -> str:
-    """hash(tool signatures) + hash(rules/description) + hash(data): two environments must never share it."""
-    spec = json.loads((Path(env_dir) / "env.json").read_text())
-    sig = json.dumps([t["function"] for t in spec["tools"]], sort_keys=True)
-    data = (
-        (Path(env_dir) / "state" / "db.sqlite").read_bytes()
-        if (Path(env_dir) / "state" / "db.sqlite").exists()
-        else b""
-    )
-    parts = [sig.encode(), spec["description"].encode(), data]
-    return "-".join(hashlib.sha256(p).hexdigest()[:16] for p in parts)
-
-
 # -- tasks ---------------------------------------------------------------------------------------------------
 def _load(env_dir: Path) -> dict:
     db = sqlite3.connect(Path(env_dir) / "state" / "db.sqlite")
@@ -290,8 +289,9 @@ def _list_calls(n: dict, cfg: dict, data: dict, category: str | None) -> list[To
     return [ToolCall(name=n["list_items"], arguments={**args, "page": p}) for p in range(1, pages + 1)]
 
 
-def make_tasks(env_dir: Path, domain: str, v: int, seed: int, n_tasks: int) -> list[dict]:
-    """Candidate tasks (dicts: kind, template, difficulty, prompt, verifier, params, solution, answer)."""
+def make_tasks(env_dir: Path, key: tuple[str, int], seed: int, n_tasks: int) -> list[dict]:
+    """Candidate tasks (family.py's dicts)."""
+    domain, v = key
     d = next(x for x in DOMAINS if x["name"] == domain)
     cfg = variant_config(domain, v, seed)
     n = tool_names(d, cfg["naming"])
@@ -398,4 +398,16 @@ def make_tasks(env_dir: Path, domain: str, v: int, seed: int, n_tasks: int) -> l
                 "answer": None if expected is not None else "Done: your request is complete.",
             }
         )
+    # The guess policy answers the commonest answer of the same template among the environment's OTHER tasks
+    # (leave-one-out, so it never peeks at the task's own answer); a task it gets right is too guessable.
+    common: dict[str, Counter] = {}
+    for c in out:
+        if c["params"].get("expected") is not None:
+            common.setdefault(c["template"], Counter())[c["params"]["expected"]] += 1
+    for c in out:
+        others = Counter(common.get(c["template"], Counter()))
+        if c["params"].get("expected") is not None:
+            others[c["params"]["expected"]] -= 1
+        ranked = sorted((-n, answer) for answer, n in others.items() if n > 0)
+        c["guess"] = ranked[0][1] if ranked else "0"
     return out

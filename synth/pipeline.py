@@ -17,19 +17,19 @@ from pathlib import Path
 
 from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.shards import write_task_shards
-from toolgym.envs.spec import Provenance, TaskSpec
+from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
 
-from . import general
+from .family import distinctness_key, families
 
-SCALES = {"tiny": (1, 10), "demo": (1, 12), "full": (30, 52)}
-"""scale -> (variants per domain, candidate tasks per environment)."""
+SCALES = ("tiny", "demo", "full")
 NEAR_DUP_THRESHOLD = 0.9
 
 
-def plan(scale: str) -> list[tuple[str, int]]:
+def plan(scale: str, only: list[str] | None = None) -> list[tuple[str, tuple]]:
+    """(family name, environment key) for every environment of the scale, family by family."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
-    return general.variants(SCALES[scale][0])
+    return [(name, tuple(k)) for name, m in families(only).items() for k in m.plan(scale)]
 
 
 def _progress(it, total: int, desc: str):
@@ -42,12 +42,13 @@ def _progress(it, total: int, desc: str):
 
 
 def _env_job(job) -> str:
-    out, domain, v, seed = job
-    eid = general.env_id(domain, v)
+    out, fam, key, seed = job
+    m = families([fam])[fam]
+    eid = m.env_id(key)
     marker = Path(out) / ".work" / "envs" / f"{eid}.done"
     if marker.exists():
         return eid
-    general.build_env(Path(out) / "envs", domain, v, seed)
+    m.build_env(Path(out) / "envs", key, seed)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")
     return eid
@@ -56,17 +57,35 @@ def _env_job(job) -> str:
 def _map(fn, jobs, workers: int, desc: str) -> list:
     if workers <= 1:
         return [fn(j) for j in _progress(jobs, len(jobs), desc)]
+    # Slow environments first (code, then code-interpreter) so no worker is left with a long tail at the end.
+    order = sorted(range(len(jobs)), key=lambda i: (-_COST.get(jobs[i][1], 1), i))
     with Pool(workers) as pool:
-        return list(_progress(pool.imap(fn, jobs, chunksize=4), len(jobs), desc))
+        done = list(_progress(pool.imap(fn, [jobs[i] for i in order], chunksize=1), len(jobs), desc))
+    out = [None] * len(jobs)
+    for i, r in zip(order, done, strict=True):
+        out[i] = r
+    return out
 
 
-def synth_envs(out: str | Path, seed: int = 0, scale: str = "demo", workers: int | None = None) -> list[str]:
+_COST = {"code": 30, "code_interpreter": 10}
+"""Relative validation cost per environment, for scheduling only."""
+
+
+def synth_envs(
+    out: str | Path,
+    seed: int = 0,
+    scale: str = "demo",
+    workers: int | None = None,
+    only: list[str] | None = None,
+) -> list[str]:
     """Build every environment of the plan; returns their ids (sorted). Raises on a distinctness clash."""
-    jobs = [(str(out), d, v, seed) for d, v in plan(scale)]
+    jobs = [(str(out), fam, key, seed) for fam, key in plan(scale, only)]
     ids = _map(_env_job, jobs, workers or os.cpu_count() or 1, "envs")
+    if len(set(ids)) != len(ids):
+        raise ValueError("two environments of the plan share an id")
     keys = {}
     for eid in sorted(ids):
-        key = general.distinctness_key(Path(out) / "envs" / eid)
+        key = distinctness_key(Path(out) / "envs" / eid)
         if key in keys:
             raise ValueError(
                 f"environments {keys[key]} and {eid} share tool set, rules and data; change a seed"
@@ -147,97 +166,113 @@ def near_duplicates(prompts: list[str], threshold: float = NEAR_DUP_THRESHOLD) -
     return dropped
 
 
+def _answer_checked(task: dict) -> bool:
+    """A task whose verifier compares the answer with an expected one (a state check ignores the answer)."""
+    return task["verifier"] != "check_state" and task["params"].get("expected") is not None
+
+
+def _admit(
+    server: EnvServer, task: dict, submit: str | None, tools: list[dict], drops: Counter
+) -> int | None:
+    """Run one candidate through the admission checks; None when it fails one (the reason counted in `drops`),
+    else how many random-tool episodes it won."""
+    if task["verifier"] == "check_state":  # the expected state is what the tool-only solution leaves
+        server.reset({"id": task["id"]})
+        if not all(server.call(x.name, dict(x.arguments))["ok"] for x in task["solution"]):
+            drops["reference_fails"] += 1
+            return None
+        verify = server._load_verify(None)
+        digest = verify.db_digest(server.ctx.db)
+        server.reset({"id": task["id"]})
+        if digest == verify.db_digest(server.ctx.db):
+            drops["no_state_change"] += 1
+            return None
+        task["params"] = {**task["params"], "expected": digest}
+    if run_episode_inprocess(server, task, task["solution"], task["answer"]) != 1.0:
+        drops["reference_fails"] += 1
+        return None
+    if run_episode_inprocess(server, task, [], "I could not do that.") != 0.0:
+        drops["do_nothing_passes"] += 1
+        return None
+    guess = [ToolCall(name=submit, arguments={"answer": task["guess"]})] if submit else []
+    if run_episode_inprocess(server, task, guess, task["guess"]) != 0.0:
+        drops["guess_passes"] += 1
+        return None
+    if _answer_checked(task):
+        # The same guess after every lookup of the reference: only the answer can fail it now, so this proves
+        # that the verifier reads the answer and not only the evidence.
+        lookups = [c for c in task["solution"] if c.name != submit]
+        if run_episode_inprocess(server, task, lookups + guess, task["guess"]) != 0.0:
+            drops["guess_after_lookups_passes"] += 1
+            return None
+    return sum(random_episode(server, task, tools, seed=s) == 1.0 for s in range(RANDOM_EPISODES))
+
+
 def _task_job(job) -> dict:
-    out, domain, v, seed, n_tasks = job
-    eid = general.env_id(domain, v)
+    out, fam, key, seed, n_tasks = job
+    m = families([fam])[fam]
+    eid = m.env_id(key)
     marker = Path(out) / ".work" / "tasks" / f"{eid}.json"
     if marker.exists():
         return json.loads(marker.read_text())
     env_dir = Path(out) / "envs" / eid
-    cands = general.make_tasks(env_dir, domain, v, seed, n_tasks)
-    drops: Counter = Counter()
-    kept = []
-    guesses = {}
-    for c in cands:
-        if c["params"].get("expected") is not None:
-            guesses.setdefault(c["template"], Counter())[c["params"]["expected"]] += 1
+    cands = m.make_tasks(env_dir, key, seed, n_tasks)
     spec = json.loads((env_dir / "env.json").read_text())
-    submit = next(t["function"]["name"] for t in spec["tools"] if t.get("submit"))
+    submit = next((t["function"]["name"] for t in spec["tools"] if t.get("submit")), None)
     tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
+    drops: Counter = Counter()
     random_wins: Counter = Counter()
+    kept = []
     with tempfile.TemporaryDirectory() as scratch:
         server = EnvServer(str(env_dir), scratch=scratch)
-        for i, c in enumerate(cands):
-            task = {**c, "id": f"{eid}-{i:03d}"}
-            if c["verifier"] == "check_state":  # the expected state is what the tool-only solution leaves
-                server.reset({"id": task["id"]})
-                if not all(server.call(x.name, dict(x.arguments))["ok"] for x in c["solution"]):
-                    drops["reference_fails"] += 1
+        try:
+            for i, c in enumerate(cands):
+                task = {**c, "id": f"{eid}-{i:03d}"}
+                wins = _admit(server, task, submit, tools, drops)
+                if wins is None:
                     continue
-                verify = server._load_verify(None)
-                digest = verify.db_digest(server.ctx.db)
-                server.reset({"id": task["id"]})
-                if digest == verify.db_digest(server.ctx.db):
-                    drops["no_state_change"] += 1
+                random_wins[wins] += 1
+                if wins:
+                    drops["too_easy_random"] += 1
                     continue
-                c["params"] = task["params"] = {**c["params"], "expected": digest}
-            if run_episode_inprocess(server, task, c["solution"], c["answer"]) != 1.0:
-                drops["reference_fails"] += 1
-                continue
-            if run_episode_inprocess(server, task, [], "I could not do that.") != 0.0:
-                drops["do_nothing_passes"] += 1
-                continue
-            guess = guesses.get(c["template"], Counter({"0": 1})).most_common(1)[0][0]
-            from toolgym.envs.spec import ToolCall
-
-            if (
-                run_episode_inprocess(
-                    server, task, [ToolCall(name=submit, arguments={"answer": guess})], guess
-                )
-                != 0.0
-            ):
-                drops["guess_passes"] += 1
-                continue
-            wins = sum(random_episode(server, task, tools, seed=s) == 1.0 for s in range(RANDOM_EPISODES))
-            random_wins[wins] += 1
-            if wins:
-                drops["too_easy_random"] += 1
-                continue
-            kept.append(task)
-        if server.ctx is not None:
-            server.ctx.close()
+                kept.append(task)
+        finally:
+            if server.ctx is not None:
+                server.ctx.close()
     seen, unique = set(), []
     for t in kept:
-        key = " ".join(t["prompt"][0].lower().split())
-        if key in seen:
+        key_text = " ".join(t["prompt"][0].lower().split())
+        if key_text in seen:
             drops["exact_duplicate"] += 1
             continue
-        seen.add(key)
+        seen.add(key_text)
         unique.append(t)
     near = near_duplicates([t["prompt"][0] for t in unique])
     drops["near_duplicate"] += len(near)
     unique = [t for i, t in enumerate(unique) if i not in near]
-    rows = []
-    for t in unique:
-        rows.append(
-            TaskSpec(
-                id=t["id"],
-                env_id=eid,
-                category="general",
-                difficulty=t["difficulty"],
-                prompt=t["prompt"],
-                verifier=t["verifier"],
-                params=t["params"],
-                solution=t["solution"],
-                answer=t["answer"],
-                provenance=Provenance(
-                    producer="template", family=f"general/{domain}", seed=seed, version=t["template"]
-                ),
-            ).model_dump(mode="json")
-        )
+    rows = [
+        TaskSpec(
+            id=t["id"],
+            env_id=eid,
+            category=m.CATEGORY,
+            difficulty=t["difficulty"],
+            prompt=t["prompt"],
+            verifier=t["verifier"],
+            params=t["params"],
+            solution=t["solution"],
+            answer=t["answer"],
+            user_instructions=t.get("user_instructions"),
+            provenance=Provenance(
+                producer="template", family=f"{fam}/{m.domain(key)}", seed=seed, version=t["template"]
+            ),
+        ).model_dump(mode="json")
+        for t in unique
+    ]
     result = {
         "env_id": eid,
-        "domain": domain,
+        "family": fam,
+        "category": m.CATEGORY,
+        "domain": m.domain(key),
         "candidates": len(cands),
         "tasks": rows,
         "drops": dict(drops),
@@ -260,19 +295,33 @@ def synth_tasks(
     shard_size: int = 10_000,
     sandbox_fraction: float = 0.0,
     backend="docker",
+    only: list[str] | None = None,
+    timings: dict | None = None,
 ) -> dict:
-    """Generate, validate and dedupe the tasks of every environment; write shards and the manifest."""
+    """Generate, validate and dedupe the tasks of every environment; write shards and the manifest.
+    `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes)."""
+    import time
+
+    started = time.perf_counter()
     out = Path(out)
-    n_tasks = SCALES[scale][1]
-    jobs = [(str(out), d, v, seed, n_tasks) for d, v in plan(scale)]
+    fams = families(only)
+    jobs = [(str(out), fam, key, seed, fams[fam].SCALES[scale][1]) for fam, key in plan(scale, only)]
     results = sorted(
         _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks"), key=lambda r: r["env_id"]
     )
-    tasks, drops, by_domain, by_diff, random_wins = [], Counter(), Counter(), Counter(), Counter()
+    tasks, drops, random_wins = [], Counter(), Counter()
+    by_cat, by_domain, by_diff, by_cat_diff, envs_by_cat = (
+        Counter(),
+        Counter(),
+        Counter(),
+        Counter(),
+        Counter(),
+    )
     seen = set()
     for r in results:
         drops.update(r["drops"])
         random_wins.update(r["random_wins"])
+        envs_by_cat[r["category"]] += 1
         for row in r["tasks"]:
             key = " ".join(row["prompt"][0].lower().split())
             if key in seen:  # exact duplicates across environments
@@ -280,12 +329,17 @@ def synth_tasks(
                 continue
             seen.add(key)
             tasks.append(TaskSpec.model_validate(row))
-            by_domain[r["domain"]] += 1
+            by_cat[r["category"]] += 1
+            by_domain[f"{r['category']}/{r['domain']}"] += 1
             by_diff[str(row["difficulty"])] += 1
+            by_cat_diff[f"{r['category']}/{row['difficulty']}"] += 1
+    validated = time.perf_counter()
     sandbox = {"fraction": sandbox_fraction, "checked": 0, "disagreements": []}
     if sandbox_fraction > 0:
         sample = sandbox_sample(tasks, sandbox_fraction, seed)
         sandbox.update(checked=len(sample), disagreements=sandbox_check(out, sample, backend))
+    if timings is not None:
+        timings.update(validate_s=validated - started, sandbox_s=time.perf_counter() - validated)
     if (out / "tasks").exists():
         shutil.rmtree(out / "tasks")
     shards = write_task_shards(tasks, out / "tasks", shard_size=shard_size)
@@ -296,11 +350,13 @@ def synth_tasks(
     manifest = {
         "seed": seed,
         "scale": scale,
-        "version": general.VERSION,
+        "versions": {name: m.VERSION for name, m in fams.items()},
         "envs": len(results),
         "tasks": len(tasks),
         "candidates": sum(r["candidates"] for r in results),
-        "by_category": {"general": len(tasks)},
+        "envs_by_category": dict(sorted(envs_by_cat.items())),
+        "by_category": dict(sorted(by_cat.items())),
+        "by_category_difficulty": dict(sorted(by_cat_diff.items())),
         "by_domain": dict(sorted(by_domain.items())),
         "by_difficulty": dict(sorted(by_diff.items())),
         "drop_reasons": dict(sorted(drops.items())),
@@ -323,31 +379,35 @@ def synth_tasks(
 
 
 # -- the sandboxed sample ----------------------------------------------------------------------------------------
-def sandbox_check(out: str | Path, tasks: list[TaskSpec], backend="docker") -> list[dict]:
-    """Run `tasks` through the full sandboxed path (ToolEnv, env server in a sandbox, files pushed): the oracle
-    must score 1.0 and a do-nothing answer 0.0, as in-process. Returns one row per disagreement."""
+def sandbox_check(out: str | Path, tasks: list[TaskSpec], backend="docker", in_flight: int = 4) -> list[dict]:
+    """Run `tasks` through the full sandboxed path, the rollout runner's (a sandbox pool, the env server in each
+    sandbox, files pushed): the oracle must score 1.0 and an answer without tools 0.0, as in-process. Returns one
+    row per disagreement."""
     import asyncio
 
-    from toolgym.agent.loop import run_episode
-    from toolgym.agent.policies import OraclePolicy
-    from toolgym.envs.gym import ToolEnv
+    from toolgym.agent.policies import GiveUpPolicy, OraclePolicy
+    from toolgym.agent.rollout import load_trajectories, rollout
+    from toolgym.envs.corpus import Corpus
 
-    bad = []
-    by_env: dict[str, list[TaskSpec]] = {}
-    for t in tasks:
-        by_env.setdefault(t.env_id, []).append(t)
-    for eid, group in sorted(by_env.items()):
-        env = ToolEnv(Path(out) / "envs" / eid, tasks=group, backend=backend, transport="push")
-        try:
-            for t in group:
-                traj = asyncio.run(run_episode(env, OraclePolicy(reasoning=False), task_id=t.id))
-                env.reset(options={"task_id": t.id})
-                _, nothing, *_ = env.step({"content": "I could not do that."})
-                if traj.reward != 1.0 or nothing != 0.0:
-                    bad.append({"task": t.id, "oracle": traj.reward, "do_nothing": nothing})
-        finally:
-            env.close()
-    return bad
+    out = Path(out)
+    corpus = Corpus(
+        out, {t.env_id: out / "envs" / t.env_id for t in tasks}, sorted(tasks, key=lambda t: t.id)
+    )
+    rewards: dict[str, dict[str, float]] = {t.id: {} for t in tasks}
+    with tempfile.TemporaryDirectory() as runs:
+        for name, factory in (
+            ("oracle", lambda: OraclePolicy(reasoning=False)),
+            ("do_nothing", GiveUpPolicy),
+        ):
+            run_dir = Path(runs) / name
+            asyncio.run(rollout(corpus, factory, run_dir, in_flight=in_flight, backend=backend))
+            for row in load_trajectories(run_dir):
+                rewards[row["task_id"]][name] = row["reward"] if row["status"] == "ok" else None
+    return [
+        {"task": tid, **r}
+        for tid, r in sorted(rewards.items())
+        if r.get("oracle") != 1.0 or r.get("do_nothing") != 0.0
+    ]
 
 
 def sandbox_sample(tasks: list[TaskSpec], fraction: float, seed: int) -> list[TaskSpec]:

@@ -30,8 +30,10 @@ def collect(out: str | Path) -> dict:
     return {
         "manifest": manifest,
         "tables": {
+            "environments by category": manifest.get("envs_by_category", {}),
             "by category": manifest["by_category"],
             "by difficulty": manifest["by_difficulty"],
+            "by category and difficulty": manifest.get("by_category_difficulty", {}),
             "by domain": manifest["by_domain"],
             "prompt length (words)": _buckets([len(t.prompt[0].split()) for t in tasks], 5),
             "reference solution length (calls)": dict(
@@ -43,13 +45,35 @@ def collect(out: str | Path) -> dict:
         "samples": [
             {
                 "id": t.id,
+                "category": t.category,
                 "difficulty": t.difficulty,
                 "prompt": t.prompt[0],
                 "calls": [c.name for c in t.solution],
             }
-            for t in tasks[:: max(1, len(tasks) // 8)][:8]
+            for t in _samples(tasks, per_category=3)
         ],
     }
+
+
+def _samples(tasks: list, per_category: int) -> list:
+    """A few tasks of every category, spread evenly over it (the first of each category alone would be one
+    environment's)."""
+    by_cat: dict[str, list] = {}
+    for t in tasks:
+        by_cat.setdefault(t.category, []).append(t)
+    out = []
+    for group in by_cat.values():
+        out += group[:: max(1, len(group) // per_category)][:per_category]
+    return out
+
+
+def _versions(m: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()) or m.get("version", "?")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def markdown(data: dict) -> str:
@@ -57,7 +81,7 @@ def markdown(data: dict) -> str:
     lines = [
         "# Synthesized corpus",
         "",
-        f"seed {m['seed']}, scale {m['scale']}, version {m['version']}: {m['envs']} environments, "
+        f"seed {m['seed']}, scale {m['scale']}, family versions {_versions(m)}: {m['envs']} environments, "
         f"{m['tasks']} tasks admitted of {m['candidates']} candidates.",
     ]
     for title, table in data["tables"].items():
@@ -65,7 +89,10 @@ def markdown(data: dict) -> str:
         lines += [f"| {k} | {v} |" for k, v in table.items()]
     lines += ["", "## Sample tasks", ""]
     for s in data["samples"]:
-        lines.append(f"- `{s['id']}` (difficulty {s['difficulty']}): {s['prompt']} — {', '.join(s['calls'])}")
+        lines.append(
+            f"- `{s['id']}` ({s['category']}, difficulty {s['difficulty']}): {_short(s['prompt'])} — "
+            f"{', '.join(s['calls'])}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,8 +129,8 @@ def html_report(data: dict) -> str:
     parts.append("<h2>Sample tasks</h2><ul>")
     for s in data["samples"]:
         parts.append(
-            f"<li><code>{html.escape(s['id'])}</code> (difficulty {s['difficulty']}): "
-            f"{html.escape(s['prompt'])} <i>{html.escape(', '.join(s['calls']))}</i></li>"
+            f"<li><code>{html.escape(s['id'])}</code> ({s['category']}, difficulty {s['difficulty']}): "
+            f"{html.escape(_short(s['prompt']))} <i>{html.escape(', '.join(s['calls']))}</i></li>"
         )
     return "".join(parts) + "</ul>\n"
 

@@ -11,6 +11,7 @@ from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.shards import read_task_shards
 from toolgym.envs.validate import validate_env
 from toolgym.synth import general, pipeline
+from toolgym.synth.family import distinctness_key
 
 
 def _tree_hash(root: Path) -> str:
@@ -24,16 +25,16 @@ def _tree_hash(root: Path) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
-    pipeline.synth_envs(out, seed=0, scale="tiny", workers=1)
-    manifest = pipeline.synth_tasks(out, seed=0, scale="tiny", workers=1)
+    pipeline.synth_envs(out, seed=0, scale="tiny", workers=1, only=["general"])
+    manifest = pipeline.synth_tasks(out, seed=0, scale="tiny", workers=1, only=["general"])
     return out, manifest
 
 
 def test_every_env_validates_and_is_distinct(corpus):
     out, _ = corpus
     envs = sorted((out / "envs").iterdir())
-    assert len(envs) == pipeline.SCALES["tiny"][0] * len(general.DOMAINS) >= 60
-    keys = {general.distinctness_key(e) for e in envs}
+    assert len(envs) == general.SCALES["tiny"][0] == len(general.DOMAINS) >= 60
+    keys = {distinctness_key(e) for e in envs}
     assert len(keys) == len(envs)
     tasks = read_task_shards(out / "tasks")
     for env in envs[:6]:
@@ -42,10 +43,10 @@ def test_every_env_validates_and_is_distinct(corpus):
 
 def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     out, _ = corpus
-    pipeline.synth_envs(tmp_path / "a", seed=0, scale="tiny", workers=2)
-    pipeline.synth_tasks(tmp_path / "a", seed=0, scale="tiny", workers=2)
+    pipeline.synth_envs(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
+    pipeline.synth_tasks(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
     assert _tree_hash(tmp_path / "a") == _tree_hash(out)
-    general.build_env(tmp_path / "b", "retail_orders", 0, seed=1)
+    general.build_env(tmp_path / "b", ("retail_orders", 0), seed=1)
     a = (out / "envs" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes()
     assert (tmp_path / "b" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes() != a
 
@@ -86,23 +87,23 @@ def test_near_duplicates_are_found():
 
 
 def test_distinctness_catches_a_copy(tmp_path):
-    a = general.build_env(tmp_path / "s1", "library_loans", 3, seed=0)
-    b = general.build_env(tmp_path / "s2", "library_loans", 3, seed=0)
-    assert general.distinctness_key(a) == general.distinctness_key(b)
-    c = general.build_env(tmp_path / "s2", "library_loans", 4, seed=0)
-    assert general.distinctness_key(a) != general.distinctness_key(c)
+    a = general.build_env(tmp_path / "s1", ("library_loans", 3), seed=0)
+    b = general.build_env(tmp_path / "s2", ("library_loans", 3), seed=0)
+    assert distinctness_key(a) == distinctness_key(b)
+    c = general.build_env(tmp_path / "s2", ("library_loans", 4), seed=0)
+    assert distinctness_key(a) != distinctness_key(c)
 
 
 def test_resume_after_interruption_gives_identical_output(corpus, tmp_path):
     out, _ = corpus
     run = tmp_path / "r"
-    pipeline.synth_envs(run, seed=0, scale="tiny", workers=1)
-    pipeline.synth_tasks(run, seed=0, scale="tiny", workers=1)
+    pipeline.synth_envs(run, seed=0, scale="tiny", workers=1, only=["general"])
+    pipeline.synth_tasks(run, seed=0, scale="tiny", workers=1, only=["general"])
     # simulate a kill midway: some per-env work and the outputs are gone
     for marker in sorted((run / ".work" / "tasks").glob("*.json"))[::2]:
         marker.unlink()
     (run / "manifest.json").unlink()
-    pipeline.synth_tasks(run, seed=0, scale="tiny", workers=1)
+    pipeline.synth_tasks(run, seed=0, scale="tiny", workers=1, only=["general"])
     assert _tree_hash(run) == _tree_hash(out)
     assert json.loads((run / "manifest.json").read_text())["tasks"] > 0
 
@@ -114,7 +115,7 @@ def test_report_renders_markdown_and_html(corpus, tmp_path):
     text = write_report(out, md=tmp_path / "r.md", html_out=tmp_path / "r.html")
     assert f"{manifest['tasks']} tasks admitted" in text and "## By difficulty" in text
     page = (tmp_path / "r.html").read_text()
-    assert page.count("<svg") == 7 and "Sample tasks" in page
+    assert page.count("<svg") == 9 and "Sample tasks" in page
 
 
 def test_cli_help_and_report(corpus, capsys):

@@ -1,4 +1,5 @@
-"""`toolgym demo`: the end-to-end job on an embedded default. For now: doctor, then a sandboxed smoke run."""
+"""`toolgym demo`: the end-to-end job on an embedded default: the doctor, a sandboxed smoke run, then a small
+corpus of all four categories synthesized, rolled out (oracle and random) in sandboxes, evaluated and exported."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import json
 def _envs(args) -> int:
     from toolgym.synth.pipeline import synth_envs
 
-    ids = synth_envs(args.out, seed=args.seed, scale=args.scale, workers=args.workers)
+    ids = synth_envs(args.out, seed=args.seed, scale=args.scale, workers=args.workers, only=args.only)
     print(f"{len(ids)} environments in {args.out}/envs")
     return 0
 
@@ -22,6 +22,7 @@ def _tasks(args) -> int:
         scale=args.scale,
         workers=args.workers,
         sandbox_fraction=args.sandbox_fraction,
+        only=args.only,
     )
     keys = (
         "envs",
@@ -78,6 +79,13 @@ def add_parser(sub) -> None:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--scale", choices=["tiny", "demo", "full"], default="demo")
         q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+        q.add_argument(
+            "--only",
+            nargs="+",
+            metavar="FAMILY",
+            choices=["general", "search", "code_interpreter", "code"],
+            help="build only these families (default: all four)",
+        )
     r = add_command(
         s,
         "report",
