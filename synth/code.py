@@ -46,11 +46,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import jinja2
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
 
 from ..envs.reference import code_repair
+from .family import TEMPLATES, jinja, prompt_template
 
 NAME = "code"
 CATEGORY = "code"
@@ -59,7 +59,7 @@ SCALES = {"tiny": (2, 4), "demo": (4, 8), "full": (60, 20)}
 """scale -> (environments, candidate tasks per environment). Full: 60 repositories of 3-5 bugs give ~20
 candidates each (one issue per bug and level, bug pairs and triples), ~1,100 tasks after validation. Every
 validation episode runs Python subprocesses (tests), so the counts stay modest."""
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+
 LIBRARY = TEMPLATES / "code" / "library.py"
 REFERENCE_TOOLS = Path(code_repair.__file__).resolve().parent / "tools.py"
 LIMITS = EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40)  # as the reference's
@@ -129,22 +129,6 @@ N_INPUTS = 40
 """Inputs generated per function (for admission, hidden tests, visible tests and issue examples)."""
 TRACE_BUDGET = 20000
 """Trace events a mutant may spend on one input; beyond it counts as not terminating and rejects the mutant."""
-
-
-@cache
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-@cache
-def _prompt(text: str) -> jinja2.Template:
-    return _jinja().from_string(text)
 
 
 # -- the library ---------------------------------------------------------------------------------------------
@@ -823,7 +807,7 @@ def module_source(repo: Repo, module: str) -> str:
     )
     sources = [repo.bugs[f].source if f in repo.bugs else lib[f].source for f in fns]
     return (
-        _jinja()
+        jinja(True)
         .get_template("code/repo/module.py.j2")
         .render(
             doc=GROUP_DOCS[repo.group_of[module]],
@@ -848,7 +832,7 @@ def unittest_file(repo: Repo, test_file: str, cases: dict[str, list[Example]]) -
     """A visible test file of the repository (unittest, as a project has them)."""
     module = test_file[len("test_") : -len(".py")]
     return (
-        _jinja()
+        jinja(True)
         .get_template("code/repo/test_module.py.j2")
         .render(pkg=repo.pkg, module=module, cls=module.title().replace("_", ""), cases=cases)
     )
@@ -861,7 +845,7 @@ def plain_tests(repo: Repo, cases: dict[str, list[Example]], doc: str) -> str:
     for f in cases:
         imports.setdefault(repo.module_of(f), []).append(f)
     return (
-        _jinja()
+        jinja(True)
         .get_template("code/repo/test_plain.py.j2")
         .render(
             pkg=repo.pkg, doc=doc, imports={m: sorted(n) for m, n in sorted(imports.items())}, cases=cases
@@ -932,7 +916,7 @@ def render_sources(key: tuple, seed: int) -> dict[str, str]:
     for module in repo.modules:
         files[f"state/{repo.pkg}/{module}.py"] = module_source(repo, module)
     files["state/README.md"] = (
-        _jinja()
+        jinja(True)
         .get_template("code/repo/README.md.j2")
         .render(
             pkg=repo.pkg,
@@ -947,11 +931,11 @@ def render_sources(key: tuple, seed: int) -> dict[str, str]:
     )
     ctx = {"pkg": repo.pkg, "cfg": cfg, "ref": tool_sources(cfg, example), "example": example}
     ctx["doc"] = textwrap.fill(doc, 107)
-    files["tools.py"] = _jinja().get_template("code/tools.py.j2").render(**ctx)
+    files["tools.py"] = jinja(True).get_template("code/tools.py.j2").render(**ctx)
     visible = {f: x for cases in tests.values() for f, x in cases.items()}
     ctx["visible"] = json.dumps(plain_tests(repo, visible, "The repository's original tests."))
     ctx["edit_tools"] = [cfg["edit"][0]] + ([] if cfg["no_write_file"] else ["write_file"])
-    files["verify.py"] = _jinja().get_template("code/verify.py.j2").render(**ctx)
+    files["verify.py"] = jinja(True).get_template("code/verify.py.j2").render(**ctx)
     return files
 
 
@@ -1124,7 +1108,7 @@ def make_tasks(env_dir, key, seed: int, n_tasks: int) -> list[dict]:
         items = [x.slots() for x in issue["items"]]
         slots = {"pkg": repo.pkg, **items[0], "items": items, "a": items[0], "b": items[-1]}
         slots["path"] = repo.path_of(issue["bugs"][0])
-        prompt = _prompt(PROMPTS[kind][variant]).render(**slots)
+        prompt = prompt_template(PROMPTS[kind][variant], trim=True).render(**slots)
         if prompt in seen:
             continue
         seen.add(prompt)

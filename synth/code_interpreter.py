@@ -34,11 +34,12 @@ from functools import cache
 from itertools import zip_longest
 from pathlib import Path
 
-import jinja2
 from toolgym.envs.reference.code_interpreter import build as reference_build
 from toolgym.envs.reference.code_interpreter.build import run_reference
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
+
+from .family import jinja
 
 NAME = "code_interpreter"
 CATEGORY = "code_interpreter"
@@ -47,7 +48,6 @@ SCALES = {"tiny": (2, 6), "demo": (5, 12), "full": (80, 38)}
 """scale -> (environments, candidate tasks per environment): 20 themes x 4 variants at full scale. 38 candidates
 ask each of the 38-39 question kinds about once per environment; almost none is dropped, so about 3,000 tasks
 are kept, and validation (one REPL process per episode that runs code) stays near 150 s with 2 workers."""
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 REFERENCE = Path(reference_build.__file__).resolve().parent
 """The reference environment whose tools.py and verify.py the templates render."""
 VARIANTS_PER_THEME = 4
@@ -260,15 +260,6 @@ REL_TOL = 1e-12
 MODULI = [10007, 1_000_003, 998_244_353, 1_000_000_007]
 RANDOM_POLICY_ANSWERS = {42.0}
 """Numbers agent.policies.RandomPolicy may end on: a task with that answer could be won by chance."""
-
-
-@cache
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
 
 
 @cache
@@ -565,8 +556,8 @@ def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
         "format_where": FORMAT_WHERE.get(fmt, ""),
     }
     ctx["verify_code"] = ctx["verify_code"].replace('c["name"] == "python"', f'c["name"] == {n["python"]!r}')
-    (out / "tools.py").write_text(_jinja().get_template("code_interpreter/tools.py.j2").render(**ctx))
-    (out / "verify.py").write_text(_jinja().get_template("code_interpreter/verify.py.j2").render(**ctx))
+    (out / "tools.py").write_text(jinja().get_template("code_interpreter/tools.py.j2").render(**ctx))
+    (out / "verify.py").write_text(jinja().get_template("code_interpreter/verify.py.j2").render(**ctx))
     spec = EnvSpec(
         id=env_id(key),
         category=CATEGORY,

@@ -32,9 +32,35 @@ random-tool policy recorded (any win drops the task), exact and near-duplicate p
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from types import ModuleType
 
+import jinja2
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
 NAMES = ("general", "search", "code_interpreter", "code")
+
+
+@cache
+def jinja(trim: bool = False) -> jinja2.Environment:
+    """The jinja2 environment over every family's templates (`synth/templates/<family>/`). Strict: a missing
+    variable is an error, never an empty string. `trim=True` lets block tags take their own line with them, so
+    rendered code reads as if written by hand."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=trim,
+        lstrip_blocks=trim,
+    )
+
+
+@cache
+def prompt_template(text: str, trim: bool = False) -> jinja2.Template:
+    """A prompt template from its text (compiled once)."""
+    return jinja(trim).from_string(text)
 
 
 def families(only: list[str] | tuple[str, ...] | None = None) -> dict[str, ModuleType]:

@@ -13,11 +13,11 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
-import jinja2
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, Provenance, ToolCall, write_env_spec
 
 from .domains import DOMAINS
+from .family import jinja, prompt_template
 
 NAME = "general"
 CATEGORY = "general"
@@ -25,7 +25,6 @@ VERSION = "2"
 SCALES = {"tiny": (62, 10), "demo": (31, 10), "full": (1860, 42)}
 """scale -> (environments, candidate tasks per environment): every domain once (tiny), every other domain once
 (demo), 30 variants of every domain (full)."""
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR"]
 NAMING = ["plain", "verbose", "short"]
 ADJ = [
@@ -80,20 +79,6 @@ PROMPTS = {
     ],
 }
 LEVEL = {"lookup": 1, "count": 2, "cheapest": 2, "join": 3, "cancel": 4, "create": 4}
-
-
-@cache
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-@cache
-def _prompt(text: str) -> jinja2.Template:
-    return _jinja().from_string(text)
 
 
 @cache
@@ -244,8 +229,8 @@ def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
         "rules_text": "; ".join(rules) + ".",
         **cfg,
     }
-    (out / "tools.py").write_text(_jinja().get_template("general/tools.py.j2").render(**ctx))
-    (out / "verify.py").write_text(_jinja().get_template("general/verify.py.j2").render(**ctx))
+    (out / "tools.py").write_text(jinja().get_template("general/tools.py.j2").render(**ctx))
+    (out / "verify.py").write_text(jinja().get_template("general/verify.py.j2").render(**ctx))
     db_path = out / "state" / "db.sqlite"
     if db_path.exists():
         db_path.unlink()
@@ -380,7 +365,7 @@ def make_tasks(env_dir: Path, key: tuple[str, int], seed: int, n_tasks: int) -> 
             expected, verifier, must = None, "check_state", [n["create"]]
         if expected is not None:
             calls.append(ToolCall(name=sub, arguments={"answer": expected}))
-        prompt = _prompt(PROMPTS[kind][t_index]).render(**slots)
+        prompt = prompt_template(PROMPTS[kind][t_index]).render(**slots)
         if " ".join(prompt.lower().split()) in seen:  # the same question again: draw another
             continue
         seen.add(" ".join(prompt.lower().split()))

@@ -29,12 +29,12 @@ import sqlite3
 from functools import cache
 from pathlib import Path
 
-import jinja2
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, Provenance, ToolCall, write_env_spec
 
 from ..envs.reference.search import build as reference
 from ..envs.reference.search.verify import normalize
+from .family import jinja, prompt_template
 
 NAME = "search"
 CATEGORY = "search"
@@ -43,7 +43,6 @@ VARIANTS_PER_THEME = 10
 SCALES = {"tiny": (2, 10), "demo": (6, 20), "full": (160, 100)}
 """scale -> (environments, candidate tasks per environment): 16 themes x 10 variants at full scale; tiny and
 demo take the first variant of the first themes, so even they span several themes."""
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 # -- themes as data ------------------------------------------------------------------------------------------
@@ -333,22 +332,6 @@ LEVEL = {"one_hop": 1, "two_hop": 2, "three_hop": 3, "compare": 4, "four_hop": 5
 
 
 @cache
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,  # block tags take their line with them: the rendered code reads as if hand-written
-        lstrip_blocks=True,
-    )
-
-
-@cache
-def _prompt(text: str) -> jinja2.Template:
-    return _jinja().from_string(text)
-
-
-@cache
 def _reference_normalize() -> str:
     """The reference verifier's `normalize` source: answers are normalized the same way in every search env."""
     path = Path(reference.__file__).with_name("verify.py")
@@ -567,7 +550,8 @@ def render_sources(key, seed: int) -> dict[str, str]:
         "rule": _rule(cfg),
     }
     return {
-        name: _jinja().get_template(f"search/{name}.j2").render(**ctx) for name in ("tools.py", "verify.py")
+        name: jinja(True).get_template(f"search/{name}.j2").render(**ctx)
+        for name in ("tools.py", "verify.py")
     }
 
 
@@ -669,7 +653,7 @@ def make_tasks(env_dir, key, seed: int, n_tasks: int) -> list[dict]:
         rng = random.Random(f"{seed}:search:{key[0]}:{key[1]}:task:{k}")
         slots, hops, answer, guess = _question(theme, ents, kind, pools[kind].pop(), rng)
         t_index = rng.randrange(len(PROMPTS[kind]))
-        prompt = _prompt(PROMPTS[kind][t_index]).render(**slots)
+        prompt = prompt_template(PROMPTS[kind][t_index], trim=True).render(**slots)
         prompt = prompt[0].upper() + prompt[1:]
         if " ".join(prompt.lower().split()) in seen:
             continue
