@@ -54,6 +54,7 @@ def main() -> None:
         "total_vs_goal": round((t2 - t0) / GOAL_S, 2),
         "drop_reasons": m["drop_reasons"],
         "sandbox_sample": {k: m["sandbox_sample"][k] for k in ("checked", "disagreements")},
+        "distinctness": m["distinctness"]["by_category"],
     }
     if args.json:
         print(json.dumps(row, indent=2))
@@ -65,6 +66,11 @@ def main() -> None:
     print("\n| category | environments | tasks |\n|---|---:|---:|")
     for cat, n in m["envs_by_category"].items():
         print(f"| {cat} | {n} | {m['by_category'].get(cat, 0)} |")
+    print(
+        "\n| category | environments | distinct tool sets | rule sets | data sets |\n|---|---:|---:|---:|---:|"
+    )
+    for cat, d in row["distinctness"].items():
+        print(f"| {cat} | {d['environments']} | {d['tool_sets']} | {d['rule_sets']} | {d['data_sets']} |")
     print("\n| stage | seconds |\n|---|---:|")
     for stage, s in row["stage_s"].items():
         print(f"| {stage} | {s} |")

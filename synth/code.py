@@ -55,7 +55,7 @@ from .family import TEMPLATES, jinja, prompt_template
 NAME = "code"
 CATEGORY = "code"
 VERSION = "1"
-SCALES = {"tiny": (2, 4), "demo": (4, 8), "full": (60, 20)}
+SCALES = {"tiny": (2, 4), "demo": (4, 8), "small": (8, 12), "full": (60, 20)}
 """scale -> (environments, candidate tasks per environment). Full: 60 repositories of 3-5 bugs give ~20
 candidates each (one issue per bug and level, bug pairs and triples), ~1,100 tasks after validation. Every
 validation episode runs Python subprocesses (tests), so the counts stay modest."""

@@ -44,7 +44,7 @@ from .family import jinja
 NAME = "code_interpreter"
 CATEGORY = "code_interpreter"
 VERSION = "1"
-SCALES = {"tiny": (2, 6), "demo": (5, 12), "full": (80, 38)}
+SCALES = {"tiny": (2, 6), "demo": (5, 12), "small": (10, 20), "full": (80, 38)}
 """scale -> (environments, candidate tasks per environment): 20 themes x 4 variants at full scale. 38 candidates
 ask each of the 38-39 question kinds about once per environment; almost none is dropped, so about 3,000 tasks
 are kept, and validation (one REPL process per episode that runs code) stays near 150 s with 2 workers."""
@@ -296,8 +296,9 @@ def plan(scale: str) -> list[tuple[str, int]]:
     """(theme, variant index) for every environment of the scale, in a fixed order."""
     if scale == "tiny":  # two themes whose variants differ in tool set, rules and data shape
         return [(THEMES[0]["name"], 1), (THEMES[9]["name"], 3)]
-    if scale == "demo":
-        return [(THEMES[4 * i]["name"], i % VARIANTS_PER_THEME) for i in range(SCALES["demo"][0])]
+    if scale in ("demo", "small"):  # themes spread over the list, every variant shape in turn
+        step = len(THEMES) // SCALES[scale][0]
+        return [(THEMES[step * i]["name"], i % VARIANTS_PER_THEME) for i in range(SCALES[scale][0])]
     return [(t["name"], v) for t in THEMES for v in range(VARIANTS_PER_THEME)]
 
 

@@ -7,7 +7,7 @@ The pipeline (`pipeline.py`) knows families only through this contract, so a new
     CATEGORY: str             one of envs.spec.CATEGORIES
     VERSION: str              bumped when its output changes for the same seed
     SCALES: dict[str, tuple[int, int]]
-                              scale ("tiny" | "demo" | "full") -> (environments, candidate tasks per environment)
+                              scale ("tiny" | "demo" | "small" | "full") -> (environments, candidate tasks per environment)
     plan(scale) -> list[tuple]
                               the family's environment keys (JSON-able tuples), in a fixed order; len == SCALES[0]
     env_id(key) -> str        the environment's id (and folder name); unique across all families
@@ -76,6 +76,11 @@ def families(only: list[str] | tuple[str, ...] | None = None) -> dict[str, Modul
 def distinctness_key(env_dir) -> str:
     """hash(tool signatures) + hash(rules: the description and verify.py) + hash(data: every state/ file):
     no two environments of a corpus may share it."""
+    return "-".join(distinctness_parts(env_dir))
+
+
+def distinctness_parts(env_dir) -> tuple[str, str, str]:
+    """(tool set, rules, data) hashes of an environment: the three parts of its distinctness key."""
     import hashlib
     import json
     from pathlib import Path
@@ -90,6 +95,4 @@ def distinctness_key(env_dir) -> str:
     for p in sorted(state.rglob("*")) if state.is_dir() else []:
         if p.is_file():
             data.update(p.relative_to(state).as_posix().encode() + b"\0" + p.read_bytes())
-    return "-".join(
-        [hashlib.sha256(sig).hexdigest()[:16], hashlib.sha256(rules).hexdigest()[:16], data.hexdigest()[:16]]
-    )
+    return hashlib.sha256(sig).hexdigest()[:16], hashlib.sha256(rules).hexdigest()[:16], data.hexdigest()[:16]

@@ -22,9 +22,9 @@ from .family import jinja, prompt_template
 NAME = "general"
 CATEGORY = "general"
 VERSION = "2"
-SCALES = {"tiny": (62, 10), "demo": (31, 10), "full": (1860, 42)}
+SCALES = {"tiny": (62, 10), "demo": (31, 10), "small": (124, 14), "full": (1860, 42)}
 """scale -> (environments, candidate tasks per environment): every domain once (tiny), every other domain once
-(demo), 30 variants of every domain (full)."""
+(demo), two variants of every domain (small), 30 variants of every domain (full)."""
 LOCALES = ["en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR"]
 NAMING = ["plain", "verbose", "short"]
 ADJ = [

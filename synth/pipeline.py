@@ -19,9 +19,9 @@ from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.shards import write_task_shards
 from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
 
-from .family import distinctness_key, families
+from .family import distinctness_parts, families
 
-SCALES = ("tiny", "demo", "full")
+SCALES = ("tiny", "demo", "small", "full")
 NEAR_DUP_THRESHOLD = 0.9
 
 
@@ -83,15 +83,35 @@ def synth_envs(
     ids = _map(_env_job, jobs, workers or os.cpu_count() or 1, "envs")
     if len(set(ids)) != len(ids):
         raise ValueError("two environments of the plan share an id")
-    keys = {}
-    for eid in sorted(ids):
-        key = distinctness_key(Path(out) / "envs" / eid)
-        if key in keys:
-            raise ValueError(
-                f"environments {keys[key]} and {eid} share tool set, rules and data; change a seed"
-            )
-        keys[key] = eid
+    distinctness(out, ids)
     return sorted(ids)
+
+
+def distinctness(out: str | Path, env_ids: list[str]) -> dict:
+    """Prove the environments distinct: no two share tool set + rules + data (raises on a clash). Returns, per
+    category, how many different tool sets, rule sets and data sets it holds, so a reader sees how far apart
+    the variants are, not only that no two are identical."""
+    owner: dict[tuple, str] = {}
+    by_cat: dict[str, dict] = {}
+    for eid in sorted(env_ids):
+        env_dir = Path(out) / "envs" / eid
+        key = distinctness_parts(env_dir)
+        if key in owner:
+            raise ValueError(
+                f"environments {owner[key]} and {eid} share tool set, rules and data; change a seed"
+            )
+        owner[key] = eid
+        category = json.loads((env_dir / "env.json").read_text())["category"]
+        seen = by_cat.setdefault(
+            category, {"environments": 0, "tool_sets": set(), "rule_sets": set(), "data_sets": set()}
+        )
+        seen["environments"] += 1
+        for name, part in zip(("tool_sets", "rule_sets", "data_sets"), key, strict=True):
+            seen[name].add(part)
+    return {
+        cat: {k: v if isinstance(v, int) else len(v) for k, v in seen.items()}
+        for cat, seen in sorted(by_cat.items())
+    }
 
 
 # -- validation in-process -------------------------------------------------------------------------------------
@@ -347,6 +367,7 @@ def synth_tasks(
         r["env_id"]: json.loads((out / "envs" / r["env_id"] / "env.json").read_text())["content_hash"]
         for r in results
     }
+    distinct = distinctness(out, [r["env_id"] for r in results])
     manifest = {
         "seed": seed,
         "scale": scale,
@@ -364,6 +385,10 @@ def synth_tasks(
             "threshold": NEAR_DUP_THRESHOLD,
             "shingles": "word 3-grams",
             "scope": "environment",
+        },
+        "distinctness": {
+            "rule": "no two environments share tool set + rules + data (hash of each)",
+            "by_category": distinct,
         },
         "env_hashes": env_hashes,
         "sandbox_sample": sandbox,

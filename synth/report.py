@@ -42,6 +42,7 @@ def collect(out: str | Path) -> dict:
             "tools per environment": dict(sorted(Counter(str(n) for n in tools).items())),
             "validation drop reasons": manifest["drop_reasons"],
         },
+        "distinctness": manifest.get("distinctness", {}).get("by_category", {}),
         "samples": [
             {
                 "id": t.id,
@@ -67,6 +68,16 @@ def _samples(tasks: list, per_category: int) -> list:
     return out
 
 
+DISTINCT_COLUMNS = ("environments", "tool_sets", "rule_sets", "data_sets")
+
+
+def _distinct_rows(data: dict) -> list[list[str]]:
+    """category, environments, distinct tool sets, rule sets, data sets."""
+    return [
+        [cat] + [str(row.get(c, "")) for c in DISTINCT_COLUMNS] for cat, row in data["distinctness"].items()
+    ]
+
+
 def _versions(m: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()) or m.get("version", "?")
 
@@ -87,6 +98,13 @@ def markdown(data: dict) -> str:
     for title, table in data["tables"].items():
         lines += ["", f"## {title.capitalize()}", "", "| value | count |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in table.items()]
+    if data["distinctness"]:
+        lines += ["", "## Distinct environments (no two share tool set + rules + data)", ""]
+        lines += [
+            "| category | environments | tool sets | rule sets | data sets |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += ["| " + " | ".join(r) + " |" for r in _distinct_rows(data)]
     lines += ["", "## Sample tasks", ""]
     for s in data["samples"]:
         lines.append(
@@ -126,6 +144,14 @@ def html_report(data: dict) -> str:
     for title, table in data["tables"].items():
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in table.items())
         parts.append(f"<h2>{html.escape(title.capitalize())}</h2>{_svg(table)}<table>{rows}</table>")
+    if data["distinctness"]:
+        head = "".join(
+            f"<th>{h}</th>" for h in ("category", "environments", "tool sets", "rule sets", "data sets")
+        )
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in _distinct_rows(data)
+        )
+        parts.append(f"<h2>Distinct environments</h2><table><tr>{head}</tr>{body}</table>")
     parts.append("<h2>Sample tasks</h2><ul>")
     for s in data["samples"]:
         parts.append(

@@ -40,9 +40,9 @@ NAME = "search"
 CATEGORY = "search"
 VERSION = "1"
 VARIANTS_PER_THEME = 10
-SCALES = {"tiny": (2, 10), "demo": (6, 20), "full": (160, 100)}
-"""scale -> (environments, candidate tasks per environment): 16 themes x 10 variants at full scale; tiny and
-demo take the first variant of the first themes, so even they span several themes."""
+SCALES = {"tiny": (2, 10), "demo": (6, 20), "small": (16, 30), "full": (160, 100)}
+"""scale -> (environments, candidate tasks per environment): 16 themes x 10 variants at full scale; tiny, demo
+and small take the first variant of the first themes, so even they span several themes."""
 
 
 # -- themes as data ------------------------------------------------------------------------------------------

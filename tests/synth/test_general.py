@@ -94,6 +94,21 @@ def test_distinctness_catches_a_copy(tmp_path):
     assert distinctness_key(a) != distinctness_key(c)
 
 
+def test_manifest_counts_distinct_tool_sets_rules_and_data(corpus, tmp_path):
+    out, manifest = corpus
+    counts = manifest["distinctness"]["by_category"]["general"]
+    n = general.SCALES["tiny"][0]
+    assert counts["environments"] == n and counts["data_sets"] == n
+    # one variant per domain here: every domain names its tools and states its rules in its own words
+    assert counts["tool_sets"] == counts["rule_sets"] == n
+    # a corpus holding two copies of one environment is refused
+    (tmp_path / "envs").mkdir()
+    for name in ("a", "b"):
+        general.build_env(tmp_path / "envs", ("library_loans", 3), seed=0).rename(tmp_path / "envs" / name)
+    with pytest.raises(ValueError, match="share tool set, rules and data"):
+        pipeline.distinctness(tmp_path, ["a", "b"])
+
+
 def test_resume_after_interruption_gives_identical_output(corpus, tmp_path):
     out, _ = corpus
     run = tmp_path / "r"
@@ -114,6 +129,7 @@ def test_report_renders_markdown_and_html(corpus, tmp_path):
     out, manifest = corpus
     text = write_report(out, md=tmp_path / "r.md", html_out=tmp_path / "r.html")
     assert f"{manifest['tasks']} tasks admitted" in text and "## By difficulty" in text
+    assert f"| general | {manifest['envs']} | " in text  # the distinctness table
     page = (tmp_path / "r.html").read_text()
     assert page.count("<svg") == 9 and "Sample tasks" in page
 

@@ -55,6 +55,7 @@ def _report(args) -> int:
 
 def add_parser(sub) -> None:
     from toolgym.cli import add_command
+    from toolgym.synth import pipeline
 
     p = sub.add_parser(
         "synth", help="Synthesize environments and tasks.", description="Synthesize environments and tasks."
@@ -77,7 +78,12 @@ def add_parser(sub) -> None:
     for q in (e, t):
         q.add_argument("--out", required=True)
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--scale", choices=["tiny", "demo", "full"], default="demo")
+        q.add_argument(
+            "--scale",
+            choices=pipeline.SCALES,
+            default="demo",
+            help="tiny (tests), demo (~500 tasks), small (~2,500), full (~86,000)",
+        )
         q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
         q.add_argument(
             "--only",
