@@ -301,8 +301,10 @@ async def rollout(
                     break
             task, sample = mine.pop(0)
             if env is not None and env.env_id != task.env_id:
-                await env.aclose()
-                env = None
+                nxt = open_env(task.env_id)
+                if not nxt.take_over(env):  # keeps the sandbox and its server where no agent code ran
+                    await env.aclose()
+                env = nxt
             retries, status, error = 0, "ok", ""
             while True:
                 if env is None:

@@ -236,6 +236,27 @@ class ToolEnv(gymnasium.Env):
         reset restores the state, and keeping it saves starting a new server (tens of ms)."""
         return sb is not None and not sb.closed and not sb.tainted
 
+    def take_over(self, other: ToolEnv) -> bool:
+        """Continue in `other`'s leased sandbox and env-server session instead of leasing a new one: the session
+        loads this environment in place of `other`'s (see `EnvServerHandle.load`). Only where no agent code ran
+        there and none will here (general, search), so nothing in the sandbox is untrusted; False, and nothing
+        taken, otherwise. `other` is left holding nothing."""
+        if (
+            self.pool is None
+            or other.pool is not self.pool
+            or self._leased is not None
+            or self.runs_agent_code
+            or other.runs_agent_code
+            or not self._reusable(other._leased)
+            or not isinstance(other._server, EnvServerHandle)
+            or other._server_sandbox is not other._leased
+        ):
+            return False
+        self._leased, other._leased = other._leased, None
+        self._server, other._server = other._server, None
+        self._server_sandbox, other._server_sandbox = other._server_sandbox, None
+        return True
+
     def _release_sync(self) -> None:
         if self._leased is not None and isinstance(self.pool, BlockingSandboxPool):
             sb, self._leased = self._leased, None
@@ -293,6 +314,9 @@ class ToolEnv(gymnasium.Env):
             timeout = self.env_spec.limits.call_timeout_s
             self._server = EnvServerHandle(sb, self.env_dir, self._env_path(), timeout)
             self._server_sandbox = sb
+        elif self._server.env_dir != self.env_dir:  # taken over from another environment's ToolEnv
+            self._server.load(self.env_dir, self._env_path())
+            self._server.call_timeout_s = self.env_spec.limits.call_timeout_s
         return self._server
 
     # -- episode ---------------------------------------------------------------------------------------

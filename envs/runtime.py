@@ -160,13 +160,22 @@ class EnvServerHandle(EnvServerOps):
         self.env_path = env_path
         self.call_timeout_s = call_timeout_s
         self.session: PythonSession = sandbox.python(trusted=True)
-        if env_path is not None:
-            start = f"__toolgym_env = envserver.EnvServer({env_path!r})\n"
-        else:
-            files = json.dumps(pushed_files(env_dir))
-            start = f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"
-        self._cell(_boot_code() + start, timeout_s=120)  # one cell: each costs a round trip
-        self._verify_source = None if env_path is not None else (env_dir / "verify.py").read_text()
+        self._cell(_boot_code() + self._start_code(), timeout_s=120)  # one cell: each costs a round trip
+
+    def _start_code(self) -> str:
+        self._verify_source = None if self.env_path is not None else (self.env_dir / "verify.py").read_text()
+        if self.env_path is not None:
+            return f"__toolgym_env = envserver.EnvServer({self.env_path!r})\n"
+        files = json.dumps(pushed_files(self.env_dir))
+        return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"
+
+    def load(self, env_dir: Path, env_path: str | None) -> None:
+        """Serve another environment from the same session: the previous one's episode is closed and its
+        server dropped. Only for sessions whose sandbox ran no agent code (nothing there is untrusted), where it
+        saves a new interpreter and the server's imports (~30 ms of the sandbox's CPU)."""
+        self.env_dir, self.env_path = env_dir, env_path
+        close = "if __toolgym_env.ctx is not None:\n    __toolgym_env.ctx.close()\n"
+        self._cell(close + self._start_code(), timeout_s=120)
 
     def _cell(self, code: str, timeout_s: float) -> str | None:
         r = self.session.run(code, timeout_s=timeout_s)

@@ -140,6 +140,41 @@ def test_blocking_pool_keeps_a_clean_sandbox_and_releases_on_close(toy_store, mo
             assert sb.ping() < 5
 
 
+def test_a_clean_sandbox_and_its_server_pass_to_the_next_environment(tmp_path, module_docker):
+    import sqlite3
+
+    from .conftest import write_toy_env
+
+    store = tmp_path / "store"
+    write_toy_env(store, "toy")
+    write_toy_env(store, "toy2")
+    db = sqlite3.connect(store / "toy2" / "state" / "db.sqlite")  # toy2 counts from 100: tells the two apart
+    db.execute("UPDATE counter SET value = 100")
+    db.commit()
+    db.close()
+    bump = {"tool_calls": [{"name": "bump", "arguments": {"by": 1}}]}
+    with BlockingSandboxPool(1, backend=module_docker, limits=Limits(memory_mb=256)) as pool:
+        first = ToolEnv(store / "toy", pool=pool)
+        first.reset(options={"task_id": "toy-add"})
+        assert first.step(bump)[-1]["messages"][-1]["content"] == "1"
+        sandbox, session = first._leased, first._server.session
+        second = ToolEnv(store / "toy2", pool=pool)
+        assert second.take_over(first) and first._leased is None
+        second.reset(options={"task_id": "toy-add"})
+        # the same sandbox and interpreter, but toy2's state, tools and verifier
+        assert second._leased is sandbox and second._server.session is session
+        assert second.step(bump)[-1]["messages"][-1]["content"] == "101"
+        assert run_actions(second, "toy-add", [ADD, SUBMIT])[0] == 1.0
+        # a sandbox where agent code ran is never handed on: it goes back to the pool for a verified reset
+        sandbox.tainted = True
+        third = ToolEnv(store / "toy", pool=pool)
+        assert not third.take_over(second) and third._leased is None
+        second.close()
+        assert run_actions(third, "toy-add", [ADD, SUBMIT])[0] == 1.0
+        third.close()
+        first.close()
+
+
 def test_a_pool_without_mounts_gets_the_files_pushed(toy_store, module_docker):
     with BlockingSandboxPool(1, backend=module_docker, limits=Limits(memory_mb=256)) as pool:
         env = ToolEnv(toy_store / "toy", pool=pool)
