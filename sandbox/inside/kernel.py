@@ -2,12 +2,13 @@
 
 Started by the in-sandbox server, one process per session, talking JSON lines over two inherited pipes (so a
 cell printing to the real stdout never corrupts the protocol). SIGINT interrupts a running cell and leaves the
-session usable. Stdlib only.
+session usable. Stdlib only, and few imports: a code or code-interpreter episode starts a kernel each time,
+so `ast`, `tempfile` and `traceback` (a third of its start-up) are avoided or imported only when needed.
 """
 
 from __future__ import annotations
 
-import ast
+import _ast
 import builtins
 import io
 import json
@@ -15,9 +16,7 @@ import linecache
 import os
 import signal
 import sys
-import tempfile
 import time
-import traceback
 
 
 class CappedText(io.TextIOBase):
@@ -55,8 +54,8 @@ class Kernel:
         # each cell, so a chatty child can never block on a full pipe.
         self.fd_sinks = []
         for fd in (1, 2):
-            sink = tempfile.TemporaryFile(prefix=".toolgym-kernel-")
-            os.dup2(sink.fileno(), fd)
+            sink = _anonymous_file(f"toolgym-kernel-fd{fd}")
+            os.dup2(sink, fd)
             self.fd_sinks.append(sink)
         signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -66,8 +65,7 @@ class Kernel:
 
     def _drain_fd_sinks(self, cap: int) -> tuple[str, str]:
         out = []
-        for sink in self.fd_sinks:
-            fd = sink.fileno()
+        for fd in self.fd_sinks:
             data = os.pread(fd, cap, 0)
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -88,10 +86,10 @@ class Kernel:
         sys.stdout, sys.stderr = stdout, stderr
         try:
             self.running = True
-            tree = ast.parse(code, filename=filename, mode="exec")
+            tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)
             last = None
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                last = ast.Expression(tree.body.pop().value)
+            if tree.body and isinstance(tree.body[-1], _ast.Expr):
+                last = _ast.Expression(tree.body.pop().value)
             exec(compile(tree, filename, "exec"), self.namespace)
             if last is not None:
                 value = eval(compile(last, filename, "eval"), self.namespace)
@@ -104,6 +102,8 @@ class Kernel:
             interrupted = True
             error = {"type": "KeyboardInterrupt", "message": "the cell was interrupted", "traceback": ""}
         except BaseException as exc:  # noqa: BLE001 - everything a cell raises is reported, SystemExit too
+            import traceback
+
             tb = exc.__traceback__
             # Drop this kernel's own frame so the traceback starts in the cell.
             if tb is not None and tb.tb_next is not None:
@@ -126,6 +126,16 @@ class Kernel:
             "interrupted": interrupted,
             "duration_s": time.monotonic() - started,
         }
+
+
+def _anonymous_file(name: str) -> int:
+    """A file descriptor of a nameless read-write file: a memfd where the kernel has them, else a temp file."""
+    try:
+        return os.memfd_create(name)
+    except (AttributeError, OSError):
+        import tempfile
+
+        return os.dup(tempfile.TemporaryFile(prefix=f".{name}-").fileno())
 
 
 def harden() -> None:
