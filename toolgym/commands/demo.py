@@ -74,12 +74,15 @@ def pipeline(args) -> None:
     from toolgym.agent.rollout import load_trajectories, rollout
     from toolgym.envs.corpus import load_corpus
     from toolgym.synth.pipeline import synth_envs, synth_tasks
+    from toolgym.synth.report import write_report
 
     out = Path(args.out)
     print(f"\n== synthesis (demo scale) -> {out / 'corpus'}")
     synth_envs(out / "corpus", seed=0, scale="demo")
     manifest = synth_tasks(out / "corpus", seed=0, scale="demo")
     print(f"  {manifest['envs']} environments, {manifest['tasks']} verified tasks")
+    write_report(out / "corpus", md=out / "corpus" / "report.md", html_out=out / "corpus" / "report.html")
+    print(f"  by category: {manifest['by_category']}; report {out / 'corpus' / 'report.html'}")
     for name, corpus_path in (("synth", out / "corpus"), ("reference", "reference")):
         corpus = load_corpus(corpus_path)
         for policy, factory in (("oracle", OraclePolicy), ("random", lambda: RandomPolicy(seed=0))):
