@@ -333,7 +333,7 @@ def to_html(
             body.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         body.append("</table>")
-    plots = []
+    plots = []  # shown under the title and the summary line, above the tables
     if "overall" in report:
         plots.append(
             _bars_svg(
@@ -359,7 +359,7 @@ def to_html(
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(plots)}{''.join(body)}</body></html>"
+        f"<style>{style}</style></head><body>{''.join(body[:2] + plots + body[2:])}</body></html>"
     )
 
 

@@ -86,6 +86,11 @@ def test_evaluate_and_export(tmp_path):
     assert report["overall"]["success_rate"] == 1.0 and report["overall"]["pass@3"] == 1.0
     assert "pass@8" not in report["overall"]  # only 3 samples per task
     assert report["tool_use"]["valid_call_rate"] == 1.0
+    from toolgym.agent.evaluate import to_html
+
+    page = to_html(report, rows)
+    # the title and the summary line first, then the plots, then the tables
+    assert page.index("<h1>") < page.index("<p>policy: oracle") < page.index("<svg") < page.index("<table>")
     sft = export_sft(rows, tmp_path / "sft", system_prompt="tools_in_reasoning")
     assert sft["samples"] == len(rows) and sft["rendered"] >= len(rows)
     import datasets
