@@ -21,7 +21,7 @@ from .family import jinja, prompt_template
 
 NAME = "general"
 CATEGORY = "general"
-VERSION = "2"
+VERSION = "3"
 SCALES = {"tiny": (62, 10), "demo": (31, 10), "small": (124, 14), "full": (1860, 42)}
 """scale -> (environments, candidate tasks per environment): every domain once (tiny), every other domain once
 (demo), two variants of every domain (small), 30 variants of every domain (full)."""
@@ -73,12 +73,17 @@ PROMPTS = {
     "cancel": [
         "I'm {{ email }}. Please cancel my {{ status }} {{ record }} {{ rid }}.",
     ],
+    "quote": [
+        'I\'m {{ email }}. What would {{ qty }} x "{{ name }}" cost me in total, with every rule that applies to me? '
+        "Answer with the number.",
+        'This is {{ email }}: how much would I pay to {{ verb }} {{ qty }} of "{{ name }}"? Just the amount, please.',
+    ],
     "create": [
         "I'm {{ email }}. I'd like to {{ verb }} {{ qty }} x \"{{ name }}\", please.",
         'Hello, this is {{ email }}: please {{ verb }} "{{ name }}" for me, quantity {{ qty }}.',
     ],
 }
-LEVEL = {"lookup": 1, "count": 2, "cheapest": 2, "join": 3, "cancel": 4, "create": 4}
+LEVEL = {"lookup": 1, "count": 2, "cheapest": 2, "join": 3, "quote": 3, "cancel": 4, "create": 4}
 
 
 @cache
@@ -147,7 +152,22 @@ def variant_config(domain: str, v: int, seed: int) -> dict:
         "n_actors": rng.randint(12, 40),
         "n_items": rng.randint(14, 40),
         "price_scale": rng.choice([20, 60, 150, 400]),
+        # Pricing rules beyond the gold discount, present in some variants only (0: no such rule).
+        "bulk_min": rng.choice([0, 0, 3, 4]),
+        "bulk_pct": rng.choice([5, 10, 20]),
+        "fee": rng.choice([0, 0, 1.5, 2.5, 4]),
     }
+
+
+def price_of(cfg: dict, tier: str, unit_price: float, quantity: int) -> float:
+    """What a new record costs under the variant's pricing rules: the gold discount, then the bulk discount,
+    then the fixed fee. The tools template applies the same formula; seed data and quote tasks use this one."""
+    total = unit_price * quantity
+    if tier == "gold" and cfg["discount"]:
+        total *= 1 - cfg["discount"] / 100
+    if cfg["bulk_min"] and quantity >= cfg["bulk_min"]:
+        total *= 1 - cfg["bulk_pct"] / 100
+    return round(total + cfg["fee"], 2)
 
 
 def env_id(key: tuple[str, int]) -> str:
@@ -197,10 +217,9 @@ def make_state(path: Path, d: dict, cfg: dict, seed: int) -> None:
         for _ in range(rng.randint(0, 4)):
             it = rng.choice(items)
             qty = rng.randint(1, 3)
-            factor = 1 - cfg["discount"] / 100 if a[3] == "gold" else 1.0
             status = rng.choice(d["statuses"])
             records.append(
-                (f"R{len(records) + 1:04d}", a[0], it[0], qty, round(it[3] * qty * factor, 2), status)
+                (f"R{len(records) + 1:04d}", a[0], it[0], qty, price_of(cfg, a[3], it[3], qty), status)
             )
     db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", records)
     db.commit()
@@ -222,6 +241,10 @@ def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
     ]
     if cfg["discount"]:
         rules.append(f"gold {d['actor']}s get {cfg['discount']}% off")
+    if cfg["bulk_min"]:
+        rules.append(f"{d['record']}s of {cfg['bulk_min']} or more get a further {cfg['bulk_pct']}% off")
+    if cfg["fee"]:
+        rules.append(f"every {d['record']} carries a fixed fee of {cfg['fee']:.2f}, added last")
     ctx = {
         "d": d,
         "variant": v,
@@ -330,6 +353,15 @@ def make_tasks(env_dir: Path, key: tuple[str, int], seed: int, n_tasks: int) -> 
             ]
             expected = f"{round(sum(r['total'] for r in mine), 2):.2f}"
             verifier, must = "check_answer", [n["list_records"]]
+        elif kind == "quote":  # the answer depends on the variant's pricing rules and the actor's tier
+            a = rng.choice(actors)
+            it = rng.choice(items)
+            qty = rng.randint(1, cfg["max_quantity"])
+            slots.update(email=a["email"], qty=qty, name=it["name"])
+            calls = [ToolCall(name=n["find_actor"], arguments={"email": a["email"]})]
+            calls += _list_calls(n, cfg, data, it["category"])
+            expected = f"{price_of(cfg, a['tier'], it['price'], qty):.2f}"
+            verifier, must = "check_answer", [n["find_actor"], n["list_items"]]
         elif kind == "cancel":
             opens = [r for r in records if r["status"] == open_status]
             if not opens:

@@ -77,6 +77,53 @@ def test_manifest_counts_match_shards(corpus):
         assert hashlib.sha256((out / "tasks" / name).read_bytes()).hexdigest() == info["sha256"]
 
 
+def test_quotes_and_the_create_tool_price_by_the_same_rules(tmp_path):
+    """A quote task's expected answer (`price_of`) is what the variant's create tool charges: gold discount,
+    bulk discount and fee included, for every quantity and tier."""
+    d = next(x for x in general.DOMAINS if x["name"] == "retail_orders")
+    cfgs = {v: general.variant_config("retail_orders", v, 0) for v in range(30)}
+    assert any(c["bulk_min"] for c in cfgs.values()) and any(c["fee"] for c in cfgs.values())
+    assert any(not c["bulk_min"] and not c["fee"] for c in cfgs.values())
+    checked = 0
+    for v in [v for v, c in cfgs.items() if c["bulk_min"] or c["fee"] or c["discount"]][:6]:
+        cfg, n = cfgs[v], general.tool_names(d, cfgs[v]["naming"])
+        env = general.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+        data = general._load(env)
+        server = EnvServer(str(env), scratch=str(tmp_path / f"s{v}"))
+        item = max(data["items"], key=lambda i: i["stock"])
+        for actor in data["actors"]:
+            n_open = sum(
+                r["actor_id"] == actor["id"] and r["status"] == d["statuses"][0] for r in data["records"]
+            )
+            for qty in range(1, min(cfg["max_quantity"], item["stock"]) + 1):
+                if n_open >= cfg["max_open"]:
+                    continue
+                server.reset({"id": "quote"})
+                args = {f"{d['actor']}_id": actor["id"], f"{d['item']}_id": item["id"], "quantity": qty}
+                reply = server.call(n["create"], args)
+                assert reply["ok"], reply["content"]
+                total = json.loads(reply["content"])["total"]
+                assert total == general.price_of(cfg, actor["tier"], item["price"], qty)
+                checked += 1
+    assert checked > 20
+
+
+def test_quote_tasks_need_the_rules(corpus):
+    out, _ = corpus
+    quotes = [t for t in read_task_shards(out / "tasks") if t.provenance.version.startswith("general/quote/")]
+    assert len(quotes) >= 40 and {t.difficulty for t in quotes} <= {3, 4}
+    # the rules decide the answer: ignoring them (list price x quantity) is wrong for most quotes
+    wrong_if_ignored = 0
+    for t in quotes:
+        env = out / "envs" / t.env_id
+        data = general._load(env)
+        name = t.prompt[0].split('"')[1]
+        qty = int(next(w for w in t.prompt[0].replace("x", " ").split() if w.isdigit()))
+        item = next(i for i in data["items"] if i["name"] == name)
+        wrong_if_ignored += f"{item['price'] * qty:.2f}" != t.params["expected"]
+    assert wrong_if_ignored / len(quotes) > 0.5
+
+
 def test_near_duplicates_are_found():
     prompts = [
         "How many kitchen products cost more than 20 dollars in the shop today?",
