@@ -2,7 +2,7 @@
 sandboxes, beside the same episodes with the env servers in-process (no sandbox); then the containers left
 behind and a SIGKILL-and-resume check.
 
-    python bench/rollout.py [--tasks 2000] [--rounds 2] [--json]
+    python bench/rollout.py [--tasks 2000] [--rounds 2] [--by-category] [--json]
 
 Each side is timed around the whole `rollout` call (pool start and shard writing included); the two sides
 alternate for `--rounds` rounds so a slow moment of the shared machine does not fall on one side only.
@@ -78,6 +78,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=2000, help="distinct tasks, drawn from the 'small' corpus")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--by-category",
+        action="store_true",
+        help="also each category's tasks alone, both paths (where time goes)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +97,13 @@ def main() -> None:
             docker = timed_run(corpus, work / f"docker-{r}", "docker")
             inprocess = timed_run(corpus, work / f"inprocess-{r}", "inprocess")
             rounds.append({"docker": docker, "inprocess": inprocess, "ratio": docker / inprocess})
+        alone = {}
+        if args.by_category:
+            for cat in sorted({t.category for t in corpus.tasks}):
+                sub = corpus.select(category=cat)
+                docker = timed_run(sub, work / f"docker-{cat}", "docker")
+                inprocess = timed_run(sub, work / f"inprocess-{cat}", "inprocess")
+                alone[cat] = {"docker": docker, "inprocess": inprocess, "ratio": docker / inprocess}
         leaked = reaper.count(client) - before
         resume = resume_check(work / "corpus", work)
     n = len(rounds)
@@ -104,6 +116,7 @@ def main() -> None:
         "docker_eps_per_s": mean["docker"],
         "inprocess_eps_per_s": mean["inprocess"],
         "ratio": mean["docker"] / mean["inprocess"],
+        "category_alone": alone,
         "leaked_containers": leaked,
         "resume": resume,
     }
@@ -123,6 +136,13 @@ def main() -> None:
         f"| **mean** | **{mean['docker']:.1f}** | **{mean['inprocess']:.1f}** | **{result['ratio']:.2f}** "
         f"(goal >= {GOAL_RATIO}) |"
     )
+    if alone:
+        print(
+            "\n| category alone | tasks | Docker, ep/s | in-process, ep/s | ratio |\n|---|---:|---:|---:|---:|"
+        )
+        for cat, r in alone.items():
+            n = result["by_category"][cat]
+            print(f"| {cat} | {n} | {r['docker']:.1f} | {r['inprocess']:.1f} | {r['ratio']:.2f} |")
     print(f"\nleaked containers: {leaked}")
     print(f"resume after SIGKILL: {resume}")
 
