@@ -315,8 +315,7 @@ class ToolEnv(gymnasium.Env):
             self._server = EnvServerHandle(sb, self.env_dir, self._env_path(), timeout)
             self._server_sandbox = sb
         elif self._server.env_dir != self.env_dir:  # taken over from another environment's ToolEnv
-            self._server.load(self.env_dir, self._env_path())
-            self._server.call_timeout_s = self.env_spec.limits.call_timeout_s
+            self._server.load(self.env_dir, self._env_path(), self.env_spec.limits.call_timeout_s)
         return self._server
 
     # -- episode ---------------------------------------------------------------------------------------

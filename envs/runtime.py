@@ -169,11 +169,11 @@ class EnvServerHandle(EnvServerOps):
         files = json.dumps(pushed_files(self.env_dir))
         return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"
 
-    def load(self, env_dir: Path, env_path: str | None) -> None:
+    def load(self, env_dir: Path, env_path: str | None, call_timeout_s: float = 10.0) -> None:
         """Serve another environment from the same session: the previous one's episode is closed and its
         server dropped. Only for sessions whose sandbox ran no agent code (nothing there is untrusted), where it
         saves a new interpreter and the server's imports (~30 ms of the sandbox's CPU)."""
-        self.env_dir, self.env_path = env_dir, env_path
+        self.env_dir, self.env_path, self.call_timeout_s = env_dir, env_path, call_timeout_s
         close = "if __toolgym_env.ctx is not None:\n    __toolgym_env.ctx.close()\n"
         self._cell(close + self._start_code(), timeout_s=120)
 
