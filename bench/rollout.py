@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -31,15 +30,6 @@ from toolgym.sandbox.engine import docker_client
 from toolgym.synth.pipeline import synth_envs, synth_tasks
 
 GOAL_RATIO = 0.5
-
-
-def sample_corpus(corpus: Corpus, n: int, seed: int = 0) -> Corpus:
-    """`n` distinct tasks drawn at random (seeded) from `corpus`, with only the environments they use."""
-    if len(corpus.tasks) < n:
-        raise SystemExit(f"the corpus holds {len(corpus.tasks)} tasks, fewer than --tasks {n}")
-    tasks = sorted(random.Random(seed).sample(corpus.tasks, n), key=lambda t: t.id)
-    used = {t.env_id for t in tasks}
-    return Corpus(corpus.root, {k: v for k, v in corpus.env_dirs.items() if k in used}, tasks)
 
 
 def timed_run(corpus: Corpus, out: Path, backend: str) -> float:
@@ -89,7 +79,7 @@ def main() -> None:
         work = Path(tmp)
         synth_envs(work / "corpus", seed=0, scale="small")
         synth_tasks(work / "corpus", seed=0, scale="small")
-        corpus = sample_corpus(load_corpus(work / "corpus"), args.tasks)
+        corpus = load_corpus(work / "corpus").select(sample=args.tasks)
         client = docker_client()
         before = reaper.count(client)
         rounds = []

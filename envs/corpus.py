@@ -30,13 +30,27 @@ class Corpus:
         return [t for t in self.tasks if t.env_id == env_id]
 
     def select(
-        self, *, env_ids: list[str] | None = None, category: str | None = None, limit: int | None = None
+        self,
+        *,
+        env_ids: list[str] | None = None,
+        category: str | None = None,
+        limit: int | None = None,
+        sample: int | None = None,
+        seed: int = 0,
     ) -> Corpus:
+        """The tasks that pass the filters (and only their environments): the first `limit`, or a seeded
+        random `sample` of them, kept in id order."""
         tasks = [
             t
             for t in self.tasks
             if (not env_ids or t.env_id in env_ids) and (category is None or t.category == category)
         ]
+        if sample is not None:
+            if sample > len(tasks):
+                raise CorpusError(f"cannot sample {sample} tasks from the {len(tasks)} that match")
+            import random
+
+            tasks = sorted(random.Random(seed).sample(tasks, sample), key=lambda t: t.id)
         tasks = tasks[:limit] if limit else tasks
         used = {t.env_id for t in tasks}
         return Corpus(self.root, {k: v for k, v in self.env_dirs.items() if k in used}, tasks)

@@ -32,6 +32,7 @@ class KillsTheSandboxes(OraclePolicy):
 
 
 def test_a_sandbox_killed_mid_episode_is_retried_on_a_fresh_one(tmp_path, docker_backend):
+    KillsTheSandboxes.killed = 0
     corpus = load_corpus("reference").select(env_ids=["order_desk", "trip_planning"])
     stats = asyncio.run(
         rollout(corpus, KillsTheSandboxes, tmp_path / "run", in_flight=2, backend="docker", progress=False)
