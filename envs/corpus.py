@@ -63,7 +63,7 @@ def _env_folders(store: Path) -> dict[str, Path]:
 def load_corpus(path: str | Path) -> Corpus:
     """The corpus at `path` (a synthesis output, an env store, or "reference")."""
     if str(path) == "reference":
-        from .reference import reference_store
+        from toolgym.synth.reference import reference_store
 
         path = reference_store()
     root = Path(path)

@@ -43,7 +43,7 @@ def stores(include_reference: bool = True) -> list[Path]:
             found.append(Path(p).resolve())
     found.append(default_store().resolve())
     if include_reference:
-        from .reference import reference_store
+        from toolgym.synth.reference import reference_store
 
         found.append(reference_store())
     return found

@@ -49,7 +49,7 @@ from pathlib import Path
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
 
-from ..envs.reference import code_repair
+from .reference import code_repair
 from .family import TEMPLATES, jinja, prompt_template
 
 NAME = "code"

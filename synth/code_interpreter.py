@@ -34,8 +34,8 @@ from functools import cache
 from itertools import zip_longest
 from pathlib import Path
 
-from toolgym.envs.reference.code_interpreter import build as reference_build
-from toolgym.envs.reference.code_interpreter.build import run_reference
+from toolgym.synth.reference.code_interpreter import build as reference_build
+from toolgym.synth.reference.code_interpreter.build import run_reference
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, Provenance, ToolCall, write_env_spec
 
-from ..envs.reference.search import build as reference
-from ..envs.reference.search.verify import normalize
+from .reference.search import build as reference
+from .reference.search.verify import normalize
 from .family import jinja, prompt_template
 
 NAME = "search"

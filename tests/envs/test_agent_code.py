@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from toolgym.envs import ToolEnv
-from toolgym.envs.reference import reference_envs
+from toolgym.synth.reference import reference_envs
 
 
 def _env(prefix: str, backend) -> ToolEnv:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from toolgym.envs import load_tasks
-from toolgym.envs.reference import reference_envs
+from toolgym.synth.reference import reference_envs
 from toolgym.envs.shards import read_task_shards, write_task_shards
 
 

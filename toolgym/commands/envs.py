@@ -108,7 +108,7 @@ def _schema(args) -> int:
 
 def _build_reference(args) -> int:
     from toolgym.envs import validate_env
-    from toolgym.envs.reference import build_all
+    from toolgym.synth.reference import build_all
 
     for path in build_all(args.out, seed=args.seed):
         problems = validate_env(path)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..schema import load_tools_module, tools_from_module
-from ..spec import EnvLimits, EnvSpec, Provenance, TaskSpec, write_env_spec, write_tasks
+from toolgym.envs.schema import load_tools_module, tools_from_module
+from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, write_env_spec, write_tasks
 
 
 def write_env(
@@ -47,7 +47,7 @@ def provenance(domain: str, seed: int) -> Provenance:
 
 
 def main(build, doc: str | None) -> None:
-    """The command line every builder shares: `python -m toolgym.envs.reference.<name>.build STORE --seed N`."""
+    """The command line every builder shares: `python -m toolgym.synth.reference.<name>.build STORE --seed N`."""
     import argparse
 
     ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)

@@ -1,7 +1,7 @@
 """Build the trip-planning reference environment from a seed: an SQLite travel database, the tools, the
 verifier, and tasks whose reference solutions (tool calls found by a solver over the database) pass.
 
-    python -m toolgym.envs.reference.trip_planning.build OUT_STORE [--seed 0]
+    python -m toolgym.synth.reference.trip_planning.build OUT_STORE [--seed 0]
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import random
 import sqlite3
 from pathlib import Path
 
-from ...spec import TaskSpec, ToolCall
+from toolgym.envs.spec import TaskSpec, ToolCall
+
 from ..common import main, provenance, write_env
 
 ENV_ID = "trip_planning"

@@ -2,7 +2,7 @@
 environment per injected bug (chosen by the seed), each with an issue-style task, hidden tests that the bug
 fails, and a reference fix made with the file tools.
 
-    python -m toolgym.envs.reference.code_repair.build OUT_STORE [--seed 0]
+    python -m toolgym.synth.reference.code_repair.build OUT_STORE [--seed 0]
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import argparse
 import random
 from pathlib import Path
 
-from ...spec import EnvLimits, TaskSpec, ToolCall
+from toolgym.envs.spec import EnvLimits, TaskSpec, ToolCall
+
 from ..common import provenance, write_env
 
 HERE = Path(__file__).resolve().parent

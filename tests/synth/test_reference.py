@@ -7,13 +7,19 @@ import json
 
 import pytest
 from toolgym.envs import ToolEnv, load_tasks, validate_env
-from toolgym.envs.reference import build_all, reference_envs, reference_store
+from toolgym.synth.reference import build_all, reference_envs, reference_store
 
-from .conftest import oracle_actions, run_actions
+from tests.conftest import backend_or_skip
+from tests.envs.conftest import oracle_actions, run_actions
 
 STORE = reference_store()
 ENVS = [p.name for p in reference_envs()]
 TASKS = [(name, t.id) for name in ENVS for t in load_tasks(STORE / name)]
+
+
+@pytest.fixture(scope="module")
+def module_docker():
+    return backend_or_skip("docker")
 
 
 @pytest.fixture(scope="module")

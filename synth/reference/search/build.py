@@ -2,7 +2,7 @@
 people, towns, rivers) in SQLite FTS5 with look-alike distractors, and multi-hop questions whose reference
 solutions search and open each document on the path.
 
-    python -m toolgym.envs.reference.search.build OUT_STORE [--seed 0]
+    python -m toolgym.synth.reference.search.build OUT_STORE [--seed 0]
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import random
 import sqlite3
 from pathlib import Path
 
-from ...spec import TaskSpec, ToolCall
+from toolgym.envs.spec import TaskSpec, ToolCall
+
 from ..common import main, provenance, write_env
 
 ENV_ID = "search"

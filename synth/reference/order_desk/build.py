@@ -2,7 +2,7 @@
 tools with their business rules, and tasks whose expected final state comes from replaying the reference
 solution through the env server itself.
 
-    python -m toolgym.envs.reference.order_desk.build OUT_STORE [--seed 0]
+    python -m toolgym.synth.reference.order_desk.build OUT_STORE [--seed 0]
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from ...inside.envserver import EnvServer
-from ...schema import load_tools_module
-from ...spec import TaskSpec, ToolCall, write_tasks
+from toolgym.envs.inside.envserver import EnvServer
+from toolgym.envs.schema import load_tools_module
+from toolgym.envs.spec import TaskSpec, ToolCall, write_tasks
+
 from ..common import main, provenance, write_env
 
 ENV_ID = "order_desk"

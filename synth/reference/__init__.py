@@ -14,20 +14,28 @@ import tempfile
 from pathlib import Path
 
 BUILDERS = ("trip_planning", "order_desk", "code_interpreter", "search", "code_repair")
-"""Reference domains, in the order they were written; each is `toolgym.envs.reference.<name>.build`."""
+"""Reference domains, in the order they were written; each is `toolgym.synth.reference.<name>.build`."""
 SEED = 0
 HERE = Path(__file__).resolve().parent
 
 
 def sources_hash() -> str:
-    """sha256 of every source a reference environment depends on (builders, tools, verifiers, the toolkit)."""
+    """sha256 of every source a reference environment depends on (builders, tools, verifiers, the templates they
+    share with the families, the env toolkit)."""
+    from toolgym import envs
+
+    synth, env_pkg = HERE.parent, Path(envs.__file__).resolve().parent
     h = hashlib.sha256()
-    files = sorted(HERE.rglob("*.py")) + sorted((HERE.parent / "inside").glob("*.py"))
-    files += [HERE.parent / "spec.py", HERE.parent / "schema.py"]
-    for path in files:
-        if "__pycache__" in path.parts:
+    files = [(synth, p) for p in sorted(HERE.rglob("*.py")) + sorted((synth / "templates").rglob("*"))]
+    files += [(synth, synth / "family.py")]
+    files += [(env_pkg, p) for p in sorted((env_pkg / "inside").glob("*.py"))]
+    files += [(env_pkg, env_pkg / "spec.py"), (env_pkg, env_pkg / "schema.py")]
+    for root, path in files:
+        if "__pycache__" in path.parts or not path.is_file():
             continue
-        h.update(path.relative_to(HERE.parent).as_posix().encode() + b"\0" + path.read_bytes())
+        h.update(
+            root.name.encode() + b"/" + path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes()
+        )
     return h.hexdigest()[:16]
 
 

@@ -2,7 +2,7 @@
 counting and data questions whose answers need code; each reference solution is one Python cell whose result
 the builder computes by running the same code.
 
-    python -m toolgym.envs.reference.code_interpreter.build OUT_STORE [--seed 0]
+    python -m toolgym.synth.reference.code_interpreter.build OUT_STORE [--seed 0]
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import random
 import tempfile
 from pathlib import Path
 
-from ...spec import EnvLimits, TaskSpec, ToolCall
+from toolgym.envs.spec import EnvLimits, TaskSpec, ToolCall
+
 from ..common import main, provenance, write_env
 
 ENV_ID = "code_interpreter"
