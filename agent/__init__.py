@@ -12,6 +12,7 @@ from . import encodings
 from .messages import (
     Message,
     ToolCall,
+    ToolCallDict,
     assistant,
     normalize_messages,
     system,
@@ -49,6 +50,7 @@ __all__ = [
     "RetryPolicy",
     "ThinkingContext",
     "ToolCall",
+    "ToolCallDict",
     "Usage",
     "apply_thinking_rule",
     "assistant",

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from toolgym.envs.runtime import Script
+
 GROUPS = ("category", "domain", "difficulty")
 
 
@@ -151,38 +153,53 @@ def compare(a_rows: list[dict], b_rows: list[dict]) -> dict[str, Any]:
 # --- rescoring --------------------------------------------------------------------------------------------
 
 
-def rescore(rows: list[dict], corpus, *, backend: str = "auto") -> list[dict]:
-    """Replay each stored trajectory's assistant turns in a fresh environment and re-run its verifier.
+def recorded_script(row: dict) -> Script | None:
+    """The scripted episode a stored trajectory recorded: its tool calls in order and its final answer; None
+    when the episode never terminated (it scored 0 whatever the verifier says now)."""
+    if not row.get("terminated"):
+        return None
+    turns = [m for m in row["messages"] if m["role"] == "assistant"]
+    calls = [c["function"] for m in turns for c in m.get("tool_calls") or []]
+    answer = turns[-1].get("content") if turns and not turns[-1].get("tool_calls") else None
+    return Script({"id": row["task_id"]}, calls, answer)
+
+
+def rescore(rows: list[dict], corpus, *, backend="auto") -> list[dict]:
+    """Replay each stored trajectory's tool calls and answer in a fresh sandbox and re-run its verifier.
 
     The reward is a function of the recorded actions, so a changed verifier (or environment) can be applied to
-    old runs without a model. Returns the rows with `reward`/`success` replaced and `old_reward` kept.
-    """
-    from toolgym.envs import ToolEnv
+    old runs without a model. Recorded actions are a model's, so they run only in sandboxes, and in
+    environments where the agent runs code each replay gets a sandbox of its own (a verified reset between
+    them). Returns the rows with `reward`/`success` replaced and `old_reward` kept."""
+    from toolgym.envs import EnvLease, load_env_spec
+    from toolgym.envs.lease import runs_agent_code
 
-    envs: dict[str, ToolEnv] = {}
-    out = []
+    tasks = {t.id: t for t in corpus.tasks}
+    out = [dict(r, old_reward=r["reward"]) for r in rows]
+    by_env: dict[str, list[tuple[dict, Script]]] = defaultdict(list)
+    for row in out:
+        script = recorded_script(row) if row["status"] != "infra_error" else None
+        if row["status"] == "infra_error" or row["env_id"] not in corpus.env_dirs:
+            continue
+        if script is None or row["task_id"] not in tasks:
+            row["reward"], row["success"] = 0.0, False
+            continue
+        script.task = tasks[row["task_id"]]
+        by_env[row["env_id"]].append((row, script))
+    lease = EnvLease(backend=backend)
     try:
-        for r in rows:
-            row = dict(r, old_reward=r["reward"])
-            if r["status"] == "infra_error" or r["env_id"] not in corpus.env_dirs:
-                out.append(row)
-                continue
-            env = envs.get(r["env_id"])
-            if env is None:
-                env = envs[r["env_id"]] = ToolEnv(
-                    corpus.env_dirs[r["env_id"]], tasks=corpus.tasks_of(r["env_id"]), backend=backend
-                )
-            env.reset(options={"task_id": r["task_id"]})
-            reward = 0.0
-            for msg in (m for m in r["messages"] if m["role"] == "assistant"):
-                _, reward, terminated, truncated, _ = env.step(msg)
-                if terminated or truncated:
-                    break
-            row["reward"], row["success"] = float(reward), reward >= 1.0
-            out.append(row)
+        for env_id, items in sorted(by_env.items()):
+            env_dir = corpus.env_dirs[env_id]
+            spec = load_env_spec(env_dir)
+            batches = [[it] for it in items] if runs_agent_code(spec) else [items]
+            for batch in batches:
+                ops = lease.open(env_dir, spec)
+                lease.agent_code_runs()
+                for (row, _), verdict in zip(batch, ops.replay_many([s for _, s in batch]), strict=True):
+                    row["reward"] = float(verdict["reward"])
+                    row["success"] = row["reward"] >= 1.0
     finally:
-        for env in envs.values():
-            env.close()
+        lease.close()
     return out
 
 

@@ -36,6 +36,8 @@ class Turn:
 
 class Policy(Protocol):
     name: str
+    # A policy may set `trusted = True` when it is toolgym's own code, never a model's output; only trusted
+    # policies may run with in-process env servers (tools on the host). Absent means untrusted.
 
     def start(self, task: Any) -> None:
         """A new episode of `task` (a TaskSpec) begins."""
@@ -82,17 +84,24 @@ class LLMPolicy:
         started = time.perf_counter()
         completion = await self.client.complete(view.messages, tools, thinking=self.thinking, **self.sampling)
         model_s = time.perf_counter() - started
+        # A client's failures (ModelServerError: timeouts, 5xx, garbage answers, context overflow) propagate:
+        # the loop records their kind and ends the episode. What comes back is clean (the encodings' parse).
         errors = list(completion.message.get("parse_errors") or [])
-        usage = completion.usage or {}
+        usage = completion.usage if isinstance(completion.usage, dict) else {}
         return Turn(
             message=history_message(completion.message),
             parse_errors=errors,
             raw_text=completion.text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_tokens(usage.get("prompt_tokens")),
+            completion_tokens=_tokens(usage.get("completion_tokens")),
             context_strategy=view.strategy_applied,
             model_s=model_s,
         )
+
+
+def _tokens(value: Any) -> int:
+    """A server's token count, or 0 when it sent something that is not one."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _describe(name: str, args: dict, tools: list[dict]) -> str:
@@ -111,6 +120,8 @@ class OraclePolicy:
     """Replays the task's reference solution one call per turn, each after a short generated reasoning."""
 
     name = "oracle"
+    trusted = True
+    """toolgym's own code, not a model's: it may run with in-process env servers."""
 
     def __init__(self, reasoning: bool = True) -> None:
         self.reasoning = reasoning
@@ -154,6 +165,8 @@ class GiveUpPolicy:
     """Answers at once without a tool call: the do-nothing floor, which must score 0 on every task."""
 
     name = "give_up"
+    trusted = True
+    """toolgym's own code, not a model's: it may run with in-process env servers."""
 
     def __init__(self, answer: str = "I could not do that.") -> None:
         self.answer = answer
@@ -169,6 +182,8 @@ class RandomPolicy:
     """Random tools with arguments drawn from their schemas: the floor every task must stay above."""
 
     name = "random"
+    trusted = True
+    """toolgym's own code, not a model's: it may run with in-process env servers."""
 
     def __init__(self, seed: int = 0, max_calls: int = 5) -> None:
         self.seed = seed
@@ -201,9 +216,23 @@ class RandomPolicy:
             return {k: self._value(v) for k, v in (schema.get("properties") or {}).items()}
         return self.rng.choice(["a", "test", "1", "Paris", "x" * 3])
 
+    def script(self, task: Any, tools: list[dict]) -> tuple[list[dict], str]:
+        """A whole episode at once: its calls ({"name", "arguments"} each) and its final answer. The same as
+        acting turn by turn, since this policy never reads what the tools return."""
+        self.start(task)
+        calls = []
+        while True:
+            msg = self._next(tools)
+            if not msg.get("tool_calls"):
+                return calls, msg["content"]
+            calls.append(dict(msg["tool_calls"][0]["function"]))
+
     async def act(self, messages: list[dict], tools: list[dict]) -> Turn:
+        return Turn(message=self._next(tools))
+
+    def _next(self, tools: list[dict]) -> dict:
         if self._made >= self.max_calls or not tools:
-            return Turn(message={"role": "assistant", "content": self.rng.choice(["done", "42", ""])})
+            return {"role": "assistant", "content": self.rng.choice(["done", "42", ""])}
         self._made += 1
         fn = self.rng.choice(tools).get("function", {})
         params = fn.get("parameters") or {}
@@ -212,16 +241,14 @@ class RandomPolicy:
             for k, v in (params.get("properties") or {}).items()
             if k in (params.get("required") or []) or self.rng.random() < 0.5
         }
-        return Turn(
-            message={
-                "role": "assistant",
-                "content": "",
-                "tool_calls": [
-                    {
-                        "id": f"call_{self._made}",
-                        "type": "function",
-                        "function": {"name": fn.get("name", ""), "arguments": json.dumps(args)},
-                    }
-                ],
-            }
-        )
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": f"call_{self._made}",
+                    "type": "function",
+                    "function": {"name": fn.get("name", ""), "arguments": json.dumps(args)},
+                }
+            ],
+        }

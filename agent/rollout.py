@@ -238,7 +238,7 @@ async def rollout(
     *,
     samples_per_task: int = 1,
     in_flight: int = 8,
-    backend: str = "auto",
+    backend="auto",
     pool=None,
     limits=None,
     budgets: Budgets | None = None,
@@ -251,9 +251,11 @@ async def rollout(
 ) -> RolloutStats:
     """Run `policy_factory()` policies over every task of `corpus` (`samples_per_task` times each).
 
-    `backend="inprocess"` runs the env servers in this process (trusted policies only, e.g. the oracle).
+    `backend=toolgym.envs.IN_PROCESS` runs the env servers in this process: only for policies
+    marked `trusted` (the oracle and toolgym's baselines); a model's policy is refused.
     """
-    from toolgym.envs import ToolEnv
+    from toolgym.envs import IN_PROCESS, EnvLease, InProcess, ToolEnv
+    from toolgym.envs.lease import BY_NAME
     from toolgym.envs.spec import load_env_spec
     from toolgym.sandbox import SandboxError, SandboxPool
 
@@ -264,8 +266,10 @@ async def rollout(
     items.sort(key=lambda it: (it[0].env_id, it[0].id, it[1]))  # neighbours share an env: fewer env switches
     stats = RolloutStats(planned=len(corpus.tasks) * samples_per_task, skipped=len(done))
     domains = {env_id: load_env_spec(d).domain for env_id, d in corpus.env_dirs.items()}
+    if backend == "inprocess":
+        raise ValueError(BY_NAME)
     own_pool = None
-    if pool is None and backend != "inprocess":
+    if pool is None and not isinstance(backend, InProcess):
         own_pool = pool = SandboxPool(min(in_flight, max(len(items), 1)), backend=backend, limits=limits)
         await pool.start()
     queue: asyncio.Queue = asyncio.Queue()
@@ -279,9 +283,10 @@ async def rollout(
         bar = tqdm(total=stats.planned, initial=stats.skipped, desc="rollout", unit="ep", dynamic_ncols=True)
     started = time.perf_counter()
 
-    def open_env(env_id: str):
-        kwargs = {"backend": "inprocess"} if backend == "inprocess" else {"pool": pool}
-        return ToolEnv(corpus.env_dirs[env_id], tasks=corpus.tasks_of(env_id), limits=limits, **kwargs)
+    def new_lease() -> EnvLease:
+        if isinstance(backend, InProcess):
+            return EnvLease(backend=IN_PROCESS)
+        return EnvLease(pool=pool, limits=limits)
 
     async def flush(force: bool = False) -> None:
         if pending and (force or len(pending) >= commit_every):
@@ -291,6 +296,14 @@ async def rollout(
 
     async def worker() -> None:
         policy = policy_factory()
+        if isinstance(backend, InProcess) and not getattr(policy, "trusted", False):
+            raise ValueError(
+                f"the {policy.name} policy is not trusted and cannot run with backend=inprocess, which runs "
+                "tools on this host; use a sandbox backend (auto, docker or namespace)"
+            )
+        # One lease for the worker's life: on a switch of environment it decides whether the sandbox (and its
+        # env server) may serve the next environment or must go back to the pool.
+        lease = new_lease()
         env = None
         mine: list = []
         while True:
@@ -300,15 +313,10 @@ async def rollout(
                 except asyncio.QueueEmpty:
                     break
             task, sample = mine.pop(0)
-            if env is not None and env.env_id != task.env_id:
-                nxt = open_env(task.env_id)
-                if not nxt.take_over(env):  # keeps the sandbox and its server where no agent code ran
-                    await env.aclose()
-                env = nxt
+            if env is None or env.env_id != task.env_id:
+                env = ToolEnv(corpus.env_dirs[task.env_id], tasks=corpus.tasks_of(task.env_id), lease=lease)
             retries, status, error = 0, "ok", ""
             while True:
-                if env is None:
-                    env = open_env(task.env_id)
                 try:
                     traj = await asyncio.wait_for(
                         run_episode(
@@ -340,8 +348,7 @@ async def rollout(
                         truncated=True,
                         stop_reason="episode_timeout",
                     )
-                    await env.aclose()  # its state is unknown: the next episode gets a fresh one
-                    env = None
+                    await lease.arelease()  # its state is unknown: the next episode gets another sandbox
                     break
                 except (SandboxError, OSError, RuntimeError) as exc:
                     error = f"{type(exc).__name__}: {exc}"
@@ -355,8 +362,8 @@ async def rollout(
                         truncated=True,
                         stop_reason="infra_error",
                     )
-                    await env.aclose()
-                    env = None
+                    lease.server_failed()
+                    await lease.arelease()
                 retries += 1
                 stats.infra_retries += 1
                 if retries > max_infra_retries:
@@ -381,8 +388,7 @@ async def rollout(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(success=f"{stats.successes / stats.episodes:.1%}", infra=stats.infra_errors)
-        if env is not None:
-            await env.aclose()
+        await lease.aclose()
 
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, min(in_flight, len(items))))))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from toolgym.agent.policies import OraclePolicy
 from toolgym.agent.rollout import content, load_trajectories, rollout
+from toolgym.envs import IN_PROCESS
 from toolgym.envs.corpus import Corpus, load_corpus
 from toolgym.sandbox import reaper
 from toolgym.sandbox.engine import docker_client
@@ -34,8 +35,9 @@ GOAL_RATIO = 0.5
 
 def timed_run(corpus: Corpus, out: Path, backend: str) -> float:
     """Episodes per second of one oracle rollout, wall clock around the whole call."""
+    where = IN_PROCESS if backend == "inprocess" else backend
     t0 = time.perf_counter()
-    stats = asyncio.run(rollout(corpus, OraclePolicy, out, in_flight=8, backend=backend, progress=False))
+    stats = asyncio.run(rollout(corpus, OraclePolicy, out, in_flight=8, backend=where, progress=False))
     wall = time.perf_counter() - t0
     assert stats.successes == stats.episodes == len(corpus.tasks), "the oracle must solve every task"
     return stats.episodes / wall

@@ -6,16 +6,17 @@ obs, info = env.reset(seed=0); obs, reward, terminated, truncated, info = env.st
 
 from __future__ import annotations
 
-from .gym import ToolEnv
+from .gym import StepInfo, ToolEnv, ToolResult
+from .lease import IN_PROCESS, EnvLease, InProcess
+from .messages import Message, ToolCall, ToolCallDict
 from .registry import EnvNotFound, add_store, default_store, find_env, list_envs, make, register_all, stores
-from .runtime import sandbox_mounts
+from .runtime import EnvRuntimeError, EnvServerOps, Script, replay, sandbox_mounts
 from .schema import check_tools, tool_schema, tools_from_module
 from .spec import (
     EnvLimits,
     EnvSpec,
     Provenance,
     TaskSpec,
-    ToolCall,
     ToolSchema,
     env_schema,
     load_env_spec,
@@ -24,14 +25,25 @@ from .spec import (
 from .validate import validate_env
 
 __all__ = [
+    "IN_PROCESS",
+    "EnvLease",
     "EnvLimits",
     "EnvNotFound",
+    "EnvRuntimeError",
+    "EnvServerOps",
     "EnvSpec",
+    "InProcess",
+    "Message",
     "Provenance",
+    "Script",
+    "StepInfo",
     "TaskSpec",
     "ToolCall",
+    "ToolCallDict",
     "ToolEnv",
+    "ToolResult",
     "ToolSchema",
+    "replay",
     "add_store",
     "check_tools",
     "default_store",

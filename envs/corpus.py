@@ -62,10 +62,9 @@ def _env_folders(store: Path) -> dict[str, Path]:
 
 def load_corpus(path: str | Path) -> Corpus:
     """The corpus at `path` (a synthesis output, an env store, or "reference")."""
-    if str(path) == "reference":
-        from toolgym.synth.reference import reference_store
+    from .registry import provided_store
 
-        path = reference_store()
+    path = provided_store(str(path)) or path
     root = Path(path)
     if not root.is_dir():
         raise CorpusError(f"{root} is not a folder: pass a synthesis output, an env store or 'reference'.")

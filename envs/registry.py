@@ -43,10 +43,26 @@ def stores(include_reference: bool = True) -> list[Path]:
             found.append(Path(p).resolve())
     found.append(default_store().resolve())
     if include_reference:
-        from toolgym.synth.reference import reference_store
-
-        found.append(reference_store())
+        found += [provide() for provide in _providers.values()]
     return found
+
+
+_providers: dict = {}
+"""Stores produced on first use by a producer outside envs (the reference environments of `toolgym.synth`):
+envs imports no producer, so producers register here (`toolgym/__init__.py` adds the reference one)."""
+
+
+def add_store_provider(name: str, provide) -> None:
+    """Search the store that `provide()` returns (building it if need be) after every other, under `name` (what
+    `load_corpus(name)` accepts), and register its ids with gymnasium."""
+    _providers[name] = provide
+    register_all()
+
+
+def provided_store(name: str) -> Path | None:
+    """The store a provider registered under `name` ("reference"), or None."""
+    provide = _providers.get(name)
+    return provide() if provide is not None else None
 
 
 @dataclass(frozen=True)

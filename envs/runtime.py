@@ -12,7 +12,9 @@ import ast
 import base64
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from toolgym.sandbox import PythonSession, Sandbox
 
@@ -87,6 +89,35 @@ def pushed_files(env_dir: Path) -> dict[str, str]:
     return {p.relative_to(env_dir).as_posix(): base64.b64encode(p.read_bytes()).decode() for p in paths}
 
 
+@dataclass
+class Script:
+    """A scripted episode: the task (a TaskSpec or its dict), the tool calls to make in order, and the final
+    answer when no call submits one. Reference solutions, do-nothing and guess checks, random policies and
+    rescoring are all scripts."""
+
+    task: Any
+    calls: list = field(default_factory=list)
+    answer: str | None = None
+    digest: bool = False
+    """Also report verify.py's `db_digest` of the final database."""
+
+    def request(self) -> dict:
+        task = self.task if isinstance(self.task, dict) else self.task.model_dump(mode="json")
+        calls = [c if isinstance(c, dict) else {"name": c.name, "arguments": c.arguments} for c in self.calls]
+        return {
+            "task": {k: task.get(k) for k in ("id", "verifier", "params")},
+            "calls": calls,
+            "answer": self.answer,
+            "digest": self.digest,
+        }
+
+
+def replay(ops: EnvServerOps, task, calls=(), answer: str | None = None, *, digest: bool = False) -> dict:
+    """The one replay path: run `calls` for `task` through an env server (sandboxed or in-process) from a fresh
+    state, stop at a submit, verify. Used by admission, the reference builders, rescoring and tests."""
+    return ops.replay(task, calls, answer, digest=digest)
+
+
 class EnvServerOps:
     """The env server's operations, over whatever `request` reaches it."""
 
@@ -106,6 +137,20 @@ class EnvServerOps:
         return self.request(
             "verify", timeout_s=300, name=name, params=params, answer=answer, source=self._verify_source
         )
+
+    def replay(self, task, calls=(), answer: str | None = None, *, digest: bool = False) -> dict:
+        """One scripted episode (see `replay`): {"reward", "reason", "calls_ok"[, "db_digest"]}."""
+        return self.replay_many([Script(task, list(calls), answer, digest)])[0]
+
+    def replay_many(self, scripts: list[Script]) -> list[dict]:
+        """Several scripted episodes in one request (one round trip to a sandboxed server)."""
+        if not scripts:
+            return []
+        episodes = [s.request() for s in scripts]
+        timeout = 60 + sum(self.call_timeout_s * (len(e["calls"]) + 1) for e in episodes)
+        return self.request("replay", timeout_s=timeout, episodes=episodes, source=self._verify_source)[
+            "verdicts"
+        ]
 
     def state_hash(self) -> str:
         return self.request("hash", timeout_s=60)["hash"]
@@ -138,11 +183,7 @@ class LocalEnvServer(EnvServerOps):
     def close(self) -> None:
         import shutil
 
-        def close_ctx() -> None:
-            if self.server.ctx is not None:
-                self.server.ctx.close()
-
-        self._thread.submit(close_ctx).result()
+        self._thread.submit(self.server.close).result()
         self._thread.shutdown()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -174,8 +215,7 @@ class EnvServerHandle(EnvServerOps):
         server dropped. Only for sessions whose sandbox ran no agent code (nothing there is untrusted), where it
         saves a new interpreter and the server's imports (~30 ms of the sandbox's CPU)."""
         self.env_dir, self.env_path, self.call_timeout_s = env_dir, env_path, call_timeout_s
-        close = "if __toolgym_env.ctx is not None:\n    __toolgym_env.ctx.close()\n"
-        self._cell(close + self._start_code(), timeout_s=120)
+        self._cell("__toolgym_env.close()\n" + self._start_code(), timeout_s=120)
 
     def _cell(self, code: str, timeout_s: float) -> str | None:
         r = self.session.run(code, timeout_s=timeout_s)

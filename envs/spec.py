@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .messages import ToolCall
+
 Category = Literal["general", "code_interpreter", "search", "code"]
 CATEGORIES: tuple[str, ...] = ("general", "code_interpreter", "search", "code")
 FORMAT_VERSION = 1
@@ -90,11 +92,6 @@ class EnvSpec(_Model):
     def openai_tools(self) -> list[dict]:
         """The tools as an OpenAI `tools=` list (without toolgym's access/submit tags)."""
         return [{"type": "function", "function": t.function.model_dump()} for t in self.tools]
-
-
-class ToolCall(_Model):
-    name: str
-    arguments: dict[str, Any] = {}
 
 
 class TaskSpec(_Model):

@@ -35,7 +35,22 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["__version__", *_EXPORTS]
 
+
+
+def _reference_store():
+    """The built-in reference environments (built on first use): a producer of `toolgym.synth`, which envs may
+    not import, so the public layer plugs it into the registry."""
+    from toolgym.synth.reference import reference_store
+
+    return reference_store()
+
+
 try:
-    import toolgym.envs  # noqa: F401,E402 - registers the gymnasium ids
+    from toolgym.envs.registry import add_store_provider  # noqa: E402 - registers the gymnasium ids
 except ImportError:  # an install without gymnasium still gets the sandbox and the CLI
     pass
+else:
+    try:
+        add_store_provider("reference", _reference_store)
+    except OSError:  # an unwritable cache must not break the import; `toolgym envs list` will say why
+        pass

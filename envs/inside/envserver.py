@@ -340,6 +340,33 @@ class EnvServer:
         reward = max(0.0, min(1.0, float(reward)))
         return {"reward": reward, "reason": str(reason or ("passed" if reward == 1.0 else "failed"))}
 
+    def replay(
+        self, task: dict, calls: list, answer=None, source: str | None = None, digest: bool = False
+    ) -> dict:
+        """One whole episode from a fixed script: reset to the task, run `calls` ({"name", "arguments"} each) in
+        order until one submits (its answer then replaces `answer`), and verify with the task's verifier.
+        `digest=True` adds verify.py's `db_digest` of the final database (how a producer learns the state a
+        state-checking task expects)."""
+        self.reset(task)
+        for c in calls:
+            reply = self.call(c["name"], c.get("arguments", {}))
+            if reply.get("submitted"):
+                answer = reply.get("answer")
+                break
+        verdict = self.verify(task.get("verifier", ""), task.get("params"), answer, source)
+        verdict["calls_ok"] = all(c["ok"] for c in self.calls)
+        if digest:
+            module = self._load_verify(source)
+            fn = getattr(module, "db_digest", None) if module else None
+            verdict["db_digest"] = fn(self.ctx.db) if fn is not None else None
+        return verdict
+
+    def close(self) -> None:
+        """End the episode (close its database); the server can start another with `reset`."""
+        if self.ctx is not None:
+            self.ctx.close()
+            self.ctx = None
+
     def state_hash(self) -> str:
         if self.ctx is not None:
             self.ctx.close_db()  # flush and release the database before dumping it
@@ -358,6 +385,16 @@ class EnvServer:
             reply = self.verify(req["name"], req.get("params"), req.get("answer"), req.get("source"))
         elif op == "hash":
             reply = {"hash": self.state_hash()}
+        elif op == "replay":
+            source = req.get("source")
+            reply = {
+                "verdicts": [
+                    self.replay(
+                        e["task"], e.get("calls", []), e.get("answer"), source, e.get("digest", False)
+                    )
+                    for e in req["episodes"]
+                ]
+            }
         elif op == "log":
             reply = {"calls": self.calls, "answer": self.ctx.answer if self.ctx else None}
         else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from toolgym.agent.clients import ChatClient, RetryPolicy
 from toolgym.agent.evaluate import evaluate
 from toolgym.agent.policies import LLMPolicy, OraclePolicy
 from toolgym.agent.rollout import load_trajectories, rollout
+from toolgym.envs import IN_PROCESS
 from toolgym.envs.corpus import load_corpus
 from toolgym.sandbox.backend import Owner
 from toolgym.sandbox.engine import docker_client
@@ -63,7 +65,6 @@ def test_model_server_5xx_is_retried_then_kept_apart_from_agent_failures(tmp_pat
                 policy,
                 tmp_path / "run",
                 in_flight=1,
-                backend="inprocess",
                 max_infra_retries=2,
                 progress=False,
             )
@@ -78,3 +79,16 @@ def test_model_server_5xx_is_retried_then_kept_apart_from_agent_failures(tmp_pat
     assert (report["infra_errors"], report["infra_retries"]) == (1, 4)
     # the agent's success rate is over the one episode the infrastructure let it play
     assert report["overall"]["episodes"] == 1 and report["overall"]["success_rate"] == 0.0
+
+
+def test_a_model_policy_is_refused_in_process(tmp_path):
+    """In-process env servers run tools on this host: only toolgym's own (trusted) policies may use them."""
+    corpus = load_corpus("reference").select(env_ids=["order_desk"], limit=1)
+
+    def policy():
+        return LLMPolicy(ChatClient("http://127.0.0.1:9", "m"), thinking=False)
+
+    with pytest.raises(ValueError, match="not trusted"):
+        asyncio.run(rollout(corpus, policy, tmp_path / "run", backend=IN_PROCESS, progress=False))
+    with pytest.raises(ValueError, match="IN_PROCESS"):
+        asyncio.run(rollout(corpus, policy, tmp_path / "run2", backend="inprocess", progress=False))

@@ -10,7 +10,7 @@ import warnings
 import gymnasium
 import pytest
 from gymnasium.utils.env_checker import check_env
-from toolgym.envs import ToolEnv, add_store, make, sandbox_mounts
+from toolgym.envs import IN_PROCESS, EnvLease, ToolEnv, add_store, make, sandbox_mounts
 from toolgym.sandbox import BlockingSandboxPool, Limits, SandboxPool
 
 from .conftest import oracle_actions, run_actions
@@ -130,12 +130,12 @@ def test_blocking_pool_keeps_a_clean_sandbox_and_releases_on_close(toy_store, mo
         for _ in range(2):
             reward, _ = run_actions(env, "toy-add", [ADD, SUBMIT])
             assert reward == 1.0
-            leased.append(env._leased)
+            leased.append(env.lease.sandbox)
         assert leased[0] is leased[1]  # no agent code ran: the env server's reset is enough
         leased[0].tainted = True  # as if agent code had run: the next episode gets a recycled sandbox
         env.reset(seed=0)
         env.close()
-        assert env._leased is None
+        assert env.lease.sandbox is None
         with pool.lease() as sb:  # the single sandbox went back to the pool
             assert sb.ping() < 5
 
@@ -154,25 +154,44 @@ def test_a_clean_sandbox_and_its_server_pass_to_the_next_environment(tmp_path, m
     db.close()
     bump = {"tool_calls": [{"name": "bump", "arguments": {"by": 1}}]}
     with BlockingSandboxPool(1, backend=module_docker, limits=Limits(memory_mb=256)) as pool:
-        first = ToolEnv(store / "toy", pool=pool)
+        lease = EnvLease(pool=pool)  # one lease across environments, as a rollout worker holds it
+        first = ToolEnv(store / "toy", lease=lease)
         first.reset(options={"task_id": "toy-add"})
         assert first.step(bump)[-1]["messages"][-1]["content"] == "1"
-        sandbox, session = first._leased, first._server.session
-        second = ToolEnv(store / "toy2", pool=pool)
-        assert second.take_over(first) and first._leased is None
+        sandbox, session = lease.sandbox, lease.server.session
+        second = ToolEnv(store / "toy2", lease=lease)
         second.reset(options={"task_id": "toy-add"})
         # the same sandbox and interpreter, but toy2's state, tools and verifier
-        assert second._leased is sandbox and second._server.session is session
+        assert lease.sandbox is sandbox and lease.server.session is session
         assert second.step(bump)[-1]["messages"][-1]["content"] == "101"
         assert run_actions(second, "toy-add", [ADD, SUBMIT])[0] == 1.0
         # a sandbox where agent code ran is never handed on: it goes back to the pool for a verified reset
         sandbox.tainted = True
-        third = ToolEnv(store / "toy", pool=pool)
-        assert not third.take_over(second) and third._leased is None
-        second.close()
+        third = ToolEnv(store / "toy", lease=lease)
         assert run_actions(third, "toy-add", [ADD, SUBMIT])[0] == 1.0
-        third.close()
-        first.close()
+        assert lease.server.session is not session
+        lease.close()
+        assert lease.sandbox is None
+        with pool.lease() as sb:  # the single sandbox went back to the pool
+            assert sb.ping() < 5
+
+
+def test_a_given_sandbox_is_reset_after_agent_code_ran(toy_store, module_docker):
+    """A daemon the agent planted in one episode must not outlive it, even in a sandbox the caller gave."""
+    from toolgym.sandbox import open_sandbox
+
+    with open_sandbox(module_docker, Limits(memory_mb=256)) as sb:
+        env = ToolEnv(toy_store / "toy", sandbox=sb, transport="push")
+        env.reset(seed=0)
+        sb.run("sleep 300 > /dev/null 2>&1 &", timeout_s=5)  # as agent code would
+        sb.tainted = True
+        ps = "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"  # the minimal image has no ps
+        assert "sleep 300" in sb.run(ps, timeout_s=5).stdout
+        env.reset(seed=0)
+        assert "sleep 300" not in sb.run(ps, timeout_s=5).stdout
+        assert run_actions(env, "toy-add", [ADD, SUBMIT])[0] == 1.0
+        env.close()
+        assert not sb.closed  # the caller's sandbox stays the caller's
 
 
 def test_a_pool_without_mounts_gets_the_files_pushed(toy_store, module_docker):
@@ -257,6 +276,11 @@ def test_a_private_store_is_pushed_instead_of_mounted(tmp_path, module_docker):
     env.close()
 
 
+def test_inprocess_is_a_typed_choice_not_a_backend_name(toy_store):
+    with pytest.raises(ValueError, match="IN_PROCESS"):
+        ToolEnv(toy_store / "toy", backend="inprocess")
+
+
 def test_inprocess_backend_runs_reference_solutions_without_a_sandbox():
     import asyncio
 
@@ -264,7 +288,7 @@ def test_inprocess_backend_runs_reference_solutions_without_a_sandbox():
     from toolgym.agent.policies import OraclePolicy
     from toolgym.envs import make
 
-    env = make("toolgym/order_desk", backend="inprocess")
+    env = make("toolgym/order_desk", backend=IN_PROCESS)
     try:
         rewards = [asyncio.run(run_episode(env, OraclePolicy(), task_id=t.id)).reward for t in env.tasks]
         hashes = set()

@@ -57,6 +57,11 @@ def add_parser(sub) -> None:
         "--rescore", action="store_true", help="replay the stored actions and re-run the verifiers"
     )
     p.add_argument("--corpus", help="for --rescore: the corpus (default: the one the run used)")
-    p.add_argument("--backend", default="auto", choices=["auto", "docker", "namespace", "inprocess"])
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "docker", "namespace"],
+        help="where --rescore replays the recorded actions (always a sandbox: they are a model's)",
+    )
     p.add_argument("--report-dir", help="where report.md/.html/.json go (default RUN/eval)")
     p.add_argument("--json", action="store_true")

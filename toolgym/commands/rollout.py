@@ -32,6 +32,7 @@ def policy_factory(args):
 def run(args) -> int:
     from toolgym.agent.loop import Budgets
     from toolgym.agent.rollout import rollout
+    from toolgym.envs import IN_PROCESS
     from toolgym.envs.corpus import load_corpus
 
     corpus = load_corpus(args.corpus).select(env_ids=args.env, category=args.category, limit=args.limit)
@@ -43,7 +44,7 @@ def run(args) -> int:
             args.out,
             samples_per_task=args.samples_per_task,
             in_flight=args.in_flight,
-            backend=args.backend,
+            backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
             budgets=budgets,
             episode_timeout_s=args.episode_timeout,
             seed=args.seed,
@@ -95,7 +96,7 @@ def add_parser(sub) -> None:
         "--backend",
         default="auto",
         choices=["auto", "docker", "namespace", "inprocess"],
-        help="inprocess: no sandbox, for trusted policies (oracle) only",
+        help="inprocess: no sandbox, tools on this host: refused for --policy llm (trusted policies only)",
     )
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--episode-timeout", type=float, default=600.0, help="seconds per episode")
