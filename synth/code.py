@@ -49,7 +49,6 @@ from pathlib import Path
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
 
-from .reference import code_repair
 from .family import TEMPLATES, jinja, prompt_template
 
 NAME = "code"
@@ -61,7 +60,6 @@ candidates each (one issue per bug and level, bug pairs and triples), ~1,100 tas
 validation episode runs Python subprocesses (tests), so the counts stay modest."""
 
 LIBRARY = TEMPLATES / "code" / "library.py"
-REFERENCE_TOOLS = Path(code_repair.__file__).resolve().parent / "tools.py"
 LIMITS = EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40)  # as the reference's
 
 PREFIXES = ["tidy", "quick", "mini", "neat", "plain", "bright", "swift", "lean", "calm", "bold"]
@@ -859,48 +857,6 @@ def hidden_tests(repo: Repo, fns: list[str]) -> str:
     return plain_tests(repo, cases, "Hidden tests of one issue.")
 
 
-def _reference_chunks() -> dict[str, str]:
-    """The reference tools.py's top-level functions and constants by name, as source text (a function from its
-    first decorator; `name:bare` from its `def` line, to reuse a tool as a plain helper)."""
-    text = REFERENCE_TOOLS.read_text()
-    lines = text.splitlines()
-    out = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef):
-            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-            out[node.name] = "\n".join(lines[first - 1 : node.end_lineno])
-            out[node.name + ":bare"] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
-        elif isinstance(node, ast.Assign):
-            out[node.targets[0].id] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
-    return out
-
-
-def _sub(text: str, old: str, new: str, word: bool = True) -> str:
-    """Replace `old` (a whole word, or literally) in reference source; it must be there, so a change of the
-    reference fails here loudly instead of rendering a tool that silently differs."""
-    pattern = rf"\b{re.escape(old)}\b" if word else re.escape(old)
-    assert re.search(pattern, text), f"{old!r} is no longer in the reference tools"
-    return re.sub(pattern, new.replace("\\", "\\\\"), text)
-
-
-def tool_sources(cfg: dict, example: str) -> dict[str, str]:
-    """The reference tools, adapted to a variant: renamed, turned into helpers, the edit tool's arguments."""
-    ref = _reference_chunks()
-    read = "_read_text" if cfg["paged_read"] else "read_file"
-    write = "_write_text" if cfg["no_write_file"] else "write_file"
-    out = {k: ref[k] for k in ("MAX_FILE_CHARS", "_path", "_run", "list_files", "run_shell")}
-    out["read"] = _sub(ref["read_file:bare" if cfg["paged_read"] else "read_file"], "read_file", read)
-    out["read"] = _sub(out["read"], "textkit/core.py", example, word=False)
-    out["write"] = _sub(ref["write_file:bare" if cfg["no_write_file"] else "write_file"], "write_file", write)
-    name, old, new = cfg["edit"]
-    edit = _sub(_sub(ref["replace_in_file"], "read_file", read), "write_file", write)
-    out["edit"] = _sub(_sub(_sub(edit, "replace_in_file", name), "old", old), "new", new)
-    suite = _sub(ref["run_tests:bare"], '"python3", "-m"', 'PYTHON, "-S", "-m"', word=False)
-    out["run_tests"] = _sub(suite, "run_tests", "_run_suite")
-    out["run_tests_doc"] = ast.get_docstring(ast.parse(ref["run_tests:bare"]).body[0])
-    return out
-
-
 def render_sources(key: tuple, seed: int) -> dict[str, str]:
     """Every file of the environment but env.json: tools.py, verify.py and the repository under state/."""
     repo = compose(key, seed)
@@ -929,7 +885,7 @@ def render_sources(key: tuple, seed: int) -> dict[str, str]:
         f"{' or any shell command' if not cfg['no_shell'] else ''}. Paths are relative to the repository root "
         "and may not leave it. Rendered by the code family from the code_repair reference tools."
     )
-    ctx = {"pkg": repo.pkg, "cfg": cfg, "ref": tool_sources(cfg, example), "example": example}
+    ctx = {"pkg": repo.pkg, "cfg": cfg, "example": example}
     ctx["doc"] = textwrap.fill(doc, 107)
     files["tools.py"] = jinja(True).get_template("code/tools.py.j2").render(**ctx)
     visible = {f: x for cases in tests.values() for f, x in cases.items()}

@@ -21,7 +21,6 @@ harder algorithm (streaks, sliding windows, fast doubling, digit DP, ...).
 
 from __future__ import annotations
 
-import ast
 import calendar
 import csv
 import io
@@ -30,14 +29,12 @@ import random
 import shutil
 import tempfile
 from datetime import date, datetime, timedelta
-from functools import cache
 from itertools import zip_longest
 from pathlib import Path
 
-from toolgym.synth.reference.code_interpreter import build as reference_build
-from toolgym.synth.reference.code_interpreter.build import run_reference
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, ToolCall, write_env_spec
+from toolgym.synth.reference.code_interpreter.build import run_reference
 
 from .family import jinja
 
@@ -48,8 +45,6 @@ SCALES = {"tiny": (2, 6), "demo": (5, 12), "small": (10, 20), "full": (80, 38)}
 """scale -> (environments, candidate tasks per environment): 20 themes x 4 variants at full scale. 38 candidates
 ask each of the 38-39 question kinds about once per environment; almost none is dropped, so about 3,000 tasks
 are kept, and validation (one REPL process per episode that runs code) stays near 150 s with 2 workers."""
-REFERENCE = Path(reference_build.__file__).resolve().parent
-"""The reference environment whose tools.py and verify.py the templates render."""
 VARIANTS_PER_THEME = 4
 LIMITS = EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30)  # the reference env's
 
@@ -260,35 +255,6 @@ REL_TOL = 1e-12
 MODULI = [10007, 1_000_003, 998_244_353, 1_000_000_007]
 RANDOM_POLICY_ANSWERS = {42.0}
 """Numbers agent.policies.RandomPolicy may end on: a task with that answer could be won by chance."""
-
-
-@cache
-def _reference() -> dict:
-    """The reference environment's source, cut into the pieces the templates render: the session code (imports,
-    REPL, _Session), the python and list_files tools' docstrings and bodies, and verify.py's check_number."""
-    src = (REFERENCE / "tools.py").read_text()
-    tree, lines = ast.parse(src), src.splitlines()
-    fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    python, listing = fns["python"], fns["list_files"]
-
-    def body(fn: ast.FunctionDef) -> str:  # the statements after the docstring, indented as in the source
-        return "\n".join(lines[fn.body[1].lineno - 1 : fn.end_lineno])
-
-    vsrc = (REFERENCE / "verify.py").read_text()
-    vtree = ast.parse(vsrc)
-    verify = "\n".join(vsrc.splitlines()[vtree.body[0].end_lineno :]).strip("\n")
-    if verify.count('c["name"] == "python"') != 1:
-        raise RuntimeError("the reference check_number no longer names the python tool as expected")
-    return {
-        "session_code": "\n".join(
-            lines[tree.body[0].end_lineno : python.decorator_list[0].lineno - 1]
-        ).strip(),
-        "python_doc": ast.get_docstring(python),
-        "python_body": body(python),
-        "list_doc": ast.get_docstring(listing),
-        "list_body": body(listing),
-        "verify_code": verify,
-    }
 
 
 # -- plan -------------------------------------------------------------------------------------------------------
@@ -544,7 +510,6 @@ def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
     n = _tool_names(cfg)
     fmt = cfg["answer_format"]
     ctx = {
-        **_reference(),
         "title": th["title"][0].upper() + th["title"][1:],
         "about": th["title"],
         "variant": v,
@@ -555,8 +520,8 @@ def build_env(store: Path, key: tuple[str, int], seed: int) -> Path:
         "head_hint": "list the files to see their names." if n["list_files"] else "the task names the files.",
         "answer_format": fmt,
         "format_where": FORMAT_WHERE.get(fmt, ""),
+        "python_tool": repr(n["python"]),
     }
-    ctx["verify_code"] = ctx["verify_code"].replace('c["name"] == "python"', f'c["name"] == {n["python"]!r}')
     (out / "tools.py").write_text(jinja().get_template("code_interpreter/tools.py.j2").render(**ctx))
     (out / "verify.py").write_text(jinja().get_template("code_interpreter/verify.py.j2").render(**ctx))
     spec = EnvSpec(

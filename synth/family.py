@@ -1,46 +1,110 @@
-"""What a synthesis family is: a module that builds environments of one category and candidate tasks over them.
+"""What a synthesis family is: a producer of environments of one category and candidate tasks over them.
 
-The pipeline (`pipeline.py`) knows families only through this contract, so a new family is a new module added to
-`FAMILIES`. Every family module defines:
-
-    NAME: str                 the family's name, used in env ids' prefixes and provenance ("search")
-    CATEGORY: str             one of envs.spec.CATEGORIES
-    VERSION: str              bumped when its output changes for the same seed
-    SCALES: dict[str, tuple[int, int]]
-                              scale ("tiny" | "demo" | "small" | "full") -> (environments, candidate tasks per environment)
-    plan(scale) -> list[tuple]
-                              the family's environment keys (JSON-able tuples), in a fixed order; len == SCALES[0]
-    env_id(key) -> str        the environment's id (and folder name); unique across all families
-    domain(key) -> str        the domain it counts under in the manifest
-    build_env(store, key, seed) -> Path
-                              write `<store>/<env_id>/` (env.json with this CATEGORY, tools.py, verify.py, state/)
-                              deterministically from (key, seed)
-    make_tasks(env_dir, key, seed, n_tasks) -> list[dict]
-                              at most n_tasks candidate tasks, each a dict with:
-                                template: str      "search/two_hop/1": family/kind/prompt-variant
-                                difficulty: int    1..5, the ladder (>= 3 levels per family)
-                                prompt: list[str]  user turns
-                                verifier: str      a function of the env's verify.py
-                                params: dict       its keyword arguments
-                                solution: list[ToolCall]   tool calls only; replaying them must score 1.0
-                                answer: str | None the final assistant text (None when a submit tool ends it)
-                                guess: str         a plausible wrong answer for the submit-a-guess check
-
-Every candidate then goes through the same validation in the pipeline: reference 1.0, do-nothing 0, guess 0,
-random-tool policy recorded (any win drops the task), exact and near-duplicate prompts removed.
+The pipeline (`pipeline.py`) knows families only through `Family`, so a new family is a new subclass registered
+in `NAMES`. A family fixes everything about a variant from `variant_config(key, seed)` alone, writes its
+environment with `build_env`, and proposes `Candidate` tasks with `make_tasks`; the pipeline's admission
+(`admission.py`) then replays every candidate through the env server and keeps the ones that pass.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import ModuleType
+from typing import Any, ClassVar
 
 import jinja2
+from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 NAMES = ("general", "search", "code_interpreter", "code")
+
+Key = tuple
+"""An environment key: a JSON-able tuple, e.g. ("retail", 3); the family's `plan` lists them in order."""
+
+
+@dataclass
+class Candidate:
+    """A task a family proposes; admission decides whether it is kept."""
+
+    template: str
+    """"search/two_hop/1": family/kind/prompt-variant (kept as the task's provenance version)."""
+    difficulty: int
+    """1..5, the family's ladder."""
+    prompt: list[str]
+    """User turns."""
+    verifier: str
+    """A function of the environment's verify.py."""
+    params: dict[str, Any]
+    """Its keyword arguments."""
+    solution: list[ToolCall]
+    """Tool calls only; replaying them must score 1.0."""
+    answer: str | None
+    """The final assistant text (None when a submit tool ends the episode)."""
+    guess: str = ""
+    """A plausible wrong answer, for the submit-a-guess check."""
+    user_instructions: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Family-private working data (e.g. the computed value behind an answer); never written to a task."""
+
+    def task(self, id: str, env_id: str, category: str, provenance: Provenance) -> TaskSpec:
+        """The task row of a kept candidate (the pipeline's admitted ones, a reference builder's fixed ones)."""
+        return TaskSpec(
+            id=id,
+            env_id=env_id,
+            category=category,
+            difficulty=self.difficulty,
+            prompt=self.prompt,
+            verifier=self.verifier,
+            params=self.params,
+            solution=self.solution,
+            answer=self.answer,
+            user_instructions=self.user_instructions,
+            provenance=provenance,
+        )
+
+
+class Family:
+    """The contract every family implements (class attributes and methods; instances hold no state)."""
+
+    NAME: ClassVar[str]
+    """The family's name, used in env ids and provenance ("search")."""
+    CATEGORY: ClassVar[str]
+    """One of envs.spec.CATEGORIES."""
+    VERSION: ClassVar[str]
+    """Bumped when its output changes for the same seed."""
+    SCALES: ClassVar[dict[str, tuple[int, int]]]
+    """scale ("tiny" | "demo" | "small" | "full") -> (environments, candidate tasks per environment)."""
+
+    def plan(self, scale: str) -> list[Key]:
+        """The environment keys of a scale, in a fixed order; len == SCALES[scale][0]."""
+        raise NotImplementedError
+
+    def env_id(self, key: Key) -> str:
+        """The environment's id (and folder name); unique across all families."""
+        raise NotImplementedError
+
+    def domain(self, key: Key) -> str:
+        """The domain it counts under in the manifest."""
+        raise NotImplementedError
+
+    def variant_config(self, key: Key, seed: int) -> dict:
+        """Everything a variant fixes (tool shape, rules, data parameters), from (key, seed) alone."""
+        raise NotImplementedError
+
+    def build_env(self, store: Path, key: Key, seed: int) -> Path:
+        """Write `<store>/<env_id>/` (env.json, tools.py, verify.py, state/) deterministically from (key, seed)."""
+        raise NotImplementedError
+
+    def make_tasks(self, env_dir: Path, key: Key, seed: int, n_tasks: int) -> list[Candidate]:
+        """At most n_tasks candidates over the built environment."""
+        raise NotImplementedError
+
+
+def dedupe_key(prompt: list[str]) -> str:
+    """The exact-duplicate key of a task: its first user turn, lower-cased, whitespace collapsed."""
+    return " ".join(prompt[0].lower().split())
 
 
 @cache
@@ -63,14 +127,19 @@ def prompt_template(text: str, trim: bool = False) -> jinja2.Template:
     return jinja(trim).from_string(text)
 
 
-def families(only: list[str] | tuple[str, ...] | None = None) -> dict[str, ModuleType]:
-    """name -> family module (all, or the ones in `only`), in the order the pipeline runs them."""
+def render_prompt(text: str, **slots: Any) -> str:
+    """The one way a family turns a prompt template (jinja2 syntax) and its slots into text."""
+    return prompt_template(text).render(**slots)
+
+
+def families(only: list[str] | tuple[str, ...] | None = None) -> dict[str, Family]:
+    """name -> family (all, or the ones in `only`), in the order the pipeline runs them."""
     import importlib
 
     unknown = sorted(set(only or ()) - set(NAMES))
     if unknown:
         raise ValueError(f"unknown family {', '.join(unknown)}; the families are {', '.join(NAMES)}")
-    return {n: importlib.import_module(f"{__package__}.{n}") for n in NAMES if not only or n in only}
+    return {n: importlib.import_module(f"{__package__}.{n}").FAMILY for n in NAMES if not only or n in only}
 
 
 def distinctness_key(env_dir) -> str:

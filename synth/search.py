@@ -22,9 +22,9 @@ Difficulty ladder: 1 one hop, 2 two hops, 3 three hops, 4 a comparison across tw
 
 from __future__ import annotations
 
-import ast
 import itertools
 import random
+import re
 import sqlite3
 from functools import cache
 from pathlib import Path
@@ -32,9 +32,8 @@ from pathlib import Path
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, Provenance, ToolCall, write_env_spec
 
-from .reference.search import build as reference
-from .reference.search.verify import normalize
 from .family import jinja, prompt_template
+from .reference.search import build as reference
 
 NAME = "search"
 CATEGORY = "search"
@@ -332,12 +331,16 @@ LEVEL = {"one_hop": 1, "two_hop": 2, "three_hop": 3, "compare": 4, "four_hop": 5
 
 
 @cache
-def _reference_normalize() -> str:
-    """The reference verifier's `normalize` source: answers are normalized the same way in every search env."""
-    path = Path(reference.__file__).with_name("verify.py")
-    text = path.read_text()
-    node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == "normalize")
-    return ast.get_source_segment(text, node)
+def _normalize():
+    """The verifiers' `normalize` (templates/search/normalize.j2), run here as the verifiers run it."""
+    namespace = {"re": re}
+    exec(jinja(True).get_template("search/normalize.j2").module.normalize(), namespace)
+    return namespace["normalize"]
+
+
+def normalize(text: str) -> str:
+    """A name as every search verifier reads it: lower case, words and digits only, no articles."""
+    return _normalize()(text)
 
 
 # -- the family contract ---------------------------------------------------------------------------------------
@@ -546,7 +549,6 @@ def render_sources(key, seed: int) -> dict[str, str]:
         "example_id": f"{cfg['id_prefix']}{42:0{cfg['id_width']}d}",
         "read_tools": [n["open"]] + ([n["find"]] if cfg["evidence"] == "read" else []),
         "search_tools": [n["search"]] + ([n["titles"]] if cfg["titles"] else []),
-        "normalize_source": _reference_normalize(),
         "rule": _rule(cfg),
     }
     return {

@@ -1,5 +1,6 @@
-"""What the reference builders share: write an environment folder from its tools.py/verify.py sources, a
-generated state and tasks, with env.json's tool schemas taken from the tool functions themselves."""
+"""What the reference builders share: write an environment folder from its tools.py/verify.py (the builder's own
+file, or rendered from a template it shares with a family), a generated state and its fixed tasks, proposed as
+`Candidate`s like a family's, with env.json's tool schemas taken from the tool functions themselves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, write_env_spec, write_tasks
+
+from ..family import Candidate, jinja
 
 
 def write_env(
@@ -21,12 +24,18 @@ def write_env(
     seed: int,
     tasks: list[TaskSpec],
     limits: EnvLimits | None = None,
+    rendered: tuple[str, ...] = (),
 ) -> Path:
-    """Copy tools.py and verify.py from `source_dir` into `out` (state/ must already be written), derive the
-    tool schemas from tools.py, and write env.json (with its content hash) and tasks.jsonl."""
+    """Write tools.py and verify.py into `out` (state/ must already be written): the ones named in `rendered`
+    from `synth/templates/reference/<source_dir's name>/<file>.j2`, the others copied from `source_dir`; derive
+    the tool schemas from tools.py, and write env.json (with its content hash) and tasks.jsonl."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("tools.py", "verify.py"):
-        shutil.copyfile(source_dir / name, out / name)
+        if name in rendered:
+            template = f"reference/{Path(source_dir).name}/{name}.j2"
+            (out / name).write_text(jinja(True).get_template(template).render())
+        else:
+            shutil.copyfile(source_dir / name, out / name)
     tools = tools_from_module(load_tools_module(out / "tools.py"))
     spec = EnvSpec(
         id=env_id,
@@ -44,6 +53,16 @@ def write_env(
 
 def provenance(domain: str, seed: int) -> Provenance:
     return Provenance(producer="reference", family=domain, seed=seed, version="1")
+
+
+def task_rows(
+    env_id: str, category: str, family: str, seed: int, candidates: list[Candidate]
+) -> list[TaskSpec]:
+    """The fixed tasks of a reference environment: candidate i becomes `<env_id>-<i:03d>`."""
+    return [
+        c.task(f"{env_id}-{i:03d}", env_id, category, provenance(family, seed))
+        for i, c in enumerate(candidates)
+    ]
 
 
 def main(build, doc: str | None) -> None:

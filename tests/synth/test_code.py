@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from toolgym.envs.inside.envserver import EnvServer
-from toolgym.synth.reference.code_repair import build as reference_build
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, ToolCall
 from toolgym.envs.validate import validate_env
 from toolgym.synth import code, family, pipeline
+from toolgym.synth.reference.code_repair import build as reference_build
 
 SEED = 0
 

@@ -131,6 +131,7 @@ def build(store: str | Path, seed: int = 0) -> Path:
         seed=seed,
         tasks=tasks,
         limits=EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30),
+        rendered=("tools.py", "verify.py"),
     )
 
 

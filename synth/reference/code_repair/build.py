@@ -1,6 +1,7 @@
 """Build the code reference environments: a small text-utilities repository with visible tests, and one
 environment per injected bug (chosen by the seed), each with an issue-style task, hidden tests that the bug
-fails, and a reference fix made with the file tools.
+fails, and a reference fix made with the file tools. Its tools.py is rendered from
+`synth/templates/reference/code_repair/tools.py.j2`, whose tools are the code family's (`code/repo_tools.j2`).
 
     python -m toolgym.synth.reference.code_repair.build OUT_STORE [--seed 0]
 """
@@ -11,9 +12,10 @@ import argparse
 import random
 from pathlib import Path
 
-from toolgym.envs.spec import EnvLimits, TaskSpec, ToolCall
+from toolgym.envs.spec import EnvLimits, ToolCall
 
-from ..common import provenance, write_env
+from ...family import Candidate, render_prompt
+from ..common import task_rows, write_env
 
 HERE = Path(__file__).resolve().parent
 CORE = '''"""Small text and list utilities."""
@@ -107,6 +109,7 @@ BUGS = {
         'self.assertEqual(title_case("the lord of the rings"), "The Lord of the Rings")',
     ),
 }
+PROMPT = "Bug report for textkit: {{ issue }} Fix it in the repository."
 DESCRIPTION = (
     "You are a software engineer fixing a bug in the Python repository in the working folder. Read the code, "
     "make the smallest fix, run the tests, then say what you changed without a tool call."
@@ -137,12 +140,10 @@ def build_one(store: Path, bug: str, seed: int) -> Path:
     (out / "state" / "README.md").write_text(
         "# textkit\n\nRun the tests: `python3 -m unittest discover -s tests`\n"
     )
-    task = TaskSpec(
-        id=f"{env_id}-000",
-        env_id=env_id,
-        category="code",
+    task = Candidate(
+        template=f"code_repair/{bug}",
         difficulty=3,
-        prompt=[f"Bug report for textkit: {issue} Fix it in the repository."],
+        prompt=[render_prompt(PROMPT, issue=issue)],
         verifier="check_fix",
         params={"hidden_tests": hidden_tests(bug), "visible_tests": VISIBLE},
         solution=[
@@ -152,7 +153,6 @@ def build_one(store: Path, bug: str, seed: int) -> Path:
             ToolCall(name="run_tests"),
         ],
         answer=f"Fixed {bug} in textkit/core.py; the tests pass.",
-        provenance=provenance("code_repair", seed),
     )
     return write_env(
         out,
@@ -162,8 +162,9 @@ def build_one(store: Path, bug: str, seed: int) -> Path:
         description=DESCRIPTION,
         source_dir=HERE,
         seed=seed,
-        tasks=[task],
+        tasks=task_rows(env_id, "code", "code_repair", seed, [task]),
         limits=EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40),
+        rendered=("tools.py",),
     )
 
 

@@ -184,6 +184,7 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
         source_dir=HERE,
         seed=seed,
         tasks=tasks,
+        rendered=("verify.py",),
     )
 
 
