@@ -36,7 +36,6 @@ def __getattr__(name: str) -> Any:
 __all__ = ["__version__", *_EXPORTS]
 
 
-
 def _reference_store():
     """The built-in reference environments (built on first use): a producer of `toolgym.synth`, which envs may
     not import, so the public layer plugs it into the registry."""
