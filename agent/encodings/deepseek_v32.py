@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..messages import Message, arguments_dict, call_id, normalize_messages, tool_schema_function
 from ._reasoning import THINK_END, THINK_START, split_reasoning
+from ._safe import MAX_ARGUMENT_DEPTH, dumps, loads, too_deep, total
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -197,14 +198,18 @@ def _parameter_value(raw: str, attrs: dict[str, str], call: _Call, errors: list[
         return raw
     if flag not in ("false", None):
         errors.append(f"parameter {key!r} of {call.name!r} has string={flag!r}; read as JSON if it parses")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        if flag == "false":
-            errors.append(
-                f"parameter {key!r} of {call.name!r} is not valid JSON; kept as a string: {raw[:80]!r}"
-            )
+    if too_deep(raw):
+        errors.append(
+            f"parameter {key!r} of {call.name!r} nests deeper than {MAX_ARGUMENT_DEPTH} levels; "
+            f"kept as a string: {raw[:80]!r}"
+        )
         return raw
+    value, why = loads(raw)
+    if why is None:
+        return value
+    if flag == "false":
+        errors.append(f"parameter {key!r} of {call.name!r} is not valid JSON; kept as a string: {raw[:80]!r}")
+    return raw
 
 
 def _parse_calls(text: str, errors: list[str]) -> list[_Call]:
@@ -292,12 +297,14 @@ def _parse_calls(text: str, errors: list[str]) -> list[_Call]:
     return [c for c in calls if c.name]
 
 
+@total
 def parse(text: str, *, thinking: bool | None = None) -> Message:
     """An assistant message from model text: reasoning before `</think>`, content, DSML tool calls.
 
     Never raises: whatever cannot be read is listed in `parse_errors` and the rest is returned. A call
     cut off before `</invoke>` is dropped; calls that ended properly before it are kept.
     `thinking=True` says the prompt opened `<think>`, so text with no `</think>` is unfinished reasoning.
+    Any text, bytes or size gives a message with clean strings within the caps of `_safe`.
     """
     errors: list[str] = []
     if text.endswith(EOS):
@@ -313,15 +320,20 @@ def parse(text: str, *, thinking: bool | None = None) -> Message:
     if reasoning:
         msg["reasoning_content"] = reasoning
     if first_tag is not None:
-        calls = _parse_calls(rest[first_tag.start() :], errors)
-        if calls:
-            msg["tool_calls"] = [
+        tool_calls = []
+        for j, c in enumerate(_parse_calls(rest[first_tag.start() :], errors)):
+            arguments = dumps(c.arguments)
+            if arguments is None:
+                errors.append(f"the arguments of {c.name!r} cannot be written as JSON; that call is dropped")
+                continue
+            tool_calls.append(
                 {
                     "id": call_id(text, j),
                     "type": "function",
-                    "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+                    "function": {"name": c.name, "arguments": arguments},
                 }
-                for j, c in enumerate(calls)
-            ]
+            )
+        if tool_calls:
+            msg["tool_calls"] = tool_calls
     msg["parse_errors"] = errors
     return msg

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..messages import Message, call_id, normalize_messages, openai_tool
 from ._reasoning import THINK_END, THINK_START, split_reasoning
+from ._safe import dumps, loads, total
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -107,10 +108,9 @@ _CALL_TAG = re.compile(r"</?tool_call>")
 
 def _read_call(body: str, errors: list[str]) -> tuple[str, str] | None:
     """(name, arguments JSON) from a `<tool_call>` body, or None (with the reason in `errors`)."""
-    try:
-        obj = json.loads(body)
-    except json.JSONDecodeError as exc:
-        errors.append(f"a <tool_call> is not valid JSON ({exc.msg} at char {exc.pos}): {body.strip()[:80]!r}")
+    obj, why = loads(body)
+    if why is not None:
+        errors.append(f"a <tool_call> is not valid JSON ({why}): {body.strip()[:80]!r}")
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         errors.append(f'a <tool_call> needs a JSON object with a "name": {body.strip()[:80]!r}')
@@ -119,12 +119,11 @@ def _read_call(body: str, errors: list[str]) -> tuple[str, str] | None:
     for key in obj.keys() - {"name", "arguments", "parameters", "id"}:
         errors.append(f"unknown key {key!r} in the call to {obj['name']!r} ignored")
     if isinstance(args, str):  # some models double-encode the arguments
-        try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
-            pass
+        decoded, why = loads(args)
+        args = args if why is not None else decoded
     if not isinstance(args, dict):
-        errors.append(f"the arguments of {obj['name']!r} are not a JSON object: {json.dumps(args)[:80]}")
+        shown = (dumps(args) or f"<{type(args).__name__}>")[:80]
+        errors.append(f"the arguments of {obj['name']!r} are not a JSON object: {shown}")
         return None
     # Keep the model's own spelling of the arguments where it wrote an object, so it re-renders exactly.
     m = re.search(r'"arguments"\s*:\s*', body)
@@ -134,18 +133,24 @@ def _read_call(body: str, errors: list[str]) -> tuple[str, str] | None:
         else ""
     )
     try:
-        if raw and json.loads(raw) == args:
+        if raw and loads(raw)[0] == args:
             return obj["name"], raw
-    except json.JSONDecodeError:
+    except RecursionError:  # comparing very deep values
         pass
-    return obj["name"], json.dumps(args, ensure_ascii=False)
+    text = dumps(args)
+    if text is None:
+        errors.append(f"the arguments of {obj['name']!r} cannot be written back as JSON; the call is dropped")
+        return None
+    return obj["name"], text
 
 
+@total
 def parse(text: str, *, thinking: bool | None = None) -> Message:
     """An assistant message from Hermes/Qwen model text; never raises.
 
     A `<tool_call>` whose JSON cannot be read stays in the content verbatim (so the history shows what the
     model wrote) and is reported in `parse_errors`; one cut off at the end of the output is dropped.
+    Any text, bytes or size gives a message with clean strings within the caps of `_safe`.
     """
     errors: list[str] = []
     for stop in STOP_STRINGS:
@@ -165,9 +170,7 @@ def parse(text: str, *, thinking: bool | None = None) -> Message:
         tag = _CALL_TAG.search(rest, body_start)
         if tag is None:
             body, pos = rest[body_start:], len(rest)
-            try:
-                json.loads(body)
-            except json.JSONDecodeError:
+            if loads(body)[1] is not None:
                 errors.append("output cut off inside a <tool_call>; that call is dropped")
                 break
             errors.append("a <tool_call> has no </tool_call>")
