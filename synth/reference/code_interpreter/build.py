@@ -15,9 +15,10 @@ import random
 import tempfile
 from pathlib import Path
 
-from toolgym.envs.spec import EnvLimits, TaskSpec, ToolCall
+from toolgym.envs.spec import EnvLimits, ToolCall
 
-from ..common import main, provenance, write_env
+from ...family import Candidate, render_prompt
+from ..common import main, task_rows, write_env
 
 ENV_ID = "code_interpreter"
 HERE = Path(__file__).resolve().parent
@@ -53,31 +54,33 @@ def task_specs(rng: random.Random) -> list[tuple[str, str]]:
     a, b = rng.randint(3, 9), rng.randint(200, 400)
     stairs, k, m = rng.randint(25, 40), rng.randint(500, 900), rng.choice([1_000_003, 998_244_353])
     region, product, month = rng.choice(REGIONS), rng.choice(PRODUCTS), rng.randint(1, 12)
-    return [
+    questions = [
+        ("How many prime numbers are there below {{ n }}?", {"n": n}),
+        ("What is the sum of the decimal digits of {{ a }}^{{ b }}?", {"a": a, "b": b}),
         (
-            f"How many prime numbers are there below {n}?",
-            f"N = {n}\nsieve = bytearray([1]) * N\nsieve[0:2] = b'\\x00\\x00'\n"
-            "for i in range(2, int(N ** 0.5) + 1):\n    if sieve[i]:\n        sieve[i*i::i] = bytearray(len(sieve[i*i::i]))\n"
-            "sum(sieve)",
+            "In how many ways can you climb a staircase of {{ stairs }} steps taking 1, 2 or 3 steps at a time?",
+            {"stairs": stairs},
         ),
-        (f"What is the sum of the decimal digits of {a}^{b}?", f"sum(int(d) for d in str({a} ** {b}))"),
+        ("What is the {{ k }}-th Fibonacci number (F(1) = F(2) = 1) modulo {{ m }}?", {"k": k, "m": m}),
         (
-            f"In how many ways can you climb a staircase of {stairs} steps taking 1, 2 or 3 steps at a time?",
-            f"ways = [1, 1, 2]\nfor i in range(3, {stairs} + 1):\n    ways.append(ways[-1] + ways[-2] + ways[-3])\n"
-            f"ways[{stairs}]",
-        ),
-        (
-            f"What is the {k}-th Fibonacci number (F(1) = F(2) = 1) modulo {m}?",
-            f"x, y = 0, 1\nfor _ in range({k}):\n    x, y = y, (x + y) % {m}\nx",
-        ),
-        (
-            f"sales.csv in the working folder lists sales (units x unit_price). What was the total revenue of "
-            f"{product}s in the {region} region in month {month} of 2024, rounded to 2 decimals?",
-            "import csv\nrows = list(csv.DictReader(open('sales.csv')))\n"
-            f"round(sum(int(r['units']) * float(r['unit_price']) for r in rows if r['region'] == {region!r} and "
-            f"r['product'] == {product!r} and int(r['date'][5:7]) == {month}), 2)",
+            "sales.csv in the working folder lists sales (units x unit_price). What was the total revenue of "
+            "{{ product }}s in the {{ region }} region in month {{ month }} of 2024, rounded to 2 decimals?",
+            {"product": product, "region": region, "month": month},
         ),
     ]
+    code = [
+        f"N = {n}\nsieve = bytearray([1]) * N\nsieve[0:2] = b'\\x00\\x00'\n"
+        "for i in range(2, int(N ** 0.5) + 1):\n    if sieve[i]:\n        sieve[i*i::i] = bytearray(len(sieve[i*i::i]))\n"
+        "sum(sieve)",
+        f"sum(int(d) for d in str({a} ** {b}))",
+        f"ways = [1, 1, 2]\nfor i in range(3, {stairs} + 1):\n    ways.append(ways[-1] + ways[-2] + ways[-3])\n"
+        f"ways[{stairs}]",
+        f"x, y = 0, 1\nfor _ in range({k}):\n    x, y = y, (x + y) % {m}\nx",
+        "import csv\nrows = list(csv.DictReader(open('sales.csv')))\n"
+        f"round(sum(int(r['units']) * float(r['unit_price']) for r in rows if r['region'] == {region!r} and "
+        f"r['product'] == {product!r} and int(r['date'][5:7]) == {month}), 2)",
+    ]
+    return [(render_prompt(text, **slots), c) for (text, slots), c in zip(questions, code, strict=True)]
 
 
 def run_reference(code: str, cwd: Path):
@@ -108,17 +111,14 @@ def build(store: str | Path, seed: int = 0) -> Path:
         for i, (question, code) in enumerate(task_specs(random.Random(seed * 7919 + 1))):
             value = run_reference(code, Path(scratch))
             tasks.append(
-                TaskSpec(
-                    id=f"{ENV_ID}-{i:03d}",
-                    env_id=ENV_ID,
-                    category="code_interpreter",
+                Candidate(
+                    template=f"code_interpreter/{i}",
                     difficulty=2 + (i == 4),
                     prompt=[question],
                     verifier="check_number",
                     params={"expected": float(value)},
                     solution=[ToolCall(name="python", arguments={"code": code})],
                     answer=f"The answer is \\boxed{{{value}}}.",
-                    provenance=provenance(ENV_ID, seed),
                 )
             )
     return write_env(
@@ -129,7 +129,7 @@ def build(store: str | Path, seed: int = 0) -> Path:
         description=DESCRIPTION,
         source_dir=HERE,
         seed=seed,
-        tasks=tasks,
+        tasks=task_rows(ENV_ID, "code_interpreter", ENV_ID, seed, tasks),
         limits=EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30),
         rendered=("tools.py", "verify.py"),
     )

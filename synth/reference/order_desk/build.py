@@ -16,9 +16,10 @@ from pathlib import Path
 
 from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.schema import load_tools_module
-from toolgym.envs.spec import TaskSpec, ToolCall, write_tasks
+from toolgym.envs.spec import ToolCall, write_tasks
 
-from ..common import main, provenance, write_env
+from ...family import Candidate, render_prompt
+from ..common import main, task_rows, write_env
 
 ENV_ID = "order_desk"
 HERE = Path(__file__).resolve().parent
@@ -107,6 +108,21 @@ def _q(db: sqlite3.Connection, sql: str, args=()) -> list[sqlite3.Row]:
     return db.execute(sql, args).fetchall()
 
 
+TURNS = {
+    "cancel": ["{{ me }} Please cancel my pending order {{ order }}, I ordered it by mistake."],
+    "quantity": [
+        "{{ me }} In my pending order {{ order }}, I want {{ qty }} of the {{ item }} instead of {{ was }}."
+    ],
+    "address": ["{{ me }} I moved: please ship my pending order {{ order }} to {{ address }}."],
+    "place": ["{{ me }} I'd like to order two of the {{ new }}."],
+    "cancel_then_place": [
+        "{{ me }} Please cancel my pending order {{ order }}; I found it cheaper elsewhere.",
+        "Thanks. Now order two of the {{ new }} for me, please.",
+    ],
+}
+"""The user turns of each kind of request (jinja2)."""
+
+
 def make_task(
     db: sqlite3.Connection, rng: random.Random, kind: str
 ) -> tuple[list[str], list[ToolCall], str] | None:
@@ -129,10 +145,12 @@ def make_task(
         ToolCall(name="list_orders", arguments={"customer_id": cust["id"], "status": "pending"}),
         ToolCall(name="get_order", arguments={"order_id": order["id"]}),
     ]
-    me = f"I'm {cust['name']} ({cust['email']})."
+    slots = {"me": render_prompt("I'm {{ name }} ({{ email }}).", name=cust["name"], email=cust["email"])}
+    slots.update(order=order["id"])
     item = rng.choice(items)
     products = _q(db, "SELECT * FROM products WHERE stock >= 2 ORDER BY id")
     new = rng.choice(products)
+    slots.update(new=new["name"])
     place = [
         ToolCall(name="search_products", arguments={"query": new["name"].split()[-1].lower()}),
         ToolCall(
@@ -141,16 +159,12 @@ def make_task(
         ),
     ]
     if kind == "cancel":
-        turns = [f"{me} Please cancel my pending order {order['id']}, I ordered it by mistake."]
         calls = lookup + [
             ToolCall(name="cancel_order", arguments={"order_id": order["id"], "reason": "ordered_by_mistake"})
         ]
     elif kind == "quantity":
         qty = 4 if item["quantity"] != 4 else 5
-        turns = [
-            f"{me} In my pending order {order['id']}, I want {qty} of the {item['name']} instead of "
-            f"{item['quantity']}."
-        ]
+        slots.update(qty=qty, item=item["name"], was=item["quantity"])
         calls = lookup + [
             ToolCall(
                 name="change_quantity",
@@ -159,22 +173,18 @@ def make_task(
         ]
     elif kind == "address":
         address = f"{rng.randint(100, 199)} {rng.choice(STREETS)}, {rng.choice(TOWNS)}"
-        turns = [f"{me} I moved: please ship my pending order {order['id']} to {address}."]
+        slots.update(address=address)
         calls = lookup + [
             ToolCall(name="update_order_address", arguments={"order_id": order["id"], "address": address})
         ]
     elif kind == "place":
-        turns = [f"{me} I'd like to order two of the {new['name']}."]
         calls = lookup[:1] + place
     else:  # two turns: cancel, then a new order
-        turns = [
-            f"{me} Please cancel my pending order {order['id']}; I found it cheaper elsewhere.",
-            f"Thanks. Now order two of the {new['name']} for me, please.",
-        ]
         calls = lookup + [
             ToolCall(name="cancel_order", arguments={"order_id": order["id"], "reason": "found_cheaper"})
         ]
         calls += place
+    turns = [render_prompt(text, **slots) for text in TURNS[kind]]
     return turns, calls, "Done: your request is complete."
 
 
@@ -209,7 +219,7 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
         if made is None:
             continue
         turns, calls, reply = made
-        task_id = f"{ENV_ID}-{len(tasks):03d}"
+        task_id = f"{ENV_ID}-{len(tasks):03d}"  # as task_rows numbers it
         with tempfile.TemporaryDirectory() as scratch:  # the expected state is what the solution leaves
             server = EnvServer(str(out), scratch=scratch)
             server.reset({"id": task_id})
@@ -221,21 +231,18 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
         if expected == initial:
             continue
         tasks.append(
-            TaskSpec(
-                id=task_id,
-                env_id=ENV_ID,
-                category="general",
+            Candidate(
+                template=f"order_desk/{kind}",
                 difficulty=1 + 2 * (kind == "cancel_then_place"),
                 prompt=turns,
                 verifier="check_final_state",
                 params={"expected": expected},
                 solution=calls,
                 answer=reply,
-                provenance=provenance(ENV_ID, seed),
             )
         )
     db.close()
-    write_tasks(out, tasks)
+    write_tasks(out, task_rows(ENV_ID, "general", ENV_ID, seed, tasks))
     return out
 
 

@@ -11,9 +11,10 @@ import random
 import sqlite3
 from pathlib import Path
 
-from toolgym.envs.spec import TaskSpec, ToolCall
+from toolgym.envs.spec import ToolCall
 
-from ..common import main, provenance, write_env
+from ...family import Candidate, dedupe_key, render_prompt
+from ..common import main, task_rows, write_env
 
 ENV_ID = "search"
 HERE = Path(__file__).resolve().parent
@@ -45,6 +46,11 @@ INDUSTRIES = [
     "ink",
     "bells",
 ]
+PROMPTS = {
+    2: "In which town was the founder of the {{ company }} born?",
+    3: "Which river flows through the birthplace of the person who founded the {{ company }}?",
+}
+"""The question of a 2- and a 3-hop chain."""
 DESCRIPTION = (
     "You answer questions about obscure entities using a local document corpus. Search, open documents and "
     "follow the facts hop by hop; then give the answer as a short name, without a tool call."
@@ -128,7 +134,6 @@ def make_task(
     ]
     hop_ids = [g["ids"][company], g["ids"][founder]]
     if hops == 2:
-        question = f"In which town was the founder of the {company} born?"
         answer, distractors = birthplace, [workshop] if workshop != birthplace else []
     else:
         river = g["towns"][birthplace]
@@ -137,11 +142,10 @@ def make_task(
             ToolCall(name="open_document", arguments={"doc_id": g["ids"][birthplace]}),
         ]
         hop_ids.append(g["ids"][birthplace])
-        question = f"Which river flows through the birthplace of the person who founded the {company}?"
         answer = river
         other = g["towns"][workshop]
         distractors = [other] if other != river else []
-    return question, calls, answer, hop_ids, distractors
+    return render_prompt(PROMPTS[hops], company=company), calls, answer, hop_ids, distractors
 
 
 def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
@@ -158,21 +162,18 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
             break
         rng = random.Random(seed * 7919 + i)
         question, calls, answer, hop_ids, distractors = make_task(graph, rng, 2 + len(tasks) % 2)
-        if question in seen:
+        if dedupe_key([question]) in seen:
             continue
-        seen.add(question)
+        seen.add(dedupe_key([question]))
         tasks.append(
-            TaskSpec(
-                id=f"{ENV_ID}-{len(tasks):03d}",
-                env_id=ENV_ID,
-                category="search",
+            Candidate(
+                template=f"search/{len(hop_ids)}_hop",
                 difficulty=2 * len(hop_ids) - 1,
                 prompt=[question],
                 verifier="check_answer",
                 params={"expected": answer, "hops": hop_ids, "distractors": distractors},
                 solution=calls,
                 answer=f"The answer is {answer}.",
-                provenance=provenance(ENV_ID, seed),
             )
         )
     return write_env(
@@ -183,7 +184,7 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
         description=DESCRIPTION,
         source_dir=HERE,
         seed=seed,
-        tasks=tasks,
+        tasks=task_rows(ENV_ID, "search", ENV_ID, seed, tasks),
         rendered=("verify.py",),
     )
 

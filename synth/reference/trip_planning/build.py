@@ -12,9 +12,10 @@ import random
 import sqlite3
 from pathlib import Path
 
-from toolgym.envs.spec import TaskSpec, ToolCall
+from toolgym.envs.spec import ToolCall
 
-from ..common import main, provenance, write_env
+from ...family import Candidate, render_prompt
+from ..common import main, task_rows, write_env
 
 ENV_ID = "trip_planning"
 HERE = Path(__file__).resolve().parent
@@ -253,27 +254,28 @@ def solution_calls(plan: list[dict], params: dict) -> list[ToolCall]:
     return calls
 
 
+PROMPT = (
+    "Plan a 3-day trip starting in {{ start }} on {{ dates[0] }} (days {{ dates | join(', ') }}). Each day is in a "
+    "different city, day 1 in {{ start }}; travel between consecutive days only along a direct train or flight. "
+    "Never reuse a hotel, attraction or restaurant. {{ rules }} {{ extra }} Submit with submit_result: a JSON list "
+    "with one object per day holding time (the date), city, hotel, afternoon_restaurant, afternoon_attraction and "
+    "evening_restaurant."
+)
+EXTRA = {
+    "avoid_rain": "Avoid any city on a day it rains or storms there (check the forecast).",
+    "day2_min_hotel_price": 'On day 2 stay in a hotel costing at least {{ "%g" | format(value) }} a night.',
+    "max_hotel_total": 'The three hotel nights may cost at most {{ "%g" | format(value) }} in all.',
+    "min_attraction_rating": 'Every attraction must be rated at least {{ "%g" | format(value) }}.',
+}
+"""The sentence each optional rule of a task adds to the prompt (jinja2, `value` the rule's parameter)."""
+
+
 def prompt(params: dict) -> str:
-    d = params["dates"]
-    extra = []
-    if params.get("avoid_rain"):
-        extra.append("Avoid any city on a day it rains or storms there (check the forecast).")
-    if params.get("day2_min_hotel_price"):
-        extra.append(f"On day 2 stay in a hotel costing at least {params['day2_min_hotel_price']:g} a night.")
-    if params.get("max_hotel_total"):
-        extra.append(f"The three hotel nights may cost at most {params['max_hotel_total']:g} in all.")
-    if params.get("min_attraction_rating"):
-        extra.append(f"Every attraction must be rated at least {params['min_attraction_rating']:g}.")
-    return (
-        f"Plan a 3-day trip starting in {params['start']} on {d[0]} (days {d[0]}, {d[1]}, {d[2]}). Each day is in a "
-        f"different city, day 1 in {params['start']}; travel between consecutive days only along a direct train or "
-        "flight. Never reuse a hotel, attraction or restaurant. "
-        + DAY2_RULES
-        + " "
-        + " ".join(extra)
-        + " Submit with submit_result: a JSON list with one object per day holding time (the date), city, hotel, "
-        "afternoon_restaurant, afternoon_attraction and evening_restaurant."
-    ).replace("  ", " ")
+    extra = [render_prompt(text, value=params[k]) for k, text in EXTRA.items() if params.get(k)]
+    text = render_prompt(
+        PROMPT, start=params["start"], dates=params["dates"], rules=DAY2_RULES, extra=" ".join(extra)
+    )
+    return text.replace("  ", " ")
 
 
 def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
@@ -303,16 +305,14 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
             continue
         params = {k: v for k, v in params.items() if v not in (None, False)}
         tasks.append(
-            TaskSpec(
-                id=f"{ENV_ID}-{len(tasks):03d}",
-                env_id=ENV_ID,
-                category="general",
+            Candidate(
+                template=f"trip_planning/{level}",
                 difficulty=1 + level * 2,
                 prompt=[prompt(params)],
                 verifier="check_trip_plan",
                 params=params,
                 solution=solution_calls(plan, params),
-                provenance=provenance(ENV_ID, seed),
+                answer=None,
             )
         )
     return write_env(
@@ -323,7 +323,7 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
         description=DESCRIPTION,
         source_dir=HERE,
         seed=seed,
-        tasks=tasks,
+        tasks=task_rows(ENV_ID, "general", ENV_ID, seed, tasks),
     )
 
 
