@@ -3,7 +3,10 @@
 `ChatClient` uses `/v1/chat/completions` and the server's own template and parsers. `CompletionsClient`
 uses `/v1/completions`: it renders the prompt with one of our encodings and parses the text with the same
 one, so the thinking rule and tool-call format are ours whatever the server's template says.
-Both retry 429/5xx and connection errors with seeded exponential backoff, cap concurrency, and sum usage.
+Both retry 429/5xx, connection errors and garbage answers with seeded exponential backoff, bound each request
+by a timeout (`timeout_s`, 120 s by default), cap concurrency, and sum usage. Failures are `ModelServerError`s
+whose `kind` tells a hang, a stalled answer, a dropped connection, a 5xx, a garbage answer, a rejected request
+and an overflowing context apart (`MODEL_ERROR_KINDS`). Everything read from a server comes out as clean strings.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,21 +22,96 @@ from typing import Any
 import httpx
 
 from . import encodings
+from .encodings._safe import MAX_TEXT_CHARS, clean_text, loads, one_line
 from .messages import Message, normalize_messages, openai_tool
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+DEFAULT_TIMEOUT_S = 120.0
+"""Seconds one request may take, from sending it to the last byte of the answer (see `_ServerClient`)."""
+MAX_RESPONSE_BYTES = 64 * 2**20
+"""A bigger answer is read as garbage: no real completion comes near it."""
 
 
 class ModelServerError(RuntimeError):
-    """A model server problem a user can fix; the message is one sentence naming the fix."""
+    """A model server problem, in one sentence that names the fix.
+
+    `kind` says which (it becomes the step error's kind in a trajectory); `infra` says whether it is the
+    infrastructure's failure (retried by the rollout, kept out of agent metrics) or the agent's.
+    """
+
+    kind = "model_error"
+    infra = True
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(one_line(message, 1000))
+        self.status = status
 
 
 class ModelServerUnavailable(ModelServerError):
-    """Nothing answers at the base URL."""
+    """Nothing answers at the base URL (connection refused, no such host, a URL that is not http)."""
+
+    kind = "model_unavailable"
 
 
 class ModelServerTimeout(ModelServerError):
-    """The server did not answer in time, even after retries."""
+    """No answer began within the request timeout (a hung or overloaded server)."""
+
+    kind = "model_timeout"
+
+
+class ModelServerSlowStream(ModelServerTimeout):
+    """The answer began but did not finish within the request timeout (it stalled or trickled)."""
+
+    kind = "model_slow_stream"
+
+
+class ModelServerDropped(ModelServerError):
+    """The server closed the connection without a whole answer (it crashed or was killed)."""
+
+    kind = "model_dropped"
+
+
+class ModelServerHTTPError(ModelServerError):
+    """Still a 5xx (or 408/409/429) after the retries."""
+
+    kind = "model_http_error"
+
+
+class ModelServerBadResponse(ModelServerError):
+    """The answer was not an OpenAI-compatible completion: not JSON, or JSON of the wrong shape."""
+
+    kind = "model_bad_response"
+
+
+class ModelServerRejected(ModelServerError):
+    """A 4xx other than a context overflow (unknown model, bad parameter, auth): a configuration error."""
+
+    kind = "model_rejected"
+
+
+class ContextLengthExceeded(ModelServerError):
+    """The server refused the prompt as longer than the model's context window (vLLM's "maximum context
+    length", OpenAI's `context_length_exceeded`). The agent's own conversation grew too long: its failure,
+    not the infrastructure's, so the episode ends with stop_reason "context_length" and is not retried."""
+
+    kind = "context_length"
+    infra = False
+
+
+MODEL_ERROR_KINDS = tuple(
+    c.kind
+    for c in (
+        ModelServerError,
+        ModelServerUnavailable,
+        ModelServerTimeout,
+        ModelServerSlowStream,
+        ModelServerDropped,
+        ModelServerHTTPError,
+        ModelServerBadResponse,
+        ModelServerRejected,
+        ContextLengthExceeded,
+    )
+)
 
 
 @dataclass
@@ -46,6 +125,9 @@ class RetryPolicy:
     """Each delay is scaled by a factor drawn from [1 - jitter, 1 + jitter]."""
     seed: int = 0
     """Seeds the jitter, so a run's retry timing is reproducible."""
+    timeout_retries: int = 0
+    """How many of the retries may follow a timed-out attempt. None by default: a hung server costs one
+    request timeout, then the rollout retries the whole episode (on a fresh sandbox) by itself."""
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number `attempt` (0-based)."""
@@ -75,9 +157,27 @@ class Usage:
 
     def add(self, usage: Mapping[str, Any] | None) -> None:
         self.requests += 1
-        if usage:
-            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if isinstance(usage, Mapping):
+            self.prompt_tokens += token_count(usage.get("prompt_tokens"))
+            self.completion_tokens += token_count(usage.get("completion_tokens"))
+
+
+def token_count(value: Any) -> int:
+    """A server's token count as an int; anything that is not a count (a string, a negative, NaN) is 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return int(value) if value == value and 0 <= value < 2**53 else 0
+
+
+def clean_usage(usage: Any) -> dict[str, Any]:
+    """The usage object with its two counts as ints ({} when the server sent none or not an object)."""
+    if not isinstance(usage, Mapping):
+        return {}
+    return {
+        **usage,
+        "prompt_tokens": token_count(usage.get("prompt_tokens")),
+        "completion_tokens": token_count(usage.get("completion_tokens")),
+    }
 
 
 @dataclass
@@ -100,8 +200,83 @@ def api_root(base_url: str) -> str:
     return root if root.endswith("/v1") else root + "/v1"
 
 
+class _BadShape(Exception):
+    """The answer is JSON, but not the completion the client asked for."""
+
+
+class _Failed(Exception):
+    """One attempt failed: `kind` is connect | hang | slow | dropped | status | garbage."""
+
+    def __init__(self, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_CONTEXT_LENGTH = re.compile(
+    r"maximum context length|context[ _-]length[ _-]exceeded|longer than the maximum model length"
+    r"|exceeds? the (?:model'?s? )?(?:maximum )?context (?:length|window)|prompt is too long",
+    re.IGNORECASE,
+)
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """The request as UTF-8 JSON; lone surrogates (a tool result, say) become U+FFFD instead of failing."""
+    return clean_text(json.dumps(body, ensure_ascii=False, allow_nan=False)).encode("utf-8")
+
+
+def _error_object(data: Any) -> Mapping[str, Any]:
+    """The error object of an error answer: OpenAI `{"error": {...}}`, vLLM's flat one, FastAPI `detail`."""
+    if not isinstance(data, Mapping):
+        return {}
+    err = data.get("error")
+    return err if isinstance(err, Mapping) else data
+
+
+def _server_message(data: Any, text: str, reason: str) -> str:
+    """What the server said went wrong, on one line (at most 300 characters)."""
+    if isinstance(data, str):
+        msg: Any = data
+    else:
+        err = _error_object(data)
+        msg = err.get("message") or err.get("detail")
+        if not msg and isinstance(data, Mapping):
+            msg = data.get("error")
+    if not isinstance(msg, str) or not msg.strip():
+        msg = text if data is None and text.strip() else reason
+    return one_line(msg or "no message", 300)
+
+
+def _is_context_length(data: Any, message: str) -> bool:
+    code = _error_object(data).get("code")
+    return code == "context_length_exceeded" or bool(_CONTEXT_LENGTH.search(message))
+
+
+def _first_choice(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise _BadShape("JSON without a choices list")
+    if not isinstance(choices[0], Mapping):
+        raise _BadShape("JSON whose choices[0] is not an object")
+    return choices[0]
+
+
+def _finish_reason(choice: Mapping[str, Any]) -> str | None:
+    reason = choice.get("finish_reason")
+    return one_line(reason, 100) if isinstance(reason, str) else None
+
+
 class _ServerClient:
-    """What both clients share: one httpx client, the retry loop, the semaphore, the usage sums."""
+    """What both clients share: one httpx client, the retry loop, the semaphore, the usage sums.
+
+    `timeout_s` (default 120 s, None for none) bounds each request from sending it to the last byte of the
+    answer: a server that hangs, or starts answering and stalls, fails within it instead of holding the
+    episode until the rollout's episode timeout. It is not the episode's budget (`Budgets.max_wall_s`);
+    waiting for a free slot under `max_concurrency` does not count. Failures raise a `ModelServerError`
+    whose `kind` tells them apart (see MODEL_ERROR_KINDS) and whose message is one sentence.
+    """
 
     def __init__(
         self,
@@ -109,7 +284,7 @@ class _ServerClient:
         model: str,
         *,
         api_key: str | None = None,
-        timeout_s: float = 600.0,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
         max_concurrency: int = 16,
         retry: RetryPolicy | None = None,
         sampling: Mapping[str, Any] | None = None,
@@ -144,74 +319,117 @@ class _ServerClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; returns the JSON body or raises a ModelServerError saying what to do."""
-        failure, detail = "", ""  # what went wrong on the last attempt: connect | dropped | timeout | status
+    async def _attempt(self, path: str, payload: bytes) -> tuple[int, bytes, str]:
+        """One POST: (status, body, reason phrase), or _Failed saying what went wrong."""
+        began = False  # the status line and headers arrived
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._http.stream(
+                    "POST", path, content=payload, headers=_JSON_HEADERS
+                ) as response:
+                    began = True
+                    chunks, size = [], 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_BYTES:
+                            raise _Failed("garbage", f"an answer over {MAX_RESPONSE_BYTES // 2**20} MiB")
+                        chunks.append(chunk)
+                    return response.status_code, b"".join(chunks), response.reason_phrase
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
+            raise _Failed("connect", one_line(str(exc) or type(exc).__name__, 200)) from None
+        except (TimeoutError, httpx.TimeoutException):
+            raise _Failed("slow" if began else "hang", "") from None
+        except httpx.TransportError as exc:
+            raise _Failed("dropped", one_line(str(exc) or type(exc).__name__, 200)) from None
+        except httpx.HTTPError as exc:
+            raise _Failed("garbage", one_line(f"{type(exc).__name__}: {exc}", 200)) from None
+
+    async def _post(self, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], Any]) -> Any:
+        """POST with retries; `read(data)` takes what the client needs from the JSON answer (raising
+        _BadShape when it is not there). Returns what `read` returns or raises a ModelServerError."""
+        payload = _encode(body)
+        last = _Failed("garbage", "")
+        timeouts = tries = 0
         async with self._semaphore:
             for attempt in range(self.retry.max_retries + 1):
                 if attempt:
                     self.usage.retries += 1
                     await self._sleep(self.retry.delay(attempt - 1, self._rng))
+                tries += 1
                 try:
-                    response = await self._http.post(path, json=body)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    failure, detail = "connect", str(exc)
+                    status, raw, reason = await self._attempt(path, payload)
+                except _Failed as failed:
+                    last = failed
+                    if failed.kind in ("hang", "slow"):
+                        timeouts += 1
+                        if timeouts > self.retry.timeout_retries:
+                            break
                     continue
-                except httpx.TimeoutException as exc:
-                    failure, detail = "timeout", str(exc)
+                text = raw.decode("utf-8", "replace")  # bytes that are not UTF-8 become U+FFFD
+                data, why = loads(text)
+                if status >= 400 or (isinstance(data, dict) and "error" in data and "choices" not in data):
+                    message = _server_message(data, text, reason)
+                    if _is_context_length(data, message):
+                        raise ContextLengthExceeded(
+                            f"The prompt no longer fits the model's context window ({status}: {message}).",
+                            status=status,
+                        )
+                    if status in RETRY_STATUSES:
+                        last = _Failed("status", f"{status}: {message}", status)
+                        continue
+                    if status >= 400:
+                        raise ModelServerRejected(
+                            f"The model server at {self.base_url} rejected the request ({status}): {message}",
+                            status=status,
+                        )
+                    last = _Failed("garbage", f"an error object instead of a completion ({message})")
                     continue
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                    failure, detail = "dropped", str(exc)
-                    continue
-                if response.status_code in RETRY_STATUSES:
-                    failure, detail = "status", f"{response.status_code}: {_server_message(response)}"
-                    continue
-                if response.status_code >= 400:
-                    raise ModelServerError(
-                        f"The model server at {self.base_url} rejected the request ({response.status_code}): "
-                        f"{_server_message(response)}"
-                    )
-                try:
-                    data = response.json()
-                except json.JSONDecodeError:
-                    data = None
                 if not isinstance(data, dict):
-                    raise ModelServerError(
-                        f"The server at {self.base_url} answered {path} with something other than a JSON object; "
-                        "check that --base-url points at an OpenAI-compatible API."
-                    )
+                    shown = one_line(text[:80], 80) if text.strip() else "an empty body"
+                    last = _Failed("garbage", f"something other than a JSON object ({shown!r})")
+                    continue
+                try:
+                    result = read(data)
+                except _BadShape as exc:
+                    last = _Failed("garbage", str(exc))
+                    continue
                 self.usage.add(data.get("usage"))
-                return data
-        tries = self.retry.max_retries + 1
-        if failure == "connect":
-            raise ModelServerUnavailable(
-                f"No model server answers at {self.base_url}: start it (toolgym serve prints the command) "
-                "or fix --base-url."
+                return result
+        raise self._give_up(last, path, tries)
+
+    def _give_up(self, last: _Failed, path: str, tries: int) -> ModelServerError:
+        url = self.base_url
+        n = f"{tries} {'try' if tries == 1 else 'tries'}"
+        limit = f"{self.timeout_s:g}s" if self.timeout_s is not None else "its timeout"
+        if last.kind == "connect":
+            return ModelServerUnavailable(
+                f"No model server answers at {url}: start it (toolgym serve prints the command) or fix --base-url."
             )
-        if failure == "timeout":
-            raise ModelServerTimeout(
-                f"The model server at {self.base_url} did not answer within {self.timeout_s:g}s in {tries} tries: "
-                "raise the timeout or lower the concurrency."
+        if last.kind == "hang":
+            return ModelServerTimeout(
+                f"The model server at {url} did not answer within {limit} ({n}): it hangs "
+                "or is overloaded; check its log, lower the concurrency or raise timeout_s."
             )
-        if failure == "dropped":
-            raise ModelServerError(
-                f"The model server at {self.base_url} dropped the connection {tries} times ({detail}): "
+        if last.kind == "slow":
+            return ModelServerSlowStream(
+                f"The model server at {url} began answering but did not finish within {limit} "
+                f"({n}): the answer stalled; check its log or raise timeout_s."
+            )
+        if last.kind == "dropped":
+            return ModelServerDropped(
+                f"The model server at {url} dropped the connection {tries} times ({last.detail}): "
                 "check its log, it may have crashed or run out of memory."
             )
-        raise ModelServerError(
-            f"The model server at {self.base_url} kept failing ({detail}) after {tries} tries: "
-            "check its log, or lower the concurrency if it is overloaded."
+        if last.kind == "status":
+            return ModelServerHTTPError(
+                f"The model server at {url} kept failing ({last.detail}) after {n}: "
+                "check its log, or lower the concurrency if it is overloaded.",
+                status=last.status,
+            )
+        return ModelServerBadResponse(
+            f"The server at {url} answered {path} with {last.detail} ({n}); check that --base-url "
+            "points at an OpenAI-compatible API."
         )
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        return str(msg)[:300]
-    except (json.JSONDecodeError, AttributeError):
-        return response.text[:300] or response.reason_phrase
 
 
 class ChatClient(_ServerClient):
@@ -239,12 +457,18 @@ class ChatClient(_ServerClient):
                 body["tool_choice"] = tool_choice
         if thinking is not None:
             body["chat_template_kwargs"] = {"thinking": thinking, "enable_thinking": thinking}
-        data = await self._post("/chat/completions", body)
-        choice = (data.get("choices") or [{}])[0]
-        message = encodings.parse("openai", choice.get("message") or {})
-        return Completion(
-            message=message, finish_reason=choice.get("finish_reason"), usage=data.get("usage") or {}
-        )
+
+        def read(data: dict[str, Any]) -> Completion:
+            choice = _first_choice(data)
+            if not isinstance(choice.get("message"), Mapping):
+                raise _BadShape("JSON whose choices[0] has no message object")
+            return Completion(
+                message=encodings.parse("openai", choice["message"]),
+                finish_reason=_finish_reason(choice),
+                usage=clean_usage(data.get("usage")),
+            )
+
+        return await self._post("/chat/completions", body, read)
 
 
 class CompletionsClient(_ServerClient):
@@ -280,16 +504,23 @@ class CompletionsClient(_ServerClient):
         stops = getattr(self.encoding, "STOP_STRINGS", ())
         if stops and "stop" not in body:
             body["stop"] = list(stops)
-        data = await self._post("/completions", body)
-        choice = (data.get("choices") or [{}])[0]
-        text = choice.get("text") or ""
-        message = encodings.parse(self.encoding_name, text, thinking=thinking)
-        if choice.get("finish_reason") == "length":
-            message["parse_errors"].append("the output hit max_tokens and was cut off")
-        return Completion(
-            message=message,
-            finish_reason=choice.get("finish_reason"),
-            usage=data.get("usage") or {},
-            prompt=prompt,
-            text=text,
-        )
+
+        def read(data: dict[str, Any]) -> Completion:
+            choice = _first_choice(data)
+            text = choice.get("text", 0)
+            if text is not None and not isinstance(text, str):
+                raise _BadShape("JSON whose choices[0] has no text string")
+            message = encodings.parse(self.encoding_name, text or "", thinking=thinking)
+            finish = _finish_reason(choice)
+            if finish == "length":
+                message["parse_errors"].append("the output hit max_tokens and was cut off")
+            return Completion(
+                message=message,
+                finish_reason=finish,
+                usage=clean_usage(data.get("usage")),
+                prompt=prompt,
+                # What the loop keeps of unreadable output: clean and capped like the parsed fields.
+                text=clean_text((text or "")[:MAX_TEXT_CHARS]),
+            )
+
+        return await self._post("/completions", body, read)

@@ -83,16 +83,30 @@ async def run_episode(
         try:
             turn: Turn = await policy.act(view, traj.tools)
         except Exception as exc:  # noqa: BLE001 - a dead server ends the episode, not the run
+            # A client's ModelServerError carries its `kind` (model_timeout, model_http_error, context_length,
+            # ...) and `infra`: the infrastructure's failures end as "model_error" (the rollout retries them);
+            # the agent's own (its context outgrew the window) end with their kind as the stop reason.
+            # Anything else a policy raises is a "model_error" of kind "model_error".
+            from .encodings._safe import one_line
+
+            kind = getattr(exc, "kind", None)
+            named = isinstance(kind, str) and bool(kind)
+            try:
+                detail = one_line(str(exc), 1000)
+            except Exception:  # noqa: BLE001 - even a failing __str__ ends the episode cleanly
+                detail = ""
+            if not named:
+                detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
             traj.steps.append(
                 StepRecord(
                     index,
                     time.perf_counter() - t0,
                     0.0,
                     0.0,
-                    errors=[{"kind": "model_error", "detail": str(exc)}],
+                    errors=[{"kind": kind if named else "model_error", "detail": detail}],
                 )
             )
-            traj.stop_reason = "model_error"
+            traj.stop_reason = kind if named and getattr(exc, "infra", True) is False else "model_error"
             break
         t1 = time.perf_counter()
         model_s = turn.model_s if turn.model_s is not None else t1 - t0

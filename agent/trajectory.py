@@ -15,7 +15,16 @@ ERROR_KINDS = (
     "invalid_arguments",  # bad JSON, wrong types, missing or extra arguments
     "tool_error",  # the tool refused the call (a domain error), raised, or timed out
     "no_tool_call",  # text where a tool call was needed
-    "model_error",  # the model server failed after retries
+    "model_error",  # the policy failed in an unexpected way (or a model server error of no finer kind)
+    # Model server failures, told apart (toolgym.agent.clients); all but context_length are the infrastructure's:
+    "model_unavailable",  # nothing answers at the URL (connection refused)
+    "model_timeout",  # no answer began within the client's request timeout (a hung server)
+    "model_slow_stream",  # the answer began but did not finish within the request timeout
+    "model_dropped",  # the connection closed before a whole answer
+    "model_http_error",  # still 5xx (or 408/409/429) after the client's retries
+    "model_bad_response",  # not JSON, or not the shape of a completion
+    "model_rejected",  # another 4xx: a configuration error (unknown model, bad parameter)
+    "context_length",  # the server refused the prompt as longer than the context window: the agent's failure
     "env_error",  # the environment's server died
 )
 
@@ -54,8 +63,10 @@ class Trajectory:
     terminated: bool = False
     truncated: bool = False
     stop_reason: str = ""
-    """answer | submit | step_budget | token_budget | time_budget | context_budget | repeated_failure |
-    model_error | env_error."""
+    """answer | submit | step_budget | token_budget | time_budget | context_budget | context_length |
+    repeated_failure | model_error | env_error. `model_error`: the model server failed (the step error's kind
+    says how; an infrastructure failure); `context_length`: the server refused the grown prompt as longer than
+    the model's context window (the agent's failure, like context_budget)."""
     verdict: dict | None = None
     answer: Any = None
     steps: list[StepRecord] = field(default_factory=list)

@@ -119,6 +119,30 @@ def short(value: Any, limit: int = 80) -> str:
     return f"<{type(value).__name__}>"
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k): _clean_value(v) for k, v in value.items()}
+    return value
+
+
+def _without_surrogate_escapes(args: str) -> str:
+    """Arguments whose JSON escapes decode to lone surrogates (`"\\ud800"`), written again with U+FFFD in
+    their place, so the tool never receives a string that cannot be encoded; left as they are otherwise
+    (a proper escaped pair, or text that is not JSON)."""
+    value, why = loads(args)
+    if why is not None:
+        return args
+    clean = _clean_value(value)
+    return args if clean == value else (dumps(clean) or args)
+
+
 def _name(value: str, what: str, errors: list[str]) -> str:
     if len(value) > MAX_NAME_CHARS:
         errors.append(f"a {what} of {len(value):,} characters was cut to {MAX_NAME_CHARS}")
@@ -150,6 +174,8 @@ def _call(j: int, raw: Any, errors: list[str]) -> dict | None:
             f"tool call {j} ({name!r}) dropped: its arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels"
         )
         return None
+    if _SURROGATE_ESCAPE.search(args):
+        args = _without_surrogate_escapes(args)
     call_id = raw.get("id")
     return {
         "id": _name(call_id, "call id", errors) if isinstance(call_id, str) and call_id else f"call_{j}",

@@ -22,7 +22,8 @@ from toolgym.agent.messages import arguments_dict, tool_result, user
 
 from .fake_server import FakeModel, chat_reply, serve, text_reply
 
-FAST = RetryPolicy(max_retries=3, backoff_s=0.001, max_backoff_s=0.01)
+# Timeouts are retried here too (by default a timed-out attempt is not: see test_model_failures.py).
+FAST = RetryPolicy(max_retries=3, backoff_s=0.001, max_backoff_s=0.01, timeout_retries=3)
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 CALL = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 
