@@ -198,6 +198,9 @@ def check(name: str, msg) -> str:
         fn = call["function"]
         assert set(fn) == {"name", "arguments"} and isinstance(fn["name"], str) and fn["name"].strip()
         assert isinstance(fn["arguments"], str) and not _safe.too_deep(fn["arguments"])
+        value, why = _safe.loads(fn["arguments"])
+        if why is None:  # what the tool will receive holds no lone surrogate either (escaped ones included)
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     assert len({c["id"] for c in calls}) == len(calls)
     text = json.dumps(msg, ensure_ascii=False)
     text.encode("utf-8")  # no lone surrogate anywhere
@@ -390,3 +393,16 @@ def test_json_depth_measures_without_parsing():
     assert _safe.json_depth('{"a": [1, {"b": "[[[[["}]}') == 3
     assert _safe.json_depth("[" * 100_000) == 100_000
     assert not _safe.too_deep('{"a": ' + "[1], " * 1000 + "[2]}")
+
+
+def test_escaped_lone_surrogates_in_arguments_are_replaced_and_proper_pairs_kept_verbatim():
+    hermes = '<tool_call>\n{"name": "f", "arguments": {"q": "\\ud800", "e": "\\ud83d\\ude00"}}\n</tool_call>'
+    args = encodings.parse("hermes", hermes)["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(args) == {"q": "\ufffd", "e": "😀"}
+    openai = {"tool_calls": [{"function": {"name": "f", "arguments": '{"q": "x\\udcff"}'}}]}
+    assert json.loads(encodings.parse("openai", openai)["tool_calls"][0]["function"]["arguments"]) == {
+        "q": "x\ufffd"
+    }
+    kept = '{"e": "\\ud83d\\ude00"}'  # nothing to replace: the model's own text stays byte for byte
+    openai = {"tool_calls": [{"function": {"name": "f", "arguments": kept}}]}
+    assert encodings.parse("openai", openai)["tool_calls"][0]["function"]["arguments"] == kept
