@@ -389,3 +389,78 @@ def test_any_other_exception_from_a_policy_is_a_plain_model_error():
     traj = asyncio.run(run_episode(OneTaskEnv(), Broken()))
     assert traj.stop_reason == "model_error"
     assert traj.steps[0].errors == [{"kind": "model_error", "detail": "KeyError: 'choices\\ud800'"}]
+
+
+def test_a_rollout_through_docker_writes_dirty_model_text_and_keeps_each_failure_where_it_belongs(
+    tmp_path, docker_backend
+):
+    """End to end through Docker sandboxes and parquet, a hermes model over /v1/completions: task 1's replies
+    carry lone surrogates and bytes that are not UTF-8 (an unreadable turn, a call to an unknown tool, an
+    answer); task 2's prompt overflows the context (the agent's failure: status ok); task 3's server hangs
+    (an infrastructure failure after the rollout's retries, each ended by the request timeout)."""
+    from toolgym.agent.evaluate import evaluate
+    from toolgym.agent.rollout import load_trajectories, rollout
+    from toolgym.envs.corpus import load_corpus
+
+    def dirty(text: str) -> bytes:  # JSON escapes for the surrogates, raw 0xff 0xfe bytes for the marker
+        return json.dumps(completion(text)).encode().replace(b"@BYTES@", b"\xff\xfe")
+
+    script = Script(
+        ("raw", 200, dirty('<think>plan \udcff</think>\n<tool_call>\n{"name": "x\ud800 @BYTES@')),
+        (
+            "raw",
+            200,
+            dirty(
+                'ok</think><tool_call>\n{"name": "nope\ud800", "arguments": {"q": "\\udcff @BYTES@"}}\n</tool_call>'
+            ),
+        ),
+        ("raw", 200, dirty("done</think>The answer is \ud800 @BYTES@.")),
+        ("json", 400, {"error": {"message": VLLM_CONTEXT, "type": "BadRequestError", "code": 400}}),
+        ("hang",),
+        ("hang",),
+        ("hang",),
+    )
+    corpus = load_corpus("reference").select(env_ids=["order_desk"], limit=3)
+    with loopback(script) as url:
+
+        def policy():
+            client = CompletionsClient(
+                url, "m", encoding="hermes", timeout_s=0.5, retry=RetryPolicy(max_retries=0)
+            )
+            return LLMPolicy(client, thinking=True)
+
+        stats = asyncio.run(
+            rollout(
+                corpus,
+                policy,
+                tmp_path / "run",
+                in_flight=1,
+                backend="docker",
+                max_infra_retries=2,
+                progress=False,
+            )
+        )
+    dirty_row, overflow, hung = load_trajectories(tmp_path / "run")
+    assert len(script.requests) == 7 and (stats.infra_errors, stats.infra_retries) == (1, 3)
+
+    assert (dirty_row["status"], dirty_row["stop_reason"], dirty_row["infra_retries"]) == ("ok", "answer", 0)
+    assert "\ufffd" in dirty_row["malformed"][0]["text"] and dirty_row["malformed"][0]["errors"]
+    assistant = [m for m in dirty_row["messages"] if m["role"] == "assistant"]
+    call = assistant[0]["tool_calls"][0]["function"]
+    assert call["name"] == "nope\ufffd" and json.loads(call["arguments"]) == {"q": "\ufffd \ufffd\ufffd"}
+    assert assistant[-1]["content"] == "The answer is \ufffd \ufffd\ufffd."
+    assert dirty_row["steps"][0]["errors"][0]["kind"] == "parse" and dirty_row["steps"][1]["errors"]
+
+    assert (overflow["status"], overflow["stop_reason"], overflow["infra_retries"]) == (
+        "ok",
+        "context_length",
+        0,
+    )
+    assert overflow["steps"][-1]["errors"][0]["kind"] == "context_length" and not overflow["success"]
+
+    assert (hung["status"], hung["stop_reason"], hung["infra_retries"]) == ("infra_error", "model_error", 3)
+    assert "did not answer within 0.5s" in hung["error"]
+    assert hung["steps"][-1]["errors"][0]["kind"] == "model_timeout"
+
+    report = evaluate([dirty_row, overflow, hung], ks=(1,))
+    assert report["infra_errors"] == 1 and report["overall"]["episodes"] == 2
