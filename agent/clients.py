@@ -170,14 +170,11 @@ def token_count(value: Any) -> int:
 
 
 def clean_usage(usage: Any) -> dict[str, Any]:
-    """The usage object with its two counts as ints ({} when the server sent none or not an object)."""
+    """The server's token counts as ints: prompt, completion and total ({} when it sent no usage object)."""
     if not isinstance(usage, Mapping):
         return {}
-    return {
-        **usage,
-        "prompt_tokens": token_count(usage.get("prompt_tokens")),
-        "completion_tokens": token_count(usage.get("completion_tokens")),
-    }
+    counts = {key: token_count(usage.get(key)) for key in ("prompt_tokens", "completion_tokens")}
+    return {**counts, "total_tokens": token_count(usage.get("total_tokens")) or sum(counts.values())}
 
 
 @dataclass

@@ -257,3 +257,60 @@ def test_dropped_connections_and_non_json_answers_are_named():
 def test_completions_client_needs_a_text_encoding():
     with pytest.raises(ValueError, match="use ChatClient"):
         CompletionsClient("http://fake", "m", encoding="openai")
+
+
+def test_chat_client_reads_any_answer_without_raising_anything_but_a_named_error():
+    """Server answers of every shape (the encodings fuzzer's messages inside completions, odd usage and
+    finish reasons): a clean Completion, or ModelServerBadResponse when it is not a completion at all."""
+    import random
+
+    from toolgym.agent.clients import ModelServerBadResponse
+
+    from .test_encodings_fuzz import check, random_message, random_value
+
+    rng = random.Random(7)
+    answers = []
+    for _ in range(600):
+        message = random_message(rng)
+        if isinstance(message, str) or rng.random() < 0.2:
+            message = rng.choice([message, random_value(rng)])
+        choice = {"message": message, "finish_reason": rng.choice(["stop", None, 5, "length\ud800"])}
+        answers.append(
+            rng.choice(
+                [
+                    {
+                        "choices": [choice],
+                        "usage": rng.choice([None, {"prompt_tokens": "x"}, [1], random_value(rng)]),
+                    },
+                    {"choices": rng.choice([[], None, [message], choice])},
+                    random_value(rng),
+                ]
+            )
+        )
+    queue = list(answers)
+
+    def handle(request):
+        body = json.dumps(queue.pop(0), allow_nan=True).encode()
+        return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+    async def go():
+        ok = bad = 0
+        retry = RetryPolicy(max_retries=0)
+        async with ChatClient(
+            "http://fake", "m", transport=httpx.MockTransport(handle), retry=retry
+        ) as client:
+            for _ in answers:
+                try:
+                    turn = await client.complete([user("hi")])
+                except ModelServerBadResponse as exc:
+                    assert "OpenAI-compatible API" in str(exc)
+                    bad += 1
+                    continue
+                check("openai", turn.message)
+                assert turn.finish_reason is None or isinstance(turn.finish_reason, str)
+                json.dumps([turn.finish_reason, turn.usage], ensure_ascii=False).encode("utf-8")
+                ok += 1
+        return ok, bad
+
+    ok, bad = run(go())
+    assert ok + bad == 600 and ok > 100 and bad > 100
