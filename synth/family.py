@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
-from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
+from toolgym.envs.schema import load_tools_module, tools_from_module
+from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, ToolCall, write_env_spec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -100,6 +101,48 @@ class Family:
     def make_tasks(self, env_dir: Path, key: Key, seed: int, n_tasks: int) -> list[Candidate]:
         """At most n_tasks candidates over the built environment."""
         raise NotImplementedError
+
+    def write_spec(
+        self, out: Path, key: Key, seed: int, description: str, limits: EnvLimits | None = None
+    ) -> Path:
+        """The last step of `build_env`: env.json of the environment written into `out`, with this family's
+        provenance."""
+        domain = self.domain(key)
+        provenance = Provenance(
+            producer="template", family=f"{self.NAME}/{domain}", seed=seed, version=self.VERSION
+        )
+        write_spec(out, self.env_id(key), self.CATEGORY, domain, description, provenance, limits)
+        return out
+
+
+def write_spec(
+    out: Path,
+    env_id: str,
+    category: str,
+    domain: str,
+    description: str,
+    provenance: Provenance,
+    limits: EnvLimits | None = None,
+) -> EnvSpec:
+    """Write `<out>/env.json` (tools.py, verify.py and state/ already written): the tool schemas come from the
+    tool functions themselves, the content hash from every file. Families and reference builders alike."""
+    spec = EnvSpec(
+        id=env_id,
+        category=category,
+        domain=domain,
+        description=description,
+        tools=tools_from_module(load_tools_module(Path(out) / "tools.py")),
+        limits=limits or EnvLimits(),
+        provenance=provenance,
+    )
+    return write_env_spec(out, spec)
+
+
+def asked(candidates: list[Candidate], prompt: list[str]) -> bool:
+    """Whether one of `candidates` already asks `prompt` (the same `dedupe_key`): no producer proposes a question
+    twice for one environment."""
+    key = dedupe_key(prompt)
+    return any(dedupe_key(c.prompt) == key for c in candidates)
 
 
 def dedupe_key(prompt: list[str]) -> str:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from toolgym.envs.schema import load_tools_module, tools_from_module
-from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, write_env_spec, write_tasks
+from toolgym.envs.spec import EnvLimits, Provenance, TaskSpec, write_tasks
 
-from ..family import Candidate, jinja
+from ..family import Candidate, jinja, write_spec
 
 
 def write_env(
@@ -36,17 +35,7 @@ def write_env(
             (out / name).write_text(jinja(True).get_template(template).render())
         else:
             shutil.copyfile(source_dir / name, out / name)
-    tools = tools_from_module(load_tools_module(out / "tools.py"))
-    spec = EnvSpec(
-        id=env_id,
-        category=category,
-        domain=domain,
-        description=description,
-        tools=tools,
-        limits=limits or EnvLimits(),
-        provenance=Provenance(producer="reference", family=domain, seed=seed, version="1"),
-    )
-    write_env_spec(out, spec)
+    write_spec(out, env_id, category, domain, description, provenance(domain, seed), limits)
     write_tasks(out, tasks)
     return out
 

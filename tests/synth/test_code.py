@@ -13,7 +13,12 @@ from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, ToolCall
 from toolgym.envs.validate import validate_env
-from toolgym.synth import code, family, pipeline
+from toolgym.synth import family, pipeline
+from toolgym.synth.code import FAMILY as code
+from toolgym.synth.code import family as code_family
+from toolgym.synth.code import library as code_library
+from toolgym.synth.code import mutate, tools
+from toolgym.synth.code import repo as repository
 from toolgym.synth.reference.code_repair import build as reference_build
 
 SEED = 0
@@ -42,17 +47,17 @@ def _server(env: Path, tmp_path: Path, name: str) -> EnvServer:
     return EnvServer(str(env), scratch=str(tmp_path / name))
 
 
-def _task(env: Path, i: int, c: dict) -> dict:
-    return {"id": f"{env.name}-{i:03d}", "verifier": c["verifier"], "params": c["params"]}
+def _task(env: Path, i: int, c) -> dict:
+    return {"id": f"{env.name}-{i:03d}", "verifier": c.verifier, "params": c.params}
 
 
 # -- the library and the mutation operators -------------------------------------------------------------------
 def test_library_sections_and_generators_match():
-    lib = code.library()
+    lib = code_library.library()
     assert len(lib) >= 30
-    assert {f.group for f in lib.values()} == set(code.GROUPS)
-    assert set(code.INPUTS) == set(lib)
-    assert sum(bool(code.mutants(n)) for n in lib) >= 30
+    assert {f.group for f in lib.values()} == set(repository.GROUPS)
+    assert set(code_library.INPUTS) == set(lib)
+    assert sum(bool(mutate.mutants(n)) for n in lib) >= 30
 
 
 def test_mutation_sites_cover_the_operators():
@@ -62,21 +67,22 @@ def test_mutation_sites_cover_the_operators():
         "        return a\n"
         "    return max(a, b - 1) if sep else a[1:b]\n"
     )
-    ops = {op for op, *_ in code.mutation_sites(src)}
+    ops = {op for op, *_ in mutate.mutation_sites(src)}
     assert ops >= {"comparison", "operator", "off_by_one", "condition", "branch", "arguments", "min_max"}
-    for _, a, b, new in code.mutation_sites(src):  # every mutant is still Python
+    for _, a, b, new in mutate.mutation_sites(src):  # every mutant is still Python
         compile(src[:a] + new + src[b:], "<m>", "exec")
 
 
 def test_every_mutant_changes_some_output():
-    lib = code.library()
+    lib = code_library.library()
     for name in ("median", "split_bill", "merge_intervals"):
-        correct = code.namespace(code.closure(name))[name]
-        for m in code.mutants(name):
-            broken = code.namespace(code.closure(name), {name: m.source})[name]
-            cases = code.inputs(name, "admission")
+        correct = code_library.namespace(code_library.closure(name))[name]
+        for m in mutate.mutants(name):
+            broken = code_library.namespace(code_library.closure(name), {name: m.source})[name]
+            cases = code_library.inputs(name, "admission")
             assert any(
-                not code.run(broken, a, traced=True).same(code.run(correct, a, traced=False)) for a in cases
+                not code_library.run(broken, a, traced=True).same(code_library.run(correct, a, traced=False))
+                for a in cases
             ), m.source
             assert m.source != lib[name].source
 
@@ -85,7 +91,7 @@ def test_snippet_occurs_once_and_restores_the_function():
     text = "def g():\n    x = 1\n    return x\n\n\ndef f():\n    x = 1\n    return x + 1\n"
     buggy = "def f():\n    x = 1\n    return x + 1"
     correct = "def f():\n    x = 2\n    return x + 1"
-    old, new = code.snippet(text, buggy, correct)
+    old, new = code_family.snippet(text, buggy, correct)
     assert text.count(old) == 1 and "def f" in old  # "    x = 1" alone occurs twice
     assert text.replace(old, new).endswith(correct + "\n")
 
@@ -132,7 +138,7 @@ def test_full_plan_ids_and_distinctness(tmp_path):
     assert len(set(ids)) == len(ids) and not any("textkit" in i for i in ids)
     assert all(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,127}", i) for i in ids)
     # every variant has its own tool set (the cheap input of the key); a sample of built ones differ in full
-    tool_sets = {json.dumps({a: code.variant_config(k)[a] for a in code.TOOL_AXES}) for k in keys}
+    tool_sets = {json.dumps({a: code.variant_config(k, SEED)[a] for a in tools.TOOL_AXES}) for k in keys}
     assert len(tool_sets) == len(keys)
     built = [code.build_env(tmp_path, k, SEED) for k in keys[::6]]
     assert len({family.distinctness_key(e) for e in built}) == len(built)
@@ -141,19 +147,19 @@ def test_full_plan_ids_and_distinctness(tmp_path):
 def test_difficulty_ladder_and_issue_content(tiny):
     levels = set()
     for key, _, cands in tiny:
-        repo = code.compose(key, SEED)
+        repo = repository.compose(key, SEED)
         assert 3 <= len(repo.bugs) <= 5 and 2 <= len(repo.modules) <= 4 and 6 <= len(repo.functions()) <= 10
         for c in cands:
-            levels.add(c["difficulty"])
-            prompt = c["prompt"][0]
-            bug_names = sorted({fn for fn in repo.bugs if fn in c["answer"]})
-            if c["difficulty"] == 1:
+            levels.add(c.difficulty)
+            prompt = c.prompt[0]
+            bug_names = sorted({fn for fn in repo.bugs if fn in c.answer})
+            if c.difficulty == 1:
                 assert repo.path_of(bug_names[0]) in prompt
-            if c["difficulty"] == 3:  # a symptom: neither the buggy function nor its file is named
+            if c.difficulty == 3:  # a symptom: neither the buggy function nor its file is named
                 assert not re.search(rf"\b{bug_names[0]}\b", prompt) and ".py" not in prompt
-            if c["difficulty"] >= 4:
+            if c.difficulty >= 4:
                 assert len(bug_names) >= 2
-            assert c["guess"] != c["answer"]
+            assert c.guess != c.answer
     assert len(levels) >= 3
 
 
@@ -167,11 +173,9 @@ def test_every_tiny_candidate_validates(tiny, tmp_path):
         server = _server(env, tmp_path, env.name)
         for i, c in enumerate(cands):
             task = _task(env, i, c)
-            assert pipeline.run_episode_inprocess(server, task, c["solution"], c["answer"]) == 1.0, c[
-                "prompt"
-            ]
+            assert pipeline.run_episode_inprocess(server, task, c.solution, c.answer) == 1.0, c.prompt
             assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
-            assert pipeline.run_episode_inprocess(server, task, [], c["guess"]) == 0.0
+            assert pipeline.run_episode_inprocess(server, task, [], c.guess) == 0.0
             wins += sum(pipeline.random_episode(server, task, tools, seed=s) == 1.0 for s in range(2))
         server.ctx.close()
     assert wins == 0
@@ -180,47 +184,47 @@ def test_every_tiny_candidate_validates(tiny, tmp_path):
 def test_rules_are_verified(tmp_path):
     """Variant 2 has every rule: tests untouched, no file added, run_tests after the last edit."""
     key = code.plan("demo")[2]
-    cfg = code.variant_config(key)
+    cfg = code.variant_config(key, SEED)
     assert cfg["keep_tests"] and cfg["keep_files"] and cfg["test_after_edit"]
     env = code.build_env(tmp_path / "s", key, SEED)
     c = code.make_tasks(env, key, SEED, 1)[0]
     server = _server(env, tmp_path, "scratch")
     task = _task(env, 0, c)
-    fix, run_tests = c["solution"][:-1], c["solution"][-1]
+    fix, run_tests = c.solution[:-1], c.solution[-1]
     test_file = next(p for p in (env / "state" / "tests").iterdir() if p.name.startswith("test_"))
     edit_test = ToolCall(name="run_shell", arguments={"command": f"echo '# note' >> tests/{test_file.name}"})
     new_file = ToolCall(name="run_shell", arguments={"command": "echo x > notes.txt"})
-    assert pipeline.run_episode_inprocess(server, task, fix + [run_tests], c["answer"]) == 1.0
-    assert pipeline.run_episode_inprocess(server, task, fix, c["answer"]) == 0.0
-    assert pipeline.run_episode_inprocess(server, task, fix + [edit_test, run_tests], c["answer"]) == 0.0
-    assert pipeline.run_episode_inprocess(server, task, fix + [new_file, run_tests], c["answer"]) == 0.0
-    reason = server.verify(task["verifier"], task["params"], c["answer"])["reason"]
+    assert pipeline.run_episode_inprocess(server, task, fix + [run_tests], c.answer) == 1.0
+    assert pipeline.run_episode_inprocess(server, task, fix, c.answer) == 0.0
+    assert pipeline.run_episode_inprocess(server, task, fix + [edit_test, run_tests], c.answer) == 0.0
+    assert pipeline.run_episode_inprocess(server, task, fix + [new_file, run_tests], c.answer) == 0.0
+    reason = server.verify(task["verifier"], task["params"], c.answer)["reason"]
     assert "created" in reason
     server.ctx.close()
 
 
 def test_breaking_a_clean_function_fails_the_original_tests(tiny, tmp_path):
     key, env, cands = tiny[0]
-    repo = code.compose(key, SEED)
+    repo = repository.compose(key, SEED)
     c = cands[0]
     clean = repo.visible()[0]
-    lines = code.library()[clean].source.splitlines()
-    name, old, new = code.variant_config(key)["edit"]
+    lines = code_library.library()[clean].source.splitlines()
+    name, old, new = code.variant_config(key, SEED)["edit"]
     broken = lines[0] + "\n    raise RuntimeError('broken')"
     sabotage = ToolCall(name=name, arguments={"path": repo.path_of(clean), old: lines[0], new: broken})
     server = _server(env, tmp_path, "s")
     task = _task(env, 0, c)
-    assert pipeline.run_episode_inprocess(server, task, c["solution"][:-1] + [sabotage], c["answer"]) == 0.0
-    assert "original tests fail" in server.verify(task["verifier"], task["params"], c["answer"])["reason"]
+    assert pipeline.run_episode_inprocess(server, task, c.solution[:-1] + [sabotage], c.answer) == 0.0
+    assert "original tests fail" in server.verify(task["verifier"], task["params"], c.answer)["reason"]
     server.ctx.close()
 
 
 def test_exiting_early_does_not_pass(tiny, tmp_path):
     """Package code that ends the test interpreter with exit status 0 before the tests ran scores 0."""
     key, env, cands = tiny[0]
-    repo = code.compose(key, SEED)
+    repo = repository.compose(key, SEED)
     c = cands[0]
-    name, old, new = code.variant_config(key)["edit"]
+    name, old, new = code.variant_config(key, SEED)["edit"]
     init = f"{repo.pkg}/__init__.py"
     first = (env / "state" / init).read_text().splitlines()[0]
     exit_early = ToolCall(
@@ -228,5 +232,5 @@ def test_exiting_early_does_not_pass(tiny, tmp_path):
     )
     server = _server(env, tmp_path, "s")
     task = _task(env, 0, c)
-    assert pipeline.run_episode_inprocess(server, task, [exit_early, *c["solution"]], c["answer"]) == 0.0
+    assert pipeline.run_episode_inprocess(server, task, [exit_early, *c.solution], c.answer) == 0.0
     server.ctx.close()

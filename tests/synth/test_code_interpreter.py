@@ -13,9 +13,13 @@ import pytest
 from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.spec import EnvSpec, TaskSpec, ToolCall
 from toolgym.envs.validate import validate_env
-from toolgym.synth import code_interpreter as ci
 from toolgym.synth import pipeline
-from toolgym.synth.family import distinctness_key
+from toolgym.synth.code_interpreter import FAMILY as ci
+from toolgym.synth.code_interpreter import data, kinds
+from toolgym.synth.code_interpreter.family import VARIANTS_PER_THEME
+from toolgym.synth.code_interpreter.themes import THEME
+from toolgym.synth.family import distinctness_key, jinja
+from toolgym.synth.reference.code_interpreter.build import run_reference
 
 ID_PATTERN = EnvSpec.model_json_schema()["properties"]["id"]["pattern"]
 
@@ -37,7 +41,7 @@ def tiny(tmp_path_factory):
 
 
 def _first(pred) -> tuple[str, int]:
-    return next(k for k in ci.plan("full") if pred(ci.variant_config(*k, 0)))
+    return next(k for k in ci.plan("full") if pred(ci.variant_config(k, 0)))
 
 
 def test_plan_sizes_and_ids():
@@ -47,7 +51,7 @@ def test_plan_sizes_and_ids():
     ids = [ci.env_id(k) for k in ci.plan("full")]
     assert len(set(ids)) == len(ids)
     assert all(re.match(ID_PATTERN, i) and i.startswith("ci_") for i in ids)
-    assert {ci.domain(k) for k in ci.plan("full")} == set(ci.THEME)
+    assert {ci.domain(k) for k in ci.plan("full")} == set(THEME)
 
 
 def test_every_full_scale_environment_is_distinct(tmp_path):
@@ -56,8 +60,8 @@ def test_every_full_scale_environment_is_distinct(tmp_path):
 
 
 def test_variants_of_a_theme_differ_in_tools_rules_and_data():
-    for theme in ci.THEME:
-        cfgs = [ci.variant_config(theme, v, 0) for v in range(ci.VARIANTS_PER_THEME)]
+    for theme in THEME:
+        cfgs = [ci.variant_config((theme, v), 0) for v in range(VARIANTS_PER_THEME)]
         for field in ("python", "list_files", "head", "decimals"):
             assert len({str(c[field]) for c in cfgs}) == len(cfgs), (theme, field)
         assert {(c["main_format"], len(c["years"])) for c in cfgs} == {
@@ -86,12 +90,12 @@ def test_environments_and_reference_solutions_validate(tiny):
                 id=f"{env_dir.name}-{i:03d}",
                 env_id=env_dir.name,
                 category=ci.CATEGORY,
-                difficulty=t["difficulty"],
-                prompt=t["prompt"],
-                verifier=t["verifier"],
-                params=t["params"],
-                solution=t["solution"],
-                answer=t["answer"],
+                difficulty=t.difficulty,
+                prompt=t.prompt,
+                verifier=t.verifier,
+                params=t.params,
+                solution=t.solution,
+                answer=t.answer,
                 provenance={"producer": "template", "family": ci.NAME},
             )
             for i, t in enumerate(tasks)
@@ -108,16 +112,14 @@ def test_reference_scores_one_and_wrong_answers_zero(tiny, tmp_path):
         tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
         server = EnvServer(str(env_dir), scratch=str(tmp_path / env_dir.name))
         for i, t in enumerate(tasks):
-            task = {"id": f"{env_dir.name}-{i:03d}", "verifier": t["verifier"], "params": t["params"]}
-            assert pipeline.run_episode_inprocess(server, task, t["solution"], t["answer"]) == 1.0, t[
-                "prompt"
-            ]
+            task = {"id": f"{env_dir.name}-{i:03d}", "verifier": t.verifier, "params": t.params}
+            assert pipeline.run_episode_inprocess(server, task, t.solution, t.answer) == 1.0, t.prompt
             assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
-            assert pipeline.run_episode_inprocess(server, task, [], t["guess"]) == 0.0
+            assert pipeline.run_episode_inprocess(server, task, [], t.guess) == 0.0
             # the guess is wrong even after the right computation ran
-            assert pipeline.run_episode_inprocess(server, task, t["solution"], t["guess"]) == 0.0
+            assert pipeline.run_episode_inprocess(server, task, t.solution, t.guess) == 0.0
             random_wins += sum(pipeline.random_episode(server, task, tools, seed=s) for s in range(2))
-            levels.add(t["difficulty"])
+            levels.add(t.difficulty)
         server.ctx.close()
     assert len(levels) >= 3
     assert random_wins == 0
@@ -127,11 +129,11 @@ def test_answers_must_follow_the_format_rule(tmp_path):
     key = _first(lambda c: c["answer_format"] == "tag")
     env_dir = ci.build_env(tmp_path, key, 0)
     t = ci.make_tasks(env_dir, key, 0, 1)[0]
-    task = {"id": "x", "verifier": t["verifier"], "params": t["params"]}
-    value = re.search(r"<answer>(.*)</answer>", t["answer"]).group(1)
+    task = {"id": "x", "verifier": t.verifier, "params": t.params}
+    value = re.search(r"<answer>(.*)</answer>", t.answer).group(1)
     server = EnvServer(str(env_dir), scratch=str(tmp_path / "run"))
-    assert pipeline.run_episode_inprocess(server, task, t["solution"], t["answer"]) == 1.0
-    assert pipeline.run_episode_inprocess(server, task, t["solution"], f"\\boxed{{{value}}}") == 0.0
+    assert pipeline.run_episode_inprocess(server, task, t.solution, t.answer) == 1.0
+    assert pipeline.run_episode_inprocess(server, task, t.solution, f"\\boxed{{{value}}}") == 0.0
     server.ctx.close()
 
 
@@ -145,12 +147,12 @@ def test_loaders_read_back_the_clean_records(tmp_path):
         _first(lambda c: c["main_format"] == "jsonl" and not c["dirty"]),
     }
     for key in keys:
-        th, cfg = ci.THEME[key[0]], ci.variant_config(*key, 0)
+        th, cfg = THEME[key[0]], ci.variant_config(key, 0)
         env_dir = ci.build_env(tmp_path, key, 0)
-        rows = ci.run_reference(ci._loader(th, cfg) + "\nrows", env_dir / "state")
+        rows = run_reference(data.loader_code(th, cfg) + "\nrows", env_dir / "state")
         cols = [th[k]["col"] for k in ("c1", "c2", "m1", "m2")]
         got = Counter((r["date"], *(r[c] for c in cols)) for r in rows)
-        want = Counter((r["date"], r["c1"], r["c2"], r["m1"], r["m2"]) for r in ci.make_records(th, cfg, 0))
+        want = Counter((r["date"], r["c1"], r["c2"], r["m1"], r["m2"]) for r in data.make_records(th, cfg, 0))
         assert got == want, key
 
 
@@ -158,21 +160,22 @@ def test_every_kind_is_asked_and_the_ladder_has_five_levels(tmp_path):
     seen = Counter()
     for key in [_first(lambda c: c["dirty"]), _first(lambda c: not c["dirty"])]:
         env_dir = ci.build_env(tmp_path, key, 0)
-        seen.update(t["kind"] for t in ci.make_tasks(env_dir, key, 0, len(ci.KINDS)))
-    assert set(ci.KINDS) - set(seen) <= {"grid"}  # a grid can be blocked (0 paths): it is then skipped
-    assert {ci.KINDS[k][0] for k in ci.kind_order()[:5]} == {1, 2, 3, 4, 5}
+        seen.update(t.extra["kind"] for t in ci.make_tasks(env_dir, key, 0, len(kinds.KINDS)))
+    assert set(kinds.KINDS) - set(seen) <= {"grid"}  # a grid can be blocked (0 paths): it is then skipped
+    assert {kinds.KINDS[k][0] for k in kinds.kind_order()[:5]} == {1, 2, 3, 4, 5}
 
 
 def test_tools_reuse_the_reference_session_and_head_stays_in_the_folder(tmp_path):
     key = _first(lambda c: c["head"] is not None)
-    cfg = ci.variant_config(*key, 0)
+    cfg = ci.variant_config(key, 0)
     env_dir = ci.build_env(tmp_path, key, 0)
-    assert ci._reference()["session_code"] in (env_dir / "tools.py").read_text()
+    session = jinja(True).get_template("code_interpreter/python.j2").module.session()
+    assert session in (env_dir / "tools.py").read_text()  # the reference's session, from the same template
     name, path, count = cfg["head"]
     server = EnvServer(str(env_dir), scratch=str(tmp_path / "run"))
     server.reset({"id": "x"})
     assert not server.call(name, {path: "../env.json", count: 3})["ok"]
-    first = ci._main_files(ci.THEME[key[0]], cfg)[0]
+    first = data.main_files(THEME[key[0]], cfg)[0]
     assert len(server.call(name, {path: first, count: 2})["content"].splitlines()) == 2
     out = server.call(cfg["python"], {"code": "x = 6 * 7"}), server.call(cfg["python"], {"code": "x + 1"})
     assert out[1]["content"].strip() == "43"
@@ -182,6 +185,6 @@ def test_tools_reuse_the_reference_session_and_head_stays_in_the_folder(tmp_path
 def test_solution_calls_use_the_variant_tool_names(tiny):
     _, cands = tiny
     for key, tasks in cands.items():
-        cfg = ci.variant_config(*key, 0)
+        cfg = ci.variant_config(key, 0)
         for t in tasks:
-            assert t["solution"][-1] == ToolCall(name=cfg["python"], arguments=t["solution"][-1].arguments)
+            assert t.solution[-1] == ToolCall(name=cfg["python"], arguments=t.solution[-1].arguments)

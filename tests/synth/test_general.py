@@ -33,7 +33,7 @@ def corpus(tmp_path_factory):
 def test_every_env_validates_and_is_distinct(corpus):
     out, _ = corpus
     envs = sorted((out / "envs").iterdir())
-    assert len(envs) == general.SCALES["tiny"][0] == len(general.DOMAINS) >= 60
+    assert len(envs) == general.FAMILY.SCALES["tiny"][0] == len(general.DOMAINS) >= 60
     keys = {distinctness_key(e) for e in envs}
     assert len(keys) == len(envs)
     tasks = read_task_shards(out / "tasks")
@@ -46,7 +46,7 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     pipeline.synth_envs(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
     pipeline.synth_tasks(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
     assert _tree_hash(tmp_path / "a") == _tree_hash(out)
-    general.build_env(tmp_path / "b", ("retail_orders", 0), seed=1)
+    general.FAMILY.build_env(tmp_path / "b", ("retail_orders", 0), seed=1)
     a = (out / "envs" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes()
     assert (tmp_path / "b" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes() != a
 
@@ -81,13 +81,13 @@ def test_quotes_and_the_create_tool_price_by_the_same_rules(tmp_path):
     """A quote task's expected answer (`price_of`) is what the variant's create tool charges: gold discount,
     bulk discount and fee included, for every quantity and tier."""
     d = next(x for x in general.DOMAINS if x["name"] == "retail_orders")
-    cfgs = {v: general.variant_config("retail_orders", v, 0) for v in range(30)}
+    cfgs = {v: general.FAMILY.variant_config(("retail_orders", v), 0) for v in range(30)}
     assert any(c["bulk_min"] for c in cfgs.values()) and any(c["fee"] for c in cfgs.values())
     assert any(not c["bulk_min"] and not c["fee"] for c in cfgs.values())
     checked = 0
     for v in [v for v, c in cfgs.items() if c["bulk_min"] or c["fee"] or c["discount"]][:6]:
         cfg, n = cfgs[v], general.tool_names(d, cfgs[v]["naming"])
-        env = general.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+        env = general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
         data = general._load(env)
         server = EnvServer(str(env), scratch=str(tmp_path / f"s{v}"))
         item = max(data["items"], key=lambda i: i["stock"])
@@ -134,24 +134,26 @@ def test_near_duplicates_are_found():
 
 
 def test_distinctness_catches_a_copy(tmp_path):
-    a = general.build_env(tmp_path / "s1", ("library_loans", 3), seed=0)
-    b = general.build_env(tmp_path / "s2", ("library_loans", 3), seed=0)
+    a = general.FAMILY.build_env(tmp_path / "s1", ("library_loans", 3), seed=0)
+    b = general.FAMILY.build_env(tmp_path / "s2", ("library_loans", 3), seed=0)
     assert distinctness_key(a) == distinctness_key(b)
-    c = general.build_env(tmp_path / "s2", ("library_loans", 4), seed=0)
+    c = general.FAMILY.build_env(tmp_path / "s2", ("library_loans", 4), seed=0)
     assert distinctness_key(a) != distinctness_key(c)
 
 
 def test_manifest_counts_distinct_tool_sets_rules_and_data(corpus, tmp_path):
     out, manifest = corpus
     counts = manifest["distinctness"]["by_category"]["general"]
-    n = general.SCALES["tiny"][0]
+    n = general.FAMILY.SCALES["tiny"][0]
     assert counts["environments"] == n and counts["data_sets"] == n
     # one variant per domain here: every domain names its tools and states its rules in its own words
     assert counts["tool_sets"] == counts["rule_sets"] == n
     # a corpus holding two copies of one environment is refused
     (tmp_path / "envs").mkdir()
     for name in ("a", "b"):
-        general.build_env(tmp_path / "envs", ("library_loans", 3), seed=0).rename(tmp_path / "envs" / name)
+        general.FAMILY.build_env(tmp_path / "envs", ("library_loans", 3), seed=0).rename(
+            tmp_path / "envs" / name
+        )
     with pytest.raises(ValueError, match="share tool set, rules and data"):
         pipeline.distinctness(tmp_path, ["a", "b"])
 

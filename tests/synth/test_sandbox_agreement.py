@@ -7,7 +7,7 @@ from toolgym.synth import general, pipeline
 
 def test_sandboxed_sample_agrees_with_in_process(tmp_path, docker_backend):
     for v in (0, 3):
-        general.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+        general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
     jobs = [(str(tmp_path), "general", ("retail_orders", v), 0, 8) for v in (0, 3)]
     for job in jobs:
         pipeline._task_job(job)

@@ -14,7 +14,10 @@ import pytest
 from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.spec import EnvSpec, Provenance, TaskSpec, ToolCall
 from toolgym.envs.validate import validate_env
-from toolgym.synth import family, pipeline, search
+from toolgym.synth import family, pipeline
+from toolgym.synth.search import FAMILY as search
+from toolgym.synth.search import corpus
+from toolgym.synth.search.themes import THEME
 
 ID_PATTERN = EnvSpec.model_fields["id"].metadata[0].pattern
 
@@ -52,7 +55,7 @@ def test_plan_sizes_and_ids():
     ids = [search.env_id(k) for k in full]
     assert len(set(ids)) == len(ids) == 160
     assert all(re.fullmatch(ID_PATTERN, i) and i.startswith("search_") for i in ids)
-    assert {search.domain(k) for k in full} == set(search.THEME)
+    assert {search.domain(k) for k in full} == set(THEME)
     assert len({search.domain(k) for k in search.plan("tiny")}) == 2
     assert family.families()["search"] is search
 
@@ -74,13 +77,13 @@ def test_envs_validate_and_solutions_call_valid_tools(tiny):
                 id=f"{env.name}-{i:03d}",
                 env_id=env.name,
                 category="search",
-                difficulty=c["difficulty"],
-                prompt=c["prompt"],
-                verifier=c["verifier"],
-                params=c["params"],
-                solution=c["solution"],
-                answer=c["answer"],
-                provenance=Provenance(producer="template", family="search", version=c["template"]),
+                difficulty=c.difficulty,
+                prompt=c.prompt,
+                verifier=c.verifier,
+                params=c.params,
+                solution=c.solution,
+                answer=c.answer,
+                provenance=Provenance(producer="template", family="search", version=c.template),
             )
             for i, c in enumerate(cands)
         ]
@@ -95,16 +98,14 @@ def test_every_candidate_validates(tiny, tmp_path):
         server, spec, submit = _server(env, tmp_path / env.name)
         tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
         for i, c in enumerate(cands):
-            task = {"id": f"{env.name}-{i:03d}", "verifier": c["verifier"], "params": c["params"]}
-            assert (c["answer"] is None) == (submit is not None)
-            assert pipeline.run_episode_inprocess(server, task, c["solution"], c["answer"]) == 1.0, c[
-                "prompt"
-            ]
+            task = {"id": f"{env.name}-{i:03d}", "verifier": c.verifier, "params": c.params}
+            assert (c.answer is None) == (submit is not None)
+            assert pipeline.run_episode_inprocess(server, task, c.solution, c.answer) == 1.0, c.prompt
             assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
-            said = [ToolCall(name=submit, arguments={"answer": c["guess"]})] if submit else []
-            assert pipeline.run_episode_inprocess(server, task, said, c["guess"]) == 0.0
-            lookups = [x for x in c["solution"] if x.name != submit] + said
-            assert pipeline.run_episode_inprocess(server, task, lookups, f"It is {c['guess']}.") == 0.0
+            said = [ToolCall(name=submit, arguments={"answer": c.guess})] if submit else []
+            assert pipeline.run_episode_inprocess(server, task, said, c.guess) == 0.0
+            lookups = [x for x in c.solution if x.name != submit] + said
+            assert pipeline.run_episode_inprocess(server, task, lookups, f"It is {c.guess}.") == 0.0
             for s in range(pipeline.RANDOM_EPISODES):
                 wins += pipeline.random_episode(server, task, tools, seed=s) == 1.0
                 episodes += 1
@@ -119,7 +120,7 @@ def test_reference_searches_find_the_hop_documents(tiny, tmp_path):
         doc_arg = search.variant_config(key, 0)["names"]["doc_arg"]
         for c in cands:
             server.reset({"id": "t"})
-            for call, nxt in itertools.pairwise(c["solution"]):
+            for call, nxt in itertools.pairwise(c.solution):
                 if doc_arg in nxt.arguments:
                     assert nxt.arguments[doc_arg] in server.call(call.name, dict(call.arguments))["content"]
         server.ctx.close()
@@ -127,11 +128,11 @@ def test_reference_searches_find_the_hop_documents(tiny, tmp_path):
 
 def test_difficulty_ladder_and_guesses(tiny):
     cands = [c for _, _, cs in tiny for c in cs]
-    assert {c["difficulty"] for c in cands} == {1, 2, 3, 4, 5}
+    assert {c.difficulty for c in cands} == {1, 2, 3, 4, 5}
     for c in cands:
-        assert c["guess"] != c["params"]["expected"]
-        assert len(c["params"]["hops"]) == (4 if c["difficulty"] == 4 else min(c["difficulty"], 4))
-        assert c["template"].startswith("search/")
+        assert c.guess != c.params["expected"]
+        assert len(c.params["hops"]) == (4 if c.difficulty == 4 else min(c.difficulty, 4))
+        assert c.template.startswith("search/")
 
 
 def _variant_env(store: Path, **want) -> tuple[tuple, Path]:
@@ -142,55 +143,55 @@ def _variant_env(store: Path, **want) -> tuple[tuple, Path]:
     return key, search.build_env(store, key, 0)
 
 
-def _first_task(env: Path, key, difficulty: int) -> dict:
-    return next(c for c in search.make_tasks(env, key, 0, 10) if c["difficulty"] == difficulty)
+def _first_task(env: Path, key, difficulty: int):
+    return next(c for c in search.make_tasks(env, key, 0, 10) if c.difficulty == difficulty)
 
 
 def test_verifier_rules(tmp_path):
     """Look-alike answers, missing evidence, long answers and unsubmitted answers fail; find counts as read."""
     key, env = _variant_env(tmp_path, evidence="opened", submit=False)
     c = _first_task(env, key, 2)
-    task = {"id": "t", "verifier": c["verifier"], "params": c["params"]}
+    task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, _ = _server(env, tmp_path / "scratch")
     run = pipeline.run_episode_inprocess
-    both = f"{c['params']['expected']} or maybe {c['guess']}"
-    assert run(server, task, c["solution"], both) == 0.0  # naming a second candidate of the type
-    assert run(server, task, c["solution"][:-1], c["answer"]) == 0.0  # the last hop never opened
-    assert run(server, task, c["solution"], c["answer"] + " " + "word " * 15) == 0.0
+    both = f"{c.params['expected']} or maybe {c.guess}"
+    assert run(server, task, c.solution, both) == 0.0  # naming a second candidate of the type
+    assert run(server, task, c.solution[:-1], c.answer) == 0.0  # the last hop never opened
+    assert run(server, task, c.solution, c.answer + " " + "word " * 15) == 0.0
     server.ctx.close()
 
     key, env = _variant_env(tmp_path, evidence="searched", submit=True)
     c = _first_task(env, key, 3)
-    task = {"id": "t", "verifier": c["verifier"], "params": c["params"]}
+    task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, submit = _server(env, tmp_path / "scratch2")
     query_arg = search.variant_config(key, 0)["names"]["query_arg"]
-    opens_only = [x for x in c["solution"] if query_arg not in x.arguments]
+    opens_only = [x for x in c.solution if query_arg not in x.arguments]
     assert run(server, task, opens_only, None) == 0.0  # the rule asks for each entity searched by name
-    no_submit = [x for x in c["solution"] if x.name != submit]
-    assert run(server, task, no_submit, c["params"]["expected"]) == 0.0  # said, not submitted
+    no_submit = [x for x in c.solution if x.name != submit]
+    assert run(server, task, no_submit, c.params["expected"]) == 0.0  # said, not submitted
     server.ctx.close()
 
     key, env = _variant_env(tmp_path, evidence="read")
     c = _first_task(env, key, 2)
-    task = {"id": "t", "verifier": c["verifier"], "params": c["params"]}
+    task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, _ = _server(env, tmp_path / "scratch3")
     n = search.variant_config(key, 0)["names"]
     finds = [
         ToolCall(name=n["find"], arguments={n["doc_arg"]: x.arguments[n["doc_arg"]], n["find_arg"]: "in"})
         if x.name == n["open"]
         else x
-        for x in c["solution"]
+        for x in c.solution
     ]
-    assert run(server, task, finds, c["answer"]) == 1.0  # searching inside a document counts as reading it
+    assert run(server, task, finds, c.answer) == 1.0  # searching inside a document counts as reading it
     server.ctx.close()
 
 
 def test_names_never_contain_one_another(tiny):
     for _, env, _ in tiny:
         db = sqlite3.connect(env / "state" / "db.sqlite")
-        titles = [tuple(search.normalize(t).split()) for (t,) in db.execute("SELECT title FROM entities")]
+        titles = [tuple(corpus.normalize(t).split()) for (t,) in db.execute("SELECT title FROM entities")]
         db.close()
-        runs = {t: search._Namer._runs(t) for t in titles}
+        runs = {t: corpus._Namer._runs(t) for t in titles}
         assert not any(a != b and a in runs[b] for a in titles for b in titles)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from toolgym.envs.spec import ToolCall
 
-from ...family import Candidate, dedupe_key, render_prompt
+from ...family import Candidate, asked, render_prompt
 from ..common import main, task_rows, write_env
 
 ENV_ID = "search"
@@ -156,15 +156,14 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
     if db_path.exists():
         db_path.unlink()
     graph = make_corpus(db_path, random.Random(seed))
-    tasks, seen = [], set()
+    tasks = []
     for i in range(200):
         if len(tasks) == n_tasks:
             break
         rng = random.Random(seed * 7919 + i)
         question, calls, answer, hop_ids, distractors = make_task(graph, rng, 2 + len(tasks) % 2)
-        if dedupe_key([question]) in seen:
+        if asked(tasks, [question]):
             continue
-        seen.add(dedupe_key([question]))
         tasks.append(
             Candidate(
                 template=f"search/{len(hop_ids)}_hop",
