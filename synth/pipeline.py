@@ -19,7 +19,7 @@ from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.shards import write_task_shards
 from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
 
-from .family import distinctness_parts, families
+from .family import dedupe_key, distinctness_parts, families
 
 SCALES = ("tiny", "demo", "small", "full")
 NEAR_DUP_THRESHOLD = 0.9
@@ -29,7 +29,7 @@ def plan(scale: str, only: list[str] | None = None) -> list[tuple[str, tuple]]:
     """(family name, environment key) for every environment of the scale, family by family."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
-    return [(name, tuple(k)) for name, m in families(only).items() for k in m.plan(scale)]
+    return [(name, tuple(k)) for name, family in families(only).items() for k in family.plan(scale)]
 
 
 def _progress(it, total: int, desc: str):
@@ -42,13 +42,13 @@ def _progress(it, total: int, desc: str):
 
 
 def _env_job(job) -> str:
-    out, fam, key, seed = job
-    m = families([fam])[fam]
-    eid = m.env_id(key)
+    out, name, key, seed = job
+    family = families([name])[name]
+    eid = family.env_id(key)
     marker = Path(out) / ".work" / "envs" / f"{eid}.done"
     if marker.exists():
         return eid
-    m.build_env(Path(out) / "envs", key, seed)
+    family.build_env(Path(out) / "envs", key, seed)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")
     return eid
@@ -247,7 +247,7 @@ def _task_job(job) -> dict:
         server = EnvServer(str(env_dir), scratch=scratch)
         try:
             for i, c in enumerate(cands):
-                task = {**c, "id": f"{eid}-{i:03d}"}
+                task = {**vars(c), "id": f"{eid}-{i:03d}"}  # the Candidate as _admit's dict
                 wins = _admit(server, task, submit, tools, drops)
                 if wins is None:
                     continue
@@ -261,7 +261,7 @@ def _task_job(job) -> dict:
                 server.ctx.close()
     seen, unique = set(), []
     for t in kept:
-        key_text = " ".join(t["prompt"][0].lower().split())
+        key_text = dedupe_key(t["prompt"])
         if key_text in seen:
             drops["exact_duplicate"] += 1
             continue
@@ -343,7 +343,7 @@ def synth_tasks(
         random_wins.update(r["random_wins"])
         envs_by_cat[r["category"]] += 1
         for row in r["tasks"]:
-            key = " ".join(row["prompt"][0].lower().split())
+            key = dedupe_key(row["prompt"])
             if key in seen:  # exact duplicates across environments
                 drops["exact_duplicate"] += 1
                 continue
