@@ -2,9 +2,11 @@
 
 Crash-safe and resumable: finished episodes are committed in small parquet parts (written to a temporary
 name, then renamed), so a run killed at any instant (SIGKILL included) loses only the episodes in flight; the
-next run skips every committed (task, sample) and `finalize` merges the parts into sorted shards. The same
-command therefore ends with the same rows, none twice and none lost. Infrastructure failures (a sandbox that
-died, a model server still failing after its own retries) are retried and kept apart from agent failures.
+next run skips every committed (task, sample) (and runs again those recorded as infrastructure failures, unless
+`retry_infra=False`) and `finalize` merges the parts into sorted shards. The same command therefore ends with
+the same rows, none twice and none lost. Infrastructure failures (a sandbox that died, a model server still
+failing after its own retries) are retried and kept apart from agent failures. One rollout at a time writes a
+run folder (`agent/runstore.py`: its lock, plan, atomic commits and finalize).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -22,9 +23,16 @@ from typing import Any
 
 from .loop import Budgets, run_episode
 from .policies import Policy
+from .runstore import (  # noqa: F401 - the run folder's API, re-exported
+    JSON_COLUMNS,
+    RunBusy,
+    RunWriteError,
+    TrajectoryStore,
+    decode_row,
+    load_trajectories,
+)
 from .trajectory import Trajectory
 
-JSON_COLUMNS = ("messages", "tools", "verdict", "answer", "steps", "malformed", "errors")
 STATUS = ("ok", "timeout", "infra_error")
 
 
@@ -32,38 +40,6 @@ def episode_seed(seed: int, task_id: str, sample: int) -> int:
     """The seed of one (task, sample): fixed by the run's seed, whatever order episodes run in."""
     digest = hashlib.sha256(f"{seed}:{task_id}:{sample}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-def _schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("key", pa.string()),
-            ("task_id", pa.string()),
-            ("env_id", pa.string()),
-            ("category", pa.string()),
-            ("domain", pa.string()),
-            ("difficulty", pa.int32()),
-            ("sample", pa.int32()),
-            ("seed", pa.int64()),
-            ("policy", pa.string()),
-            ("status", pa.string()),
-            ("reward", pa.float64()),
-            ("success", pa.bool_()),
-            ("terminated", pa.bool_()),
-            ("truncated", pa.bool_()),
-            ("stop_reason", pa.string()),
-            ("infra_retries", pa.int32()),
-            ("n_steps", pa.int32()),
-            ("n_tool_calls", pa.int32()),
-            ("prompt_tokens", pa.int64()),
-            ("completion_tokens", pa.int64()),
-            ("wall_s", pa.float64()),
-            ("error", pa.string()),
-            *[(name, pa.string()) for name in JSON_COLUMNS],
-        ]
-    )
 
 
 def trajectory_row(
@@ -107,94 +83,6 @@ def trajectory_row(
         "malformed": json.dumps(traj.malformed, ensure_ascii=False),
         "errors": json.dumps(traj.error_counts()),
     }
-
-
-def decode_row(row: dict) -> dict:
-    out = dict(row)
-    for name in JSON_COLUMNS:
-        if isinstance(out.get(name), str):
-            out[name] = json.loads(out[name])
-    return out
-
-
-class TrajectoryStore:
-    """The output folder of a run: committed parts while it runs, sorted shards once finalized."""
-
-    def __init__(self, out_dir: str | Path) -> None:
-        self.root = Path(out_dir)
-        self.parts = self.root / "parts"
-        self.shards = self.root / "trajectories"
-        self.parts.mkdir(parents=True, exist_ok=True)
-
-    def _files(self) -> list[Path]:
-        return sorted(self.parts.glob("*.parquet")) + sorted(self.shards.glob("*.parquet"))
-
-    def done_keys(self) -> set[str]:
-        import pyarrow.parquet as pq
-
-        return {k for f in self._files() for k in pq.read_table(f, columns=["key"]).column("key").to_pylist()}
-
-    def commit(self, rows: list[dict]) -> None:
-        """Write rows as one part, atomically: a reader (or a resumed run) sees all of them or none."""
-        if not rows:
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        tmp = self.parts / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.rename(tmp, self.parts / f"{name}.parquet")
-
-    def rows(self) -> list[dict]:
-        import pyarrow.parquet as pq
-
-        seen: dict[str, dict] = {}
-        for f in self._files():
-            for row in pq.read_table(f).to_pylist():
-                seen.setdefault(row["key"], row)
-        return [seen[k] for k in sorted(seen)]
-
-    def finalize(self, shard_size: int = 5000) -> list[Path]:
-        """Merge everything committed into `trajectories/trajectories-NNNNN.parquet`, sorted by (task, sample)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        rows = self.rows()
-        old = self._files()
-        staging = self.root / ".trajectories.new"
-        staging.mkdir(exist_ok=True)
-        for f in staging.glob("*"):
-            f.unlink()
-        paths = []
-        for n, start in enumerate(range(0, len(rows), shard_size)):
-            path = staging / f"trajectories-{n:05d}.parquet"
-            pq.write_table(
-                pa.Table.from_pylist(rows[start : start + shard_size], schema=_schema()),
-                path,
-                compression="zstd",
-            )
-            paths.append(path)
-        # Swap in the new shards only once they are complete; a crash before this leaves the parts intact.
-        backup = self.root / ".trajectories.old"
-        if self.shards.exists():
-            self.shards.rename(backup)
-        staging.rename(self.shards)
-        for f in old:
-            if f.parent == self.parts:
-                f.unlink()
-        if backup.exists():
-            for f in backup.glob("*"):
-                f.unlink()
-            backup.rmdir()
-        return [self.shards / p.name for p in paths]
-
-
-def load_trajectories(run_dir: str | Path) -> list[dict]:
-    """Every row of a run (finalized or not), JSON columns decoded, sorted by (task, sample)."""
-    return [decode_row(r) for r in TrajectoryStore(run_dir).rows()]
 
 
 @dataclass
@@ -248,8 +136,15 @@ async def rollout(
     commit_every: int = 16,
     progress: bool = True,
     finalize: bool = True,
+    retry_infra: bool = True,
 ) -> RolloutStats:
     """Run `policy_factory()` policies over every task of `corpus` (`samples_per_task` times each).
+
+    One rollout at a time writes `out_dir`: it holds the folder's lock from start to end (`RunBusy` at once if
+    another holds it) and records its plan (`plan.json`) before the first episode. Resuming skips every
+    committed (task, sample) except those recorded as infrastructure failures, which run again (their new
+    row replaces the old) unless `retry_infra=False`. A folder that cannot be written (disk full, read-only)
+    ends the run with `RunWriteError`; what was committed stays and the same call resumes.
 
     `backend=toolgym.envs.IN_PROCESS` runs the env servers in this process: only for policies
     marked `trusted` (the oracle and toolgym's baselines); a model's policy is refused.
@@ -261,10 +156,28 @@ async def rollout(
 
     budgets = budgets or Budgets()
     store = TrajectoryStore(out_dir)
-    done = store.done_keys()
+    # One writer per run folder; released at the end (below), else when `store` is collected or the process
+    # ends (the OS drops a flock with its holder, crash and SIGKILL included).
+    store.acquire()
+    done = store.done_keys(retry_infra=retry_infra)
     items = [(t, s) for t in corpus.tasks for s in range(samples_per_task) if f"{t.id}#{s}" not in done]
     items.sort(key=lambda it: (it[0].env_id, it[0].id, it[1]))  # neighbours share an env: fewer env switches
-    stats = RolloutStats(planned=len(corpus.tasks) * samples_per_task, skipped=len(done))
+    stats = RolloutStats(planned=len(corpus.tasks) * samples_per_task)
+    stats.skipped = stats.planned - len(items)
+    plan_id = uuid.uuid4().hex
+    store.write_plan(
+        {
+            "plan_id": plan_id,
+            "episodes": stats.planned,
+            "skipped": stats.skipped,
+            "samples_per_task": samples_per_task,
+            "tasks": [t.id for t in corpus.tasks],
+            "seed": seed,
+            "corpus": str(corpus.root),
+            "retry_infra": retry_infra,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
     domains = {env_id: load_env_spec(d).domain for env_id, d in corpus.env_dirs.items()}
     if backend == "inprocess":
         raise ValueError(BY_NAME)
@@ -399,16 +312,20 @@ async def rollout(
         if own_pool is not None:
             await own_pool.close()
     stats.wall_s = time.perf_counter() - started
-    if finalize:
-        await asyncio.to_thread(store.finalize)
-        summary = {
-            **vars(stats),
-            "episodes_per_s": stats.episodes_per_s,
-            "samples_per_task": samples_per_task,
-            "seed": seed,
-            "corpus": str(corpus.root),
-        }
-        (Path(out_dir) / "rollout.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    try:
+        if finalize:
+            await asyncio.to_thread(store.finalize)
+            summary = {
+                **vars(stats),
+                "episodes_per_s": stats.episodes_per_s,
+                "samples_per_task": samples_per_task,
+                "seed": seed,
+                "corpus": str(corpus.root),
+                "plan_id": plan_id,
+            }
+            store.write_summary(summary)
+    finally:
+        store.release()
     return stats
 
 

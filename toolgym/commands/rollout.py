@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 
 def policy_factory(args):
@@ -32,25 +34,34 @@ def policy_factory(args):
 def run(args) -> int:
     from toolgym.agent.loop import Budgets
     from toolgym.agent.rollout import rollout
+    from toolgym.agent.runstore import RunFolderError
     from toolgym.envs import IN_PROCESS
     from toolgym.envs.corpus import load_corpus
 
     corpus = load_corpus(args.corpus).select(env_ids=args.env, category=args.category, limit=args.limit)
     budgets = Budgets(max_steps=args.max_steps)
-    stats = asyncio.run(
-        rollout(
-            corpus,
-            policy_factory(args),
-            args.out,
-            samples_per_task=args.samples_per_task,
-            in_flight=args.in_flight,
-            backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
-            budgets=budgets,
-            episode_timeout_s=args.episode_timeout,
-            seed=args.seed,
-            progress=not args.no_progress,
+    try:
+        stats = asyncio.run(
+            rollout(
+                corpus,
+                policy_factory(args),
+                args.out,
+                samples_per_task=args.samples_per_task,
+                in_flight=args.in_flight,
+                backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
+                budgets=budgets,
+                episode_timeout_s=args.episode_timeout,
+                seed=args.seed,
+                progress=not args.no_progress,
+                retry_infra=not args.no_retry_infra,
+            )
         )
-    )
+    except RunFolderError as exc:
+        # another rollout holds --out, or it cannot be written: one sentence; what was committed stays
+        if os.environ.get("TOOLGYM_DEBUG"):
+            raise
+        print(f"toolgym: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{stats.episodes} episodes ({stats.skipped} already done) in {stats.wall_s:.1f} s "
         f"({stats.episodes_per_s:.1f}/s): {stats.successes} succeeded, {stats.timeouts} timed out, "
@@ -72,7 +83,9 @@ def add_parser(sub) -> None:
         run,
     )
     p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")
-    p.add_argument("--out", required=True, help="the run folder (re-running resumes it)")
+    p.add_argument(
+        "--out", required=True, help="the run folder (re-running resumes it; one rollout at a time writes it)"
+    )
     p.add_argument(
         "--policy",
         choices=["oracle", "random", "give_up", "llm"],
@@ -105,3 +118,8 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="only the first N tasks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-retry-infra",
+        action="store_true",
+        help="on resume, keep episodes recorded as infrastructure failures (default: run them again)",
+    )
