@@ -2,6 +2,8 @@
 tool-use metrics, a comparison of two runs, rescoring from stored trajectories, markdown and HTML reports.
 
 Rows whose episode failed for infrastructure reasons are counted apart and left out of every agent metric.
+A run that stopped before it finished is evaluated on what it recorded and flagged as partial ("partial: 120
+of 300 episodes") in every report.
 """
 
 from __future__ import annotations
@@ -103,8 +105,11 @@ def tool_use(rows: list[dict]) -> dict[str, Any]:
     }
 
 
-def evaluate(rows: list[dict], ks: Iterable[int] = (1, 2, 4, 8, 16)) -> dict[str, Any]:
-    """The report of one run (rows from `load_trajectories`)."""
+def evaluate(
+    rows: list[dict], ks: Iterable[int] = (1, 2, 4, 8, 16), *, progress: dict | None = None
+) -> dict[str, Any]:
+    """The report of one run (rows from `load_trajectories`). `progress` (`run_progress(run_dir, rows)`: planned
+    against done, partial or not) goes into the report as `run`, and a partial run is flagged in every form."""
     ks = sorted(set(ks))
     agent = [r for r in rows if r["status"] != "infra_error"]
     report: dict[str, Any] = {
@@ -114,6 +119,8 @@ def evaluate(rows: list[dict], ks: Iterable[int] = (1, 2, 4, 8, 16)) -> dict[str
         "timeouts": sum(r["status"] == "timeout" for r in rows),
         "policy": sorted({r["policy"] for r in rows}),
     }
+    if progress is not None:
+        report["run"] = dict(progress)
     if not agent:
         return report
     report["overall"] = _group_metrics(agent, ks)
@@ -229,14 +236,20 @@ def _ks(report: dict) -> list[int]:
 
 
 def to_markdown(report: dict, comparison: dict | None = None, title: str = "toolgym evaluation") -> str:
+    run = report.get("run") or {}
+    episodes = f"{report['episodes']}"
+    if run.get("planned") is not None:
+        episodes = f"{run['done']} of {run['planned']} planned"
     lines = [
         f"# {title}",
         "",
-        f"policy: {', '.join(report['policy'])}; episodes: {report['episodes']}; "
+        f"policy: {', '.join(report['policy'])}; episodes: {episodes}; "
         f"infrastructure failures (excluded): {report['infra_errors']} after {report['infra_retries']} "
         f"retries; episode timeouts: {report['timeouts']}",
         "",
     ]
+    if run.get("partial"):
+        lines += [f"**{run['note']}**", ""]
     if "overall" not in report:
         return "\n".join(lines + ["No agent episodes to evaluate."])
     ks = _ks(report)
@@ -344,6 +357,8 @@ def to_html(
             in_table = False
         if line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("**") and line.endswith("**"):
+            body.append(f'<p class="partial"><strong>{html.escape(line[2:-2])}</strong></p>')
         elif line.startswith("### "):
             body.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line:
@@ -372,22 +387,26 @@ def to_html(
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
         "margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}svg{display:block;"
-        "margin:1em 0}"
+        "margin:1em 0}.partial{color:#b00020}"
     )
+    # the plots go under the title and the summary lines (and the partial-run flag), above the tables
+    at = next((i for i, b in enumerate(body) if not b.startswith(("<h1>", "<p"))), len(body))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(body[:2] + plots + body[2:])}</body></html>"
+        f"<style>{style}</style></head><body>{''.join(body[:at] + plots + body[at:])}</body></html>"
     )
 
 
 def write_reports(
     report: dict, rows: list[dict], out: Path, comparison: dict | None = None
 ) -> tuple[Path, Path]:
+    from .runstore import atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
     md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(report, comparison))
-    page.write_text(to_html(report, rows, comparison))
-    (out / "report.json").write_text(
-        json.dumps({"report": report, "comparison": comparison}, indent=2, default=list)
+    atomic_write_text(md, to_markdown(report, comparison))
+    atomic_write_text(page, to_html(report, rows, comparison))
+    atomic_write_text(
+        out / "report.json", json.dumps({"report": report, "comparison": comparison}, indent=2, default=list)
     )
     return md, page

@@ -4,6 +4,7 @@ SFT: successful trajectories as OpenAI-format chat samples (JSONL and parquet), 
 DeepSeek-V3.2 encoding with the character spans the model must learn (assistant output only), plus token ids
 and labels when a tokenizer is given. RL: verl-style prompt rows with a rule reward spec naming the env and its
 verifier, and GRPO groups (G rollouts of one task with rewards and advantages R - mean(R), no std division).
+Every file is written whole or not at all (a temporary name, fsynced, renamed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .encodings import render
+from .runstore import atomic_write
 
 # The three cold-start system prompts of DeepSeek-V3.2 (report §3.2.2), in our words.
 COLD_START_PROMPTS = {
@@ -114,6 +116,14 @@ def token_labels(tokenizer, text: str, spans: list[list[int]]) -> tuple[list[int
     return enc["input_ids"], labels
 
 
+def _write_parquet(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
 def export_sft(
     rows: list[dict],
     out_dir: str | Path,
@@ -123,16 +133,18 @@ def export_sft(
     thinking: bool = True,
     tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = sft_samples(rows, min_reward=min_reward, system_prompt=system_prompt)
-    with open(out / "sft.jsonl", "w") as f:
-        for s in samples:
-            f.write(json.dumps({**s, "tools": json.loads(s["tools"])}, ensure_ascii=False) + "\n")
-    pq.write_table(pa.Table.from_pylist(samples), out / "sft.parquet", compression="zstd")
+
+    def jsonl(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            for s in samples:
+                f.write(json.dumps({**s, "tools": json.loads(s["tools"])}, ensure_ascii=False) + "\n")
+
+    atomic_write(out / "sft.jsonl", jsonl)
+    _write_parquet(samples, out / "sft.parquet")
     tok = None
     if tokenizer:
         from transformers import AutoTokenizer
@@ -155,7 +167,7 @@ def export_sft(
             if tok is not None:
                 row["input_ids"], row["labels"] = token_labels(tok, t["text"], t["train_spans"])
             rendered.append(row)
-    pq.write_table(pa.Table.from_pylist(rendered), out / "sft_deepseek_v32.parquet", compression="zstd")
+    _write_parquet(rendered, out / "sft_deepseek_v32.parquet")
     return {
         "samples": len(samples),
         "rendered": len(rendered),
@@ -229,18 +241,16 @@ def grpo_groups(rows: list[dict]) -> list[dict]:
 
 
 def export_rl(out_dir: str | Path, *, corpus=None, rows: list[dict] | None = None) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     if corpus is not None:
         prompts = rl_prompt_rows(corpus)
-        pq.write_table(pa.Table.from_pylist(prompts), out / "rl_prompts.parquet", compression="zstd")
+        _write_parquet(prompts, out / "rl_prompts.parquet")
         written["prompts"] = len(prompts)
     if rows is not None:
         groups = grpo_groups(rows)
-        pq.write_table(pa.Table.from_pylist(groups), out / "grpo_groups.parquet", compression="zstd")
+        _write_parquet(groups, out / "grpo_groups.parquet")
         written["groups"] = len(groups)
     return written

@@ -8,27 +8,45 @@ from pathlib import Path
 
 def run(args) -> int:
     from toolgym.agent.evaluate import compare, evaluate, rescore, to_markdown, write_reports
-    from toolgym.agent.rollout import load_trajectories
+    from toolgym.agent.runstore import is_run_dir, load_trajectories, run_corpus, run_progress
 
-    rows = load_trajectories(args.run)
-    if not rows:
+    if not is_run_dir(args.run):
         raise ValueError(
-            f"{args.run} holds no trajectories: run `toolgym rollout ... --out {args.run}` first."
+            f"{args.run} is not a run folder (no trajectories, parts or plan.json): "
+            f"run `toolgym rollout ... --out {args.run}` first."
+        )
+    # a killed or still running rollout is evaluated on what it committed, and flagged as partial
+    rows = load_trajectories(args.run)
+    progress = run_progress(args.run, rows)
+    if not rows:
+        planned = f" ({progress['planned']} planned)" if progress["planned"] is not None else ""
+        raise ValueError(
+            f"{args.run} holds no committed episodes yet{planned}: let its rollout run (or run "
+            f"`toolgym rollout ... --out {args.run}`) first."
         )
     if args.rescore:
         from toolgym.envs.corpus import load_corpus
 
-        corpus_path = args.corpus or json.loads((Path(args.run) / "rollout.json").read_text())["corpus"]
+        corpus_path = args.corpus or run_corpus(args.run)
+        if not corpus_path:
+            raise ValueError(
+                f"{args.run} does not record its corpus (no rollout.json or plan.json): pass --corpus."
+            )
         rows = rescore(rows, load_corpus(corpus_path), backend=args.backend)
         changed = sum(r["reward"] != r["old_reward"] for r in rows)
         print(f"rescored {len(rows)} trajectories: {changed} rewards changed")
     ks = [int(k) for k in args.k.split(",")]
-    report = evaluate(rows, ks)
+    report = evaluate(rows, ks, progress=progress)
     comparison = compare(rows, load_trajectories(args.compare)) if args.compare else None
     if comparison is not None:
         comparison = {**comparison, "a": str(args.run), "b": str(args.compare)}
     out = Path(args.report_dir or Path(args.run) / "eval")
-    md, page = write_reports(report, rows, out, comparison)
+    try:
+        md, page = write_reports(report, rows, out, comparison)
+    except OSError as exc:  # a read-only or full run folder: say so, the evaluation itself is fine
+        raise ValueError(
+            f"cannot write the reports to {out}: {exc.strerror or exc}; pass --report-dir."
+        ) from exc
     if args.json:
         print(json.dumps({"report": report, "comparison": comparison}, indent=2, default=list))
     else:

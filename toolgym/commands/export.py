@@ -2,37 +2,76 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def _writing(out):
+    """A full or read-only --out: one sentence (each file is written whole or not at all)."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or not exc.errno:
+            raise
+        raise ValueError(f"cannot write to {out}: {exc.strerror}.") from exc
+
+
+def _run_rows(run) -> tuple[list[dict], dict]:
+    """The rows of a run folder, finished or not, and its progress (a partial run is said on stderr)."""
+    from toolgym.agent.runstore import is_run_dir, load_trajectories, run_progress
+
+    if not is_run_dir(run):
+        raise ValueError(f"{run} is not a run folder (no trajectories, parts or plan.json).")
+    rows = load_trajectories(run)
+    progress = run_progress(run, rows)
+    if not rows:
+        raise ValueError(f"{run} holds no committed episodes yet: there is nothing to export.")
+    if progress["partial"]:
+        print(f"toolgym: {run}: {progress['note']}; exporting what it committed", file=sys.stderr)
+    return rows, progress
 
 
 def _sft(args) -> int:
     from toolgym.agent.export import export_sft
-    from toolgym.agent.rollout import load_trajectories
 
-    result = export_sft(
-        load_trajectories(args.run),
-        args.out,
-        min_reward=args.min_reward,
-        system_prompt=args.system_prompt,
-        thinking=not args.no_thinking,
-        tokenizer=args.tokenizer,
-    )
-    print(json.dumps(result, indent=2))
+    rows, progress = _run_rows(args.run)
+    with _writing(args.out):
+        result = export_sft(
+            rows,
+            args.out,
+            min_reward=args.min_reward,
+            system_prompt=args.system_prompt,
+            thinking=not args.no_thinking,
+            tokenizer=args.tokenizer,
+        )
+    print(json.dumps({**result, "run": progress}, indent=2))
     return 0
 
 
 def _rl(args) -> int:
     from toolgym.agent.export import export_rl
-    from toolgym.agent.rollout import load_trajectories
+    from toolgym.agent.runstore import is_run_dir, run_corpus
     from toolgym.envs.corpus import load_corpus
 
     source = Path(args.source)
-    if (source / "trajectories").is_dir() or (source / "parts").is_dir():
-        corpus_path = json.loads((source / "rollout.json").read_text())["corpus"]
-        result = export_rl(args.out, corpus=load_corpus(corpus_path), rows=load_trajectories(source))
+    if is_run_dir(source):
+        # a finished run names its corpus in rollout.json, a killed one in plan.json
+        corpus_path = args.corpus or run_corpus(source)
+        if not corpus_path:
+            raise ValueError(
+                f"{source} does not record its corpus (no rollout.json or plan.json): pass --corpus."
+            )
+        rows, progress = _run_rows(source)
+        corpus = load_corpus(corpus_path)
+        with _writing(args.out):
+            result = {**export_rl(args.out, corpus=corpus, rows=rows), "run": progress}
     else:
-        result = export_rl(args.out, corpus=load_corpus(args.source))
+        corpus = load_corpus(args.source)
+        with _writing(args.out):
+            result = export_rl(args.out, corpus=corpus)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -72,3 +111,4 @@ def add_parser(sub) -> None:
     )
     b.add_argument("source", help="a corpus (synthesis output, env store, 'reference') or a run folder")
     b.add_argument("--out", required=True)
+    b.add_argument("--corpus", help="for a run folder: its corpus (default: the one the run recorded)")
