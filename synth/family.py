@@ -102,6 +102,10 @@ class Family:
         """At most n_tasks candidates over the built environment."""
         raise NotImplementedError
 
+    def candidate(self, kind: str, variant: int, **fields: Any) -> Candidate:
+        """A candidate of this family; its template is "<NAME>/<kind>/<prompt variant>"."""
+        return Candidate(template=f"{self.NAME}/{kind}/{variant}", **fields)
+
     def write_spec(
         self, out: Path, key: Key, seed: int, description: str, limits: EnvLimits | None = None
     ) -> Path:

@@ -395,8 +395,9 @@ class GeneralFamily(Family):
             if asked(out, prompt):  # the same question again: draw another
                 continue
             out.append(
-                Candidate(
-                    template=f"{self.NAME}/{kind}/{t_index}",
+                self.candidate(
+                    kind,
+                    t_index,
                     difficulty=LEVEL[kind] + (len(calls) > 4),
                     prompt=prompt,
                     verifier=verifier,

@@ -269,8 +269,9 @@ class CodeFamily(Family):
             checked = sorted(set(bugs) | set(issue["callers"]))
             others = [b for b in sorted(repo.bugs) if b not in bugs]  # the guess: a sibling issue's answer
             out.append(
-                Candidate(
-                    template=f"{self.NAME}/{kind}/{variant}",
+                self.candidate(
+                    kind,
+                    variant,
                     difficulty=LEVEL[kind],
                     prompt=prompt,
                     verifier="check_fix",

@@ -290,8 +290,9 @@ class CodeInterpreterFamily(Family):
                 if asked(out, prompt):
                     continue
                 out.append(
-                    Candidate(
-                        template=f"{self.NAME}/{kind}/{t_index}",
+                    self.candidate(
+                        kind,
+                        t_index,
                         difficulty=level,
                         prompt=prompt,
                         verifier=ANSWER_FORMATS[fmt][0],

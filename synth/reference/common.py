@@ -12,31 +12,39 @@ from toolgym.envs.spec import EnvLimits, Provenance, TaskSpec, write_tasks
 from ..family import Candidate, jinja, write_spec
 
 
+def state_db(out: Path) -> Path:
+    """`<out>/state/db.sqlite`, ready to write: its folder made, an older build's database removed."""
+    path = Path(out) / "state" / "db.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return path
+
+
 def write_env(
     out: Path,
+    seed: int,
+    tasks: list[Candidate],
     *,
-    env_id: str,
     category: str,
     domain: str,
     description: str,
     source_dir: Path,
-    seed: int,
-    tasks: list[TaskSpec],
     limits: EnvLimits | None = None,
     rendered: tuple[str, ...] = (),
 ) -> Path:
-    """Write tools.py and verify.py into `out` (state/ must already be written): the ones named in `rendered`
-    from `synth/templates/reference/<source_dir's name>/<file>.j2`, the others copied from `source_dir`; derive
-    the tool schemas from tools.py, and write env.json (with its content hash) and tasks.jsonl."""
+    """Write environment `<out>` (its id is the folder's name; state/ must already be written): tools.py and
+    verify.py, the ones named in `rendered` from `synth/templates/reference/<builder>/<file>.j2` and the others
+    copied from the builder's folder `source_dir`; env.json (tool schemas from tools.py, content hash); and the
+    candidates `tasks` as tasks.jsonl, numbered in order."""
     out.mkdir(parents=True, exist_ok=True)
+    builder = Path(source_dir).name
     for name in ("tools.py", "verify.py"):
         if name in rendered:
-            template = f"reference/{Path(source_dir).name}/{name}.j2"
-            (out / name).write_text(jinja(True).get_template(template).render())
+            (out / name).write_text(jinja(True).get_template(f"reference/{builder}/{name}.j2").render())
         else:
             shutil.copyfile(source_dir / name, out / name)
-    write_spec(out, env_id, category, domain, description, provenance(domain, seed), limits)
-    write_tasks(out, tasks)
+    write_spec(out, out.name, category, domain, description, provenance(domain, seed), limits)
+    write_tasks(out, task_rows(out.name, category, builder, seed, tasks))
     return out
 
 

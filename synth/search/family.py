@@ -270,8 +270,9 @@ class SearchFamily(Family):
             if cfg["submit"]:
                 calls.append(ToolCall(name=cfg["names"]["submit"], arguments={"answer": answer["title"]}))
             out.append(
-                Candidate(
-                    template=f"{self.NAME}/{kind}/{t_index}",
+                self.candidate(
+                    kind,
+                    t_index,
                     difficulty=LEVEL[kind],
                     prompt=prompt,
                     verifier="check_answer",

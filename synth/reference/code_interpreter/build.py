@@ -18,7 +18,7 @@ from pathlib import Path
 from toolgym.envs.spec import EnvLimits, ToolCall
 
 from ...family import Candidate, render_prompt
-from ..common import main, task_rows, write_env
+from ..common import main, write_env
 
 ENV_ID = "code_interpreter"
 HERE = Path(__file__).resolve().parent
@@ -122,17 +122,10 @@ def build(store: str | Path, seed: int = 0) -> Path:
                 )
             )
     return write_env(
-        out,
-        env_id=ENV_ID,
-        category="code_interpreter",
-        domain="code_interpreter",
-        description=DESCRIPTION,
-        source_dir=HERE,
-        seed=seed,
-        tasks=task_rows(ENV_ID, "code_interpreter", ENV_ID, seed, tasks),
-        limits=EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30),
+        out, seed, tasks, category="code_interpreter", domain="code_interpreter", description=DESCRIPTION,
+        source_dir=HERE, limits=EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30),
         rendered=("tools.py", "verify.py"),
-    )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from toolgym.envs.spec import EnvLimits, ToolCall
 
 from ...family import Candidate, render_prompt
-from ..common import task_rows, write_env
+from ..common import write_env
 
 HERE = Path(__file__).resolve().parent
 CORE = '''"""Small text and list utilities."""
@@ -155,17 +155,9 @@ def build_one(store: Path, bug: str, seed: int) -> Path:
         answer=f"Fixed {bug} in textkit/core.py; the tests pass.",
     )
     return write_env(
-        out,
-        env_id=env_id,
-        category="code",
-        domain="code_repair",
-        description=DESCRIPTION,
-        source_dir=HERE,
-        seed=seed,
-        tasks=task_rows(env_id, "code", "code_repair", seed, [task]),
-        limits=EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40),
-        rendered=("tools.py",),
-    )
+        out, seed, [task], category="code", domain="code_repair", description=DESCRIPTION, source_dir=HERE,
+        limits=EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40), rendered=("tools.py",),
+    )  # fmt: skip
 
 
 def build(store: str | Path, seed: int = 0, n_envs: int = 2) -> list[Path]:

@@ -19,7 +19,7 @@ from toolgym.envs.schema import load_tools_module
 from toolgym.envs.spec import ToolCall, write_tasks
 
 from ...family import Candidate, render_prompt
-from ..common import main, task_rows, write_env
+from ..common import main, state_db, task_rows, write_env
 
 ENV_ID = "order_desk"
 HERE = Path(__file__).resolve().parent
@@ -191,20 +191,10 @@ def make_task(
 def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
     """Write `<store>/order_desk/` deterministically from `seed`."""
     out = Path(store) / ENV_ID
-    (out / "state").mkdir(parents=True, exist_ok=True)
-    db_path = out / "state" / "db.sqlite"
-    if db_path.exists():
-        db_path.unlink()
+    db_path = state_db(out)
     make_database(db_path, random.Random(seed))
     write_env(
-        out,
-        env_id=ENV_ID,
-        category="general",
-        domain="order_desk",
-        description=DESCRIPTION,
-        source_dir=HERE,
-        seed=seed,
-        tasks=[],
+        out, seed, [], category="general", domain="order_desk", description=DESCRIPTION, source_dir=HERE
     )
     verify = load_tools_module(out / "verify.py", "verify")
     db = sqlite3.connect(db_path)

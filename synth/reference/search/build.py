@@ -14,7 +14,7 @@ from pathlib import Path
 from toolgym.envs.spec import ToolCall
 
 from ...family import Candidate, asked, render_prompt
-from ..common import main, task_rows, write_env
+from ..common import main, state_db, write_env
 
 ENV_ID = "search"
 HERE = Path(__file__).resolve().parent
@@ -151,10 +151,7 @@ def make_task(
 def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
     """Write `<store>/search/` deterministically from `seed`."""
     out = Path(store) / ENV_ID
-    (out / "state").mkdir(parents=True, exist_ok=True)
-    db_path = out / "state" / "db.sqlite"
-    if db_path.exists():
-        db_path.unlink()
+    db_path = state_db(out)
     graph = make_corpus(db_path, random.Random(seed))
     tasks = []
     for i in range(200):
@@ -176,16 +173,9 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
             )
         )
     return write_env(
-        out,
-        env_id=ENV_ID,
-        category="search",
-        domain="long_tail_entities",
-        description=DESCRIPTION,
-        source_dir=HERE,
-        seed=seed,
-        tasks=task_rows(ENV_ID, "search", ENV_ID, seed, tasks),
-        rendered=("verify.py",),
-    )
+        out, seed, tasks, category="search", domain="long_tail_entities", description=DESCRIPTION,
+        source_dir=HERE, rendered=("verify.py",),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

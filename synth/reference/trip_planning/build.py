@@ -15,7 +15,7 @@ from pathlib import Path
 from toolgym.envs.spec import ToolCall
 
 from ...family import Candidate, render_prompt
-from ..common import main, task_rows, write_env
+from ..common import main, state_db, write_env
 
 ENV_ID = "trip_planning"
 HERE = Path(__file__).resolve().parent
@@ -281,10 +281,7 @@ def prompt(params: dict) -> str:
 def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
     """Write `<store>/trip_planning/` deterministically from `seed`."""
     out = Path(store) / ENV_ID
-    (out / "state").mkdir(parents=True, exist_ok=True)
-    db_path = out / "state" / "db.sqlite"
-    if db_path.exists():
-        db_path.unlink()
+    db_path = state_db(out)
     data = make_database(db_path, random.Random(seed))
     tasks, i = [], 0
     while len(tasks) < n_tasks and i < 200:
@@ -316,14 +313,7 @@ def build(store: str | Path, seed: int = 0, n_tasks: int = 5) -> Path:
             )
         )
     return write_env(
-        out,
-        env_id=ENV_ID,
-        category="general",
-        domain="trip_planning",
-        description=DESCRIPTION,
-        source_dir=HERE,
-        seed=seed,
-        tasks=task_rows(ENV_ID, "general", ENV_ID, seed, tasks),
+        out, seed, tasks, category="general", domain="trip_planning", description=DESCRIPTION, source_dir=HERE
     )
 
 
