@@ -1,7 +1,7 @@
 """Synthesis benchmark: the whole corpus of a scale, timed by stage (environments, task generation and
 in-process validation, the sandboxed re-check of a random sample in Docker), with counts by category.
 
-    python bench/synth.py [--scale full] [--workers N] [--sandbox-fraction 0.01] [--json]
+    python bench/synth.py [--scale full] [--workers N] [--sandbox-fraction F] [--runtime-check 0.01] [--json]
 
 Goal (issue 4): 1,800+ environments and 85,000+ verified tasks in at most 15 minutes on this 2-core machine.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
+from pathlib import Path
 
 from toolgym.synth import pipeline
 
@@ -23,17 +25,36 @@ def main() -> None:
     ap.add_argument("--scale", default="full", choices=pipeline.SCALES)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument(
-        "--sandbox-fraction", type=float, default=0.01, help="share re-checked in Docker (0: none)"
+        "--sandbox-fraction",
+        type=float,
+        default=pipeline.SANDBOX_FRACTION,
+        help="share of environments admitted in Docker sandboxes (1: all)",
+    )
+    ap.add_argument("--runtime-check", type=float, default=0.01, help="share re-run by the rollout runner")
+    ap.add_argument(
+        "--compare-sandbox",
+        action="store_true",
+        help="also time task admission with every environment in Docker (--sandbox-fraction 1) on the same "
+        "environments, and print the two side by side",
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.compare_sandbox:
+        compare_sandbox(args)
+        return
     timings: dict = {}
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         ids = pipeline.synth_envs(out, 0, args.scale, args.workers)
         t1 = time.perf_counter()
         m = pipeline.synth_tasks(
-            out, 0, args.scale, args.workers, sandbox_fraction=args.sandbox_fraction, timings=timings
+            out,
+            0,
+            args.scale,
+            args.workers,
+            sandbox_fraction=args.sandbox_fraction,
+            runtime_check=args.runtime_check,
+            timings=timings,
         )
         t2 = time.perf_counter()
     row = {
@@ -46,14 +67,15 @@ def main() -> None:
         "stage_s": {
             "environments": round(t1 - t0, 1),
             "tasks + validation": round(timings["validate_s"], 1),
-            "sandboxed sample": round(timings["sandbox_s"], 1),
-            "shards + manifest": round(t2 - t1 - timings["validate_s"] - timings["sandbox_s"], 1),
+            "runtime check": round(timings["runtime_check_s"], 1),
+            "shards + manifest": round(t2 - t1 - timings["validate_s"] - timings["runtime_check_s"], 1),
         },
         "total_s": round(t2 - t0, 1),
         "tasks_per_s": round(m["tasks"] / (t2 - t0), 1),
         "total_vs_goal": round((t2 - t0) / GOAL_S, 2),
         "drop_reasons": m["drop_reasons"],
-        "sandbox_sample": {k: m["sandbox_sample"][k] for k in ("checked", "disagreements")},
+        "admission": m["admission"],
+        "runtime_check": {k: m["runtime_check"][k] for k in ("checked", "disagreements")},
         "distinctness": m["distinctness"]["by_category"],
     }
     if args.json:
@@ -76,9 +98,32 @@ def main() -> None:
         print(f"| {stage} | {s} |")
     print(f"| **total** | **{row['total_s']}** (goal ≤ {GOAL_S}: {row['total_vs_goal']}× of it) |")
     print(
-        f"\n{row['tasks_per_s']} tasks/s; sandboxed sample: {m['sandbox_sample']['checked']} tasks, "
-        f"{len(m['sandbox_sample']['disagreements'])} disagreements; drops: {m['drop_reasons']}"
+        f"\n{row['tasks_per_s']} tasks/s; admitted in sandboxes: {m['admission']['sandboxed_envs']} envs; "
+        f"runtime check: {m['runtime_check']['checked']} tasks, {len(m['runtime_check']['disagreements'])} disagreements; drops: {m['drop_reasons']}"
     )
+
+
+def compare_sandbox(args) -> None:
+    """Task admission twice over the same environments, in-process then every environment in a Docker sandbox:
+    the corpus must be the same, and the ratio of the times is the price of running no tool on the host."""
+    with tempfile.TemporaryDirectory() as out:
+        pipeline.synth_envs(out, 0, args.scale, args.workers)
+        rows = {}
+        for name, fraction in (("in-process", 0.0), ("sandboxed", 1.0)):
+            t0 = time.perf_counter()
+            m = pipeline.synth_tasks(out, 0, args.scale, args.workers, sandbox_fraction=fraction)
+            rows[name] = {"s": time.perf_counter() - t0, "tasks": m["tasks"], "shards": m["shards"]}
+            shutil.rmtree(Path(out) / ".work" / "tasks")
+    same = rows["in-process"]["shards"] == rows["sandboxed"]["shards"]
+    ratio = rows["sandboxed"]["s"] / rows["in-process"]["s"]
+    if args.json:
+        print(json.dumps({"scale": args.scale, **rows, "same_corpus": same, "ratio": ratio}, indent=2))
+        return
+    print(f"task admission at scale {args.scale}, the same environments both ways\n")
+    print("| admission | tasks | seconds | tasks/s |\n|---|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['tasks']} | {r['s']:.1f} | {r['tasks'] / r['s']:.1f} |")
+    print(f"\nsandboxed / in-process time: {ratio:.2f}x; identical task shards: {same}")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,16 @@ from collections import Counter
 from multiprocessing import Pool
 from pathlib import Path
 
-from toolgym.envs.inside.envserver import EnvServer
 from toolgym.envs.shards import write_task_shards
-from toolgym.envs.spec import Provenance, TaskSpec, ToolCall
+from toolgym.envs.spec import Provenance, TaskSpec
 
+from .admission import RANDOM_EPISODES, admit
 from .family import dedupe_key, distinctness_parts, families
 
 SCALES = ("tiny", "demo", "small", "full")
 NEAR_DUP_THRESHOLD = 0.9
+SANDBOX_FRACTION = 0.0
+"""The default share of environments admitted in sandboxes (see the README's trust section for why)."""
 
 
 def plan(scale: str, only: list[str] | None = None) -> list[tuple[str, tuple]]:
@@ -114,56 +116,6 @@ def distinctness(out: str | Path, env_ids: list[str]) -> dict:
     }
 
 
-# -- validation in-process -------------------------------------------------------------------------------------
-def run_episode_inprocess(server: EnvServer, task: dict, calls, final: str | None) -> float:
-    """Replay `calls` through the env server's tools on a fresh state copy and verify; the reward."""
-    server.reset({"id": task["id"]})
-    answer = final
-    for c in calls:
-        reply = server.call(c.name, dict(c.arguments))
-        if reply.get("submitted"):
-            answer = reply.get("answer")
-            break
-    return server.verify(task["verifier"], task["params"], answer)["reward"]
-
-
-RANDOM_EPISODES = 2
-"""Random-tool episodes per task; a task that any of them solves is dropped as too easy."""
-
-
-def _drive(coro):
-    """Run a coroutine that never awaits anything pending (a policy's act) to its result, without a loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise RuntimeError("the policy awaited something; run it in an event loop")
-
-
-def random_episode(server: EnvServer, task: dict, tools: list[dict], seed: int, max_calls: int = 5) -> float:
-    """One episode of agent.policies.RandomPolicy (random tools, schema-drawn arguments) in-process."""
-    from types import SimpleNamespace
-
-    from toolgym.agent.policies import RandomPolicy
-
-    policy = RandomPolicy(seed=seed, max_calls=max_calls)
-    policy.start(SimpleNamespace(id=task["id"]))
-    server.reset({"id": task["id"]})
-    answer = None
-    for _ in range(max_calls + 1):
-        msg = _drive(policy.act([], tools)).message
-        calls = msg.get("tool_calls") or []
-        if not calls:
-            answer = msg.get("content")
-            break
-        fn = calls[0]["function"]
-        reply = server.call(fn["name"], fn["arguments"])
-        if reply.get("submitted"):
-            answer = reply.get("answer")
-            break
-    return server.verify(task["verifier"], task["params"], answer)["reward"]
-
-
 def _shingles(text: str) -> set[str]:
     words = re.findall(r"\w+", text.lower())
     return {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
@@ -186,50 +138,43 @@ def near_duplicates(prompts: list[str], threshold: float = NEAR_DUP_THRESHOLD) -
     return dropped
 
 
-def _answer_checked(task: dict) -> bool:
-    """A task whose verifier compares the answer with an expected one (a state check ignores the answer)."""
-    return task["verifier"] != "check_state" and task["params"].get("expected") is not None
+def sandboxed(env_id: str, seed: int, fraction: float) -> bool:
+    """Whether an environment's admission runs in a sandbox: a seeded share `fraction` of the environments
+    (all at 1.0), the same whatever the worker count or order."""
+    if fraction >= 1:
+        return True
+    digest = hashlib.sha256(f"{seed}:{env_id}:sandbox".encode()).digest()
+    return int.from_bytes(digest[:4], "big") < fraction * 2**32
 
 
-def _admit(
-    server: EnvServer, task: dict, submit: str | None, tools: list[dict], drops: Counter
-) -> int | None:
-    """Run one candidate through the admission checks; None when it fails one (the reason counted in `drops`),
-    else how many random-tool episodes it won."""
-    if task["verifier"] == "check_state":  # the expected state is what the tool-only solution leaves
-        server.reset({"id": task["id"]})
-        if not all(server.call(x.name, dict(x.arguments))["ok"] for x in task["solution"]):
-            drops["reference_fails"] += 1
-            return None
-        verify = server._load_verify(None)
-        digest = verify.db_digest(server.ctx.db)
-        server.reset({"id": task["id"]})
-        if digest == verify.db_digest(server.ctx.db):
-            drops["no_state_change"] += 1
-            return None
-        task["params"] = {**task["params"], "expected": digest}
-    if run_episode_inprocess(server, task, task["solution"], task["answer"]) != 1.0:
-        drops["reference_fails"] += 1
-        return None
-    if run_episode_inprocess(server, task, [], "I could not do that.") != 0.0:
-        drops["do_nothing_passes"] += 1
-        return None
-    guess = [ToolCall(name=submit, arguments={"answer": task["guess"]})] if submit else []
-    if run_episode_inprocess(server, task, guess, task["guess"]) != 0.0:
-        drops["guess_passes"] += 1
-        return None
-    if _answer_checked(task):
-        # The same guess after every lookup of the reference: only the answer can fail it now, so this proves
-        # that the verifier reads the answer and not only the evidence.
-        lookups = [c for c in task["solution"] if c.name != submit]
-        if run_episode_inprocess(server, task, lookups + guess, task["guess"]) != 0.0:
-            drops["guess_after_lookups_passes"] += 1
-            return None
-    return sum(random_episode(server, task, tools, seed=s) == 1.0 for s in range(RANDOM_EPISODES))
+_LEASE = None
+"""This worker process's sandbox lease for sandboxed admission (one sandbox, reused across environments)."""
+
+
+def _close_lease() -> None:
+    global _LEASE
+    if _LEASE is not None:
+        _LEASE.close()
+        _LEASE = None
+
+
+def _admission_ops(env_dir: Path, in_sandbox: bool, backend):
+    """The env server that replays an environment's candidates: in a sandbox (this worker's lease, files
+    pushed) or in this process."""
+    from toolgym.envs import EnvLease, load_env_spec
+    from toolgym.envs.runtime import LocalEnvServer
+
+    spec = load_env_spec(env_dir)
+    if not in_sandbox:
+        return LocalEnvServer(env_dir, spec.limits.call_timeout_s), True
+    global _LEASE
+    if _LEASE is None:
+        _LEASE = EnvLease(backend=backend, transport="push")
+    return _LEASE.open(env_dir, spec), False
 
 
 def _task_job(job) -> dict:
-    out, fam, key, seed, n_tasks = job
+    out, fam, key, seed, n_tasks, in_sandbox, backend = job
     m = families([fam])[fam]
     eid = m.env_id(key)
     marker = Path(out) / ".work" / "tasks" / f"{eid}.json"
@@ -240,25 +185,15 @@ def _task_job(job) -> dict:
     spec = json.loads((env_dir / "env.json").read_text())
     submit = next((t["function"]["name"] for t in spec["tools"] if t.get("submit")), None)
     tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
-    drops: Counter = Counter()
-    random_wins: Counter = Counter()
-    kept = []
-    with tempfile.TemporaryDirectory() as scratch:
-        server = EnvServer(str(env_dir), scratch=scratch)
-        try:
-            for i, c in enumerate(cands):
-                task = {**vars(c), "id": f"{eid}-{i:03d}"}  # the Candidate as _admit's dict
-                wins = _admit(server, task, submit, tools, drops)
-                if wins is None:
-                    continue
-                random_wins[wins] += 1
-                if wins:
-                    drops["too_easy_random"] += 1
-                    continue
-                kept.append(task)
-        finally:
-            if server.ctx is not None:
-                server.ctx.close()
+    candidates = [c if isinstance(c, dict) else vars(c) for c in cands]
+    tasks = [{**c, "id": f"{eid}-{i:03d}"} for i, c in enumerate(candidates)]
+    ops, close = _admission_ops(env_dir, in_sandbox, backend)
+    try:
+        outcome = admit(ops, tasks, submit, tools)
+    finally:
+        if close:
+            ops.close()
+    drops, random_wins, kept = outcome.drops, outcome.random_wins, outcome.kept
     seen, unique = set(), []
     for t in kept:
         key_text = dedupe_key(t["prompt"])
@@ -314,21 +249,38 @@ def synth_tasks(
     workers: int | None = None,
     shard_size: int = 10_000,
     sandbox_fraction: float = 0.0,
+    runtime_check: float = 0.0,
     backend="docker",
     only: list[str] | None = None,
     timings: dict | None = None,
 ) -> dict:
-    """Generate, validate and dedupe the tasks of every environment; write shards and the manifest.
+    """Generate, admit and dedupe the tasks of every environment; write shards and the manifest.
+
+    `sandbox_fraction`: the seeded share of environments whose admission replays run in a sandbox on `backend`
+    (1.0: every tool of every candidate runs sandboxed); the rest replay in this process. `runtime_check`: the
+    seeded share of admitted tasks run again through the rollout runner (oracle 1.0, giving up 0.0).
     `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes)."""
     import time
 
     started = time.perf_counter()
     out = Path(out)
     fams = families(only)
-    jobs = [(str(out), fam, key, seed, fams[fam].SCALES[scale][1]) for fam, key in plan(scale, only)]
+    jobs = [
+        (
+            str(out),
+            fam,
+            key,
+            seed,
+            fams[fam].SCALES[scale][1],
+            sandboxed(fams[fam].env_id(key), seed, sandbox_fraction),
+            backend,
+        )
+        for fam, key in plan(scale, only)
+    ]
     results = sorted(
         _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks"), key=lambda r: r["env_id"]
     )
+    _close_lease()
     tasks, drops, random_wins = [], Counter(), Counter()
     by_cat, by_domain, by_diff, by_cat_diff, envs_by_cat = (
         Counter(),
@@ -354,12 +306,12 @@ def synth_tasks(
             by_diff[str(row["difficulty"])] += 1
             by_cat_diff[f"{r['category']}/{row['difficulty']}"] += 1
     validated = time.perf_counter()
-    sandbox = {"fraction": sandbox_fraction, "checked": 0, "disagreements": []}
-    if sandbox_fraction > 0:
-        sample = sandbox_sample(tasks, sandbox_fraction, seed)
-        sandbox.update(checked=len(sample), disagreements=sandbox_check(out, sample, backend))
+    check = {"fraction": runtime_check, "checked": 0, "disagreements": []}
+    if runtime_check > 0:
+        sample = sandbox_sample(tasks, runtime_check, seed)
+        check.update(checked=len(sample), disagreements=sandbox_check(out, sample, backend))
     if timings is not None:
-        timings.update(validate_s=validated - started, sandbox_s=time.perf_counter() - validated)
+        timings.update(validate_s=validated - started, runtime_check_s=time.perf_counter() - validated)
     if (out / "tasks").exists():
         shutil.rmtree(out / "tasks")
     shards = write_task_shards(tasks, out / "tasks", shard_size=shard_size)
@@ -391,7 +343,12 @@ def synth_tasks(
             "by_category": distinct,
         },
         "env_hashes": env_hashes,
-        "sandbox_sample": sandbox,
+        "admission": {
+            "sandbox_fraction": sandbox_fraction,
+            "sandboxed_envs": sum(j[5] for j in jobs),
+            "replay": "every check is a scripted episode through the env server (toolgym.envs.replay)",
+        },
+        "runtime_check": check,
         "random_policy": {
             "episodes_per_task": RANDOM_EPISODES,
             "tasks_by_wins": dict(sorted(random_wins.items())),

@@ -22,6 +22,7 @@ def _tasks(args) -> int:
         scale=args.scale,
         workers=args.workers,
         sandbox_fraction=args.sandbox_fraction,
+        runtime_check=args.runtime_check,
         only=args.only,
     )
     keys = (
@@ -30,12 +31,13 @@ def _tasks(args) -> int:
         "by_category",
         "by_difficulty",
         "drop_reasons",
-        "sandbox_sample",
+        "admission",
+        "runtime_check",
         "random_policy",
     )
     print(json.dumps({k: m[k] for k in keys}, indent=2))
-    if m["sandbox_sample"]["disagreements"]:
-        print("toolgym: the sandboxed sample disagrees with the in-process validation (see manifest.json)")
+    if m["runtime_check"]["disagreements"]:
+        print("toolgym: the rollout runner disagrees with admission on some tasks (see manifest.json)")
         return 1
     return 0
 
@@ -103,5 +105,14 @@ def add_parser(sub) -> None:
     r.add_argument("--md", help="write the markdown report here (else print it)")
     r.add_argument("--html", help="write the self-contained HTML report here")
     t.add_argument(
-        "--sandbox-fraction", type=float, default=0.01, help="share of tasks re-checked in Docker (0 to skip)"
+        "--sandbox-fraction",
+        type=float,
+        default=pipeline.SANDBOX_FRACTION,
+        help="share of environments whose candidates are admitted in Docker sandboxes (1: all; the rest in-process)",
+    )
+    t.add_argument(
+        "--runtime-check",
+        type=float,
+        default=0.01,
+        help="share of admitted tasks run again through the rollout runner in Docker (0 to skip)",
     )
