@@ -154,7 +154,8 @@ class CodeInterpreterFamily(Family):
 
     NAME = "code_interpreter"
     CATEGORY = "code_interpreter"
-    VERSION = "1"
+    VERSION = "2"
+    """2: the tools.py docstring names the template the session comes from (it named envs/reference/...)."""
     SCALES = {"tiny": (2, 6), "demo": (5, 12), "small": (10, 20), "full": (80, 38)}
     """scale -> (environments, candidate tasks per environment): 20 themes x 4 variants at full scale. 38
     candidates ask each of the 38-39 question kinds about once per environment; almost none is dropped, so about
