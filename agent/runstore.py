@@ -167,13 +167,18 @@ class TrajectoryStore:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = open(self.root / LOCK, "a+")  # noqa: SIM115 - held open for the whole run
         try:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                # A store of this process that an exception left unreachable (a traceback cycle) still holds
-                # it until collected: collect, and try once more. A live holder keeps it.
-                gc.collect()
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(10):
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 9:
+                        raise
+                    # A store of this process that an exception left unreachable (a traceback cycle) holds it
+                    # until collected, and `busy()` (eval) holds it shared for an instant: collect, look again
+                    # for 0.2 s. A live writer keeps it.
+                    gc.collect()
+                    time.sleep(0.02)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"

@@ -293,7 +293,7 @@ def test_a_full_disk_ends_in_one_sentence_and_the_run_resumes(tmp_path, tmpfs, r
 
 
 def test_a_full_disk_during_finalize_keeps_every_row(tmpfs, reference_run):
-    run = tmpfs("400k") / "run"
+    run = tmpfs("1m") / "run"
     rows = committed_in_parts(reference_run, run)
     filler = run.parent / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
