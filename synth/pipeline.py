@@ -185,43 +185,32 @@ def _task_job(job) -> dict:
     spec = json.loads((env_dir / "env.json").read_text())
     submit = next((t["function"]["name"] for t in spec["tools"] if t.get("submit")), None)
     tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
-    candidates = [c if isinstance(c, dict) else vars(c) for c in cands]
-    tasks = [{**c, "id": f"{eid}-{i:03d}"} for i, c in enumerate(candidates)]
     ops, close = _admission_ops(env_dir, in_sandbox, backend)
     try:
-        outcome = admit(ops, tasks, submit, tools)
+        outcome = admit(ops, [(f"{eid}-{i:03d}", c) for i, c in enumerate(cands)], submit, tools)
     finally:
         if close:
             ops.close()
-    drops, random_wins, kept = outcome.drops, outcome.random_wins, outcome.kept
+    drops, random_wins = outcome.drops, outcome.random_wins
     seen, unique = set(), []
-    for t in kept:
-        key_text = dedupe_key(t["prompt"])
+    for tid, c in outcome.kept:
+        key_text = dedupe_key(c.prompt)
         if key_text in seen:
             drops["exact_duplicate"] += 1
             continue
         seen.add(key_text)
-        unique.append(t)
-    near = near_duplicates([t["prompt"][0] for t in unique])
+        unique.append((tid, c))
+    near = near_duplicates([c.prompt[0] for _, c in unique])
     drops["near_duplicate"] += len(near)
-    unique = [t for i, t in enumerate(unique) if i not in near]
+    unique = [u for i, u in enumerate(unique) if i not in near]
     rows = [
-        TaskSpec(
-            id=t["id"],
-            env_id=eid,
-            category=m.CATEGORY,
-            difficulty=t["difficulty"],
-            prompt=t["prompt"],
-            verifier=t["verifier"],
-            params=t["params"],
-            solution=t["solution"],
-            answer=t["answer"],
-            user_instructions=t.get("user_instructions"),
-            provenance=Provenance(
-                producer="template", family=f"{fam}/{m.domain(key)}", seed=seed, version=t["template"]
-            ),
+        c.task(
+            tid,
+            eid,
+            m.CATEGORY,
+            Provenance(producer="template", family=f"{fam}/{m.domain(key)}", seed=seed, version=c.template),
         ).model_dump(mode="json")
-        for t in unique
+        for tid, c in unique
     ]
     result = {
         "env_id": eid,

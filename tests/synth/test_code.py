@@ -9,17 +9,20 @@ import re
 from pathlib import Path
 
 import pytest
-from toolgym.envs.inside.envserver import EnvServer
+from toolgym.envs import replay
+from toolgym.envs.runtime import LocalEnvServer
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvSpec, ToolCall
 from toolgym.envs.validate import validate_env
-from toolgym.synth import family, pipeline
+from toolgym.synth import family
 from toolgym.synth.code import FAMILY as code
 from toolgym.synth.code import family as code_family
 from toolgym.synth.code import library as code_library
 from toolgym.synth.code import mutate, tools
 from toolgym.synth.code import repo as repository
 from toolgym.synth.reference.code_repair import build as reference_build
+
+from .replays import random_rewards
 
 SEED = 0
 
@@ -43,8 +46,8 @@ def tiny(tmp_path_factory):
     return out
 
 
-def _server(env: Path, tmp_path: Path, name: str) -> EnvServer:
-    return EnvServer(str(env), scratch=str(tmp_path / name))
+def _server(env: Path, tmp_path: Path, name: str) -> LocalEnvServer:
+    return LocalEnvServer(Path(env))
 
 
 def _task(env: Path, i: int, c) -> dict:
@@ -116,7 +119,7 @@ def test_envs_validate_and_visible_tests_pass_at_the_start(tiny, tmp_path):
         server.reset({"id": "x"})
         out = server.call("run_tests", {})["content"]
         assert out.startswith("exit code 0") and "OK" in out
-        server.ctx.close()
+        server.close()
 
 
 def test_the_reference_tool_set_is_the_reference_environments(tmp_path):
@@ -173,11 +176,11 @@ def test_every_tiny_candidate_validates(tiny, tmp_path):
         server = _server(env, tmp_path, env.name)
         for i, c in enumerate(cands):
             task = _task(env, i, c)
-            assert pipeline.run_episode_inprocess(server, task, c.solution, c.answer) == 1.0, c.prompt
-            assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
-            assert pipeline.run_episode_inprocess(server, task, [], c.guess) == 0.0
-            wins += sum(pipeline.random_episode(server, task, tools, seed=s) == 1.0 for s in range(2))
-        server.ctx.close()
+            assert replay(server, task, c.solution, c.answer)["reward"] == 1.0, c.prompt
+            assert replay(server, task, [], "I could not do that.")["reward"] == 0.0
+            assert replay(server, task, [], c.guess)["reward"] == 0.0
+            wins += sum(r == 1.0 for r in random_rewards(server, task, tools))
+        server.close()
     assert wins == 0
 
 
@@ -194,13 +197,13 @@ def test_rules_are_verified(tmp_path):
     test_file = next(p for p in (env / "state" / "tests").iterdir() if p.name.startswith("test_"))
     edit_test = ToolCall(name="run_shell", arguments={"command": f"echo '# note' >> tests/{test_file.name}"})
     new_file = ToolCall(name="run_shell", arguments={"command": "echo x > notes.txt"})
-    assert pipeline.run_episode_inprocess(server, task, fix + [run_tests], c.answer) == 1.0
-    assert pipeline.run_episode_inprocess(server, task, fix, c.answer) == 0.0
-    assert pipeline.run_episode_inprocess(server, task, fix + [edit_test, run_tests], c.answer) == 0.0
-    assert pipeline.run_episode_inprocess(server, task, fix + [new_file, run_tests], c.answer) == 0.0
+    assert replay(server, task, fix + [run_tests], c.answer)["reward"] == 1.0
+    assert replay(server, task, fix, c.answer)["reward"] == 0.0
+    assert replay(server, task, fix + [edit_test, run_tests], c.answer)["reward"] == 0.0
+    assert replay(server, task, fix + [new_file, run_tests], c.answer)["reward"] == 0.0
     reason = server.verify(task["verifier"], task["params"], c.answer)["reason"]
     assert "created" in reason
-    server.ctx.close()
+    server.close()
 
 
 def test_breaking_a_clean_function_fails_the_original_tests(tiny, tmp_path):
@@ -214,9 +217,9 @@ def test_breaking_a_clean_function_fails_the_original_tests(tiny, tmp_path):
     sabotage = ToolCall(name=name, arguments={"path": repo.path_of(clean), old: lines[0], new: broken})
     server = _server(env, tmp_path, "s")
     task = _task(env, 0, c)
-    assert pipeline.run_episode_inprocess(server, task, c.solution[:-1] + [sabotage], c.answer) == 0.0
+    assert replay(server, task, c.solution[:-1] + [sabotage], c.answer)["reward"] == 0.0
     assert "original tests fail" in server.verify(task["verifier"], task["params"], c.answer)["reason"]
-    server.ctx.close()
+    server.close()
 
 
 def test_exiting_early_does_not_pass(tiny, tmp_path):
@@ -232,5 +235,5 @@ def test_exiting_early_does_not_pass(tiny, tmp_path):
     )
     server = _server(env, tmp_path, "s")
     task = _task(env, 0, c)
-    assert pipeline.run_episode_inprocess(server, task, [exit_early, *c.solution], c.answer) == 0.0
-    server.ctx.close()
+    assert replay(server, task, [exit_early, *c.solution], c.answer)["reward"] == 0.0
+    server.close()

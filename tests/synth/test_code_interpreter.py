@@ -10,16 +10,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from toolgym.envs.inside.envserver import EnvServer
+from toolgym.envs import replay
+from toolgym.envs.runtime import LocalEnvServer
 from toolgym.envs.spec import EnvSpec, TaskSpec, ToolCall
 from toolgym.envs.validate import validate_env
-from toolgym.synth import pipeline
 from toolgym.synth.code_interpreter import FAMILY as ci
 from toolgym.synth.code_interpreter import data, kinds
 from toolgym.synth.code_interpreter.family import VARIANTS_PER_THEME
 from toolgym.synth.code_interpreter.themes import THEME
 from toolgym.synth.family import distinctness_key, jinja
 from toolgym.synth.reference.code_interpreter.build import run_reference
+
+from .replays import random_rewards
 
 ID_PATTERN = EnvSpec.model_json_schema()["properties"]["id"]["pattern"]
 
@@ -110,17 +112,17 @@ def test_reference_scores_one_and_wrong_answers_zero(tiny, tmp_path):
         env_dir = store / ci.env_id(key)
         spec = json.loads((env_dir / "env.json").read_text())
         tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
-        server = EnvServer(str(env_dir), scratch=str(tmp_path / env_dir.name))
+        server = LocalEnvServer(Path(env_dir))
         for i, t in enumerate(tasks):
             task = {"id": f"{env_dir.name}-{i:03d}", "verifier": t.verifier, "params": t.params}
-            assert pipeline.run_episode_inprocess(server, task, t.solution, t.answer) == 1.0, t.prompt
-            assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
-            assert pipeline.run_episode_inprocess(server, task, [], t.guess) == 0.0
+            assert replay(server, task, t.solution, t.answer)["reward"] == 1.0, t.prompt
+            assert replay(server, task, [], "I could not do that.")["reward"] == 0.0
+            assert replay(server, task, [], t.guess)["reward"] == 0.0
             # the guess is wrong even after the right computation ran
-            assert pipeline.run_episode_inprocess(server, task, t.solution, t.guess) == 0.0
-            random_wins += sum(pipeline.random_episode(server, task, tools, seed=s) for s in range(2))
+            assert replay(server, task, t.solution, t.guess)["reward"] == 0.0
+            random_wins += sum(random_rewards(server, task, tools))
             levels.add(t.difficulty)
-        server.ctx.close()
+        server.close()
     assert len(levels) >= 3
     assert random_wins == 0
 
@@ -131,10 +133,10 @@ def test_answers_must_follow_the_format_rule(tmp_path):
     t = ci.make_tasks(env_dir, key, 0, 1)[0]
     task = {"id": "x", "verifier": t.verifier, "params": t.params}
     value = re.search(r"<answer>(.*)</answer>", t.answer).group(1)
-    server = EnvServer(str(env_dir), scratch=str(tmp_path / "run"))
-    assert pipeline.run_episode_inprocess(server, task, t.solution, t.answer) == 1.0
-    assert pipeline.run_episode_inprocess(server, task, t.solution, f"\\boxed{{{value}}}") == 0.0
-    server.ctx.close()
+    server = LocalEnvServer(Path(env_dir))
+    assert replay(server, task, t.solution, t.answer)["reward"] == 1.0
+    assert replay(server, task, t.solution, f"\\boxed{{{value}}}")["reward"] == 0.0
+    server.close()
 
 
 def test_loaders_read_back_the_clean_records(tmp_path):
@@ -172,14 +174,14 @@ def test_tools_reuse_the_reference_session_and_head_stays_in_the_folder(tmp_path
     session = jinja(True).get_template("code_interpreter/python.j2").module.session()
     assert session in (env_dir / "tools.py").read_text()  # the reference's session, from the same template
     name, path, count = cfg["head"]
-    server = EnvServer(str(env_dir), scratch=str(tmp_path / "run"))
+    server = LocalEnvServer(Path(env_dir))
     server.reset({"id": "x"})
     assert not server.call(name, {path: "../env.json", count: 3})["ok"]
     first = data.main_files(THEME[key[0]], cfg)[0]
     assert len(server.call(name, {path: first, count: 2})["content"].splitlines()) == 2
     out = server.call(cfg["python"], {"code": "x = 6 * 7"}), server.call(cfg["python"], {"code": "x + 1"})
     assert out[1]["content"].strip() == "43"
-    server.ctx.close()
+    server.close()
 
 
 def test_solution_calls_use_the_variant_tool_names(tiny):

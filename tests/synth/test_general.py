@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from toolgym.envs.inside.envserver import EnvServer
+from toolgym.envs import replay
+from toolgym.envs.runtime import LocalEnvServer
 from toolgym.envs.shards import read_task_shards
 from toolgym.envs.validate import validate_env
 from toolgym.synth import general, pipeline
@@ -56,11 +57,11 @@ def test_reference_scores_one_do_nothing_and_guess_zero(corpus, tmp_path):
     tasks = read_task_shards(out / "tasks")
     assert {t.difficulty for t in tasks} >= {1, 2, 3, 4}
     for t in tasks[::15]:
-        server = EnvServer(str(out / "envs" / t.env_id), scratch=str(tmp_path / t.id))
+        server = LocalEnvServer(Path(out / "envs" / t.env_id))
         task = {"id": t.id, "verifier": t.verifier, "params": t.params}
-        assert pipeline.run_episode_inprocess(server, task, t.solution, t.answer) == 1.0
-        assert pipeline.run_episode_inprocess(server, task, [], "no idea") == 0.0
-        server.ctx.close()
+        assert replay(server, task, t.solution, t.answer)["reward"] == 1.0
+        assert replay(server, task, [], "no idea")["reward"] == 0.0
+        server.close()
 
 
 def test_manifest_counts_match_shards(corpus):
@@ -89,7 +90,7 @@ def test_quotes_and_the_create_tool_price_by_the_same_rules(tmp_path):
         cfg, n = cfgs[v], general.tool_names(d, cfgs[v]["naming"])
         env = general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
         data = general._load(env)
-        server = EnvServer(str(env), scratch=str(tmp_path / f"s{v}"))
+        server = LocalEnvServer(Path(env))
         item = max(data["items"], key=lambda i: i["stock"])
         for actor in data["actors"]:
             n_open = sum(

@@ -1,19 +1,40 @@
-"""A sample of synthesized tasks through the full sandboxed path (Docker) agrees with the in-process checks."""
+"""Admission gives the same tasks in a Docker sandbox as in-process, and a sample of admitted tasks through the
+rollout runner (the runtime check) agrees with admission."""
 
 from __future__ import annotations
 
-from toolgym.synth import general, pipeline
+import json
+import shutil
+
+from toolgym.envs.spec import TaskSpec
+from toolgym.synth import code_interpreter, general, pipeline
 
 
-def test_sandboxed_sample_agrees_with_in_process(tmp_path, docker_backend):
+def _jobs(out, in_sandbox: bool, backend) -> list[tuple]:
+    keys = [("general", ("retail_orders", v)) for v in (0, 3)]
+    keys.append(("code_interpreter", code_interpreter.FAMILY.plan("tiny")[0]))
+    return [(str(out), fam, key, 0, 8, in_sandbox, backend) for fam, key in keys]
+
+
+def test_admission_in_a_sandbox_keeps_the_same_tasks(tmp_path, docker_backend):
     for v in (0, 3):
         general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
-    jobs = [(str(tmp_path), "general", ("retail_orders", v), 0, 8) for v in (0, 3)]
-    for job in jobs:
-        pipeline._task_job(job)
-    rows = [r for job in jobs for r in pipeline._task_job(job)["tasks"]]
-    from toolgym.envs.spec import TaskSpec
+    code_interpreter.FAMILY.build_env(tmp_path / "envs", code_interpreter.FAMILY.plan("tiny")[0], seed=0)
+    results = {}
+    for in_sandbox in (False, True):
+        results[in_sandbox] = [pipeline._task_job(j) for j in _jobs(tmp_path, in_sandbox, docker_backend)]
+        shutil.rmtree(tmp_path / ".work" / "tasks")
+    pipeline._close_lease()
+    inproc, sandboxed = results[False], results[True]
+    assert sum(len(r["tasks"]) for r in inproc) >= 10
+    assert json.dumps(inproc, sort_keys=True) == json.dumps(sandboxed, sort_keys=True)
 
+
+def test_the_runtime_check_agrees_with_admission(tmp_path, docker_backend):
+    for v in (0, 3):
+        general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+    jobs = _jobs(tmp_path, False, docker_backend)[:2]
+    rows = [r for job in jobs for r in pipeline._task_job(job)["tasks"]]
     tasks = [TaskSpec.model_validate(r) for r in rows]
     sample = pipeline.sandbox_sample(tasks, 0.3, seed=0)
     assert {t.verifier for t in sample} and len(sample) >= 4

@@ -11,7 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from toolgym.envs.inside.envserver import EnvServer
+from toolgym.envs import replay
+from toolgym.envs.runtime import LocalEnvServer
 from toolgym.envs.spec import EnvSpec, Provenance, TaskSpec, ToolCall
 from toolgym.envs.validate import validate_env
 from toolgym.synth import family, pipeline
@@ -42,10 +43,10 @@ def tiny(tmp_path_factory):
     ]
 
 
-def _server(env: Path, scratch: Path) -> tuple[EnvServer, dict, str | None]:
-    server = EnvServer(str(env), scratch=str(scratch))
-    submit = next((t["function"]["name"] for t in server.spec["tools"] if t.get("submit")), None)
-    return server, server.spec, submit
+def _server(env: Path, scratch: Path) -> tuple[LocalEnvServer, dict, str | None]:
+    spec = json.loads((env / "env.json").read_text())
+    submit = next((t["function"]["name"] for t in spec["tools"] if t.get("submit")), None)
+    return LocalEnvServer(Path(env)), spec, submit
 
 
 def test_plan_sizes_and_ids():
@@ -100,16 +101,16 @@ def test_every_candidate_validates(tiny, tmp_path):
         for i, c in enumerate(cands):
             task = {"id": f"{env.name}-{i:03d}", "verifier": c.verifier, "params": c.params}
             assert (c.answer is None) == (submit is not None)
-            assert pipeline.run_episode_inprocess(server, task, c.solution, c.answer) == 1.0, c.prompt
-            assert pipeline.run_episode_inprocess(server, task, [], "I could not do that.") == 0.0
+            assert replay(server, task, c.solution, c.answer)["reward"] == 1.0, c.prompt
+            assert replay(server, task, [], "I could not do that.")["reward"] == 0.0
             said = [ToolCall(name=submit, arguments={"answer": c.guess})] if submit else []
-            assert pipeline.run_episode_inprocess(server, task, said, c.guess) == 0.0
+            assert replay(server, task, said, c.guess)["reward"] == 0.0
             lookups = [x for x in c.solution if x.name != submit] + said
-            assert pipeline.run_episode_inprocess(server, task, lookups, f"It is {c.guess}.") == 0.0
+            assert replay(server, task, lookups, f"It is {c.guess}.")["reward"] == 0.0
             for s in range(pipeline.RANDOM_EPISODES):
                 wins += pipeline.random_episode(server, task, tools, seed=s) == 1.0
                 episodes += 1
-        server.ctx.close()
+        server.close()
     assert wins <= episodes // 10
 
 
@@ -123,7 +124,7 @@ def test_reference_searches_find_the_hop_documents(tiny, tmp_path):
             for call, nxt in itertools.pairwise(c.solution):
                 if doc_arg in nxt.arguments:
                     assert nxt.arguments[doc_arg] in server.call(call.name, dict(call.arguments))["content"]
-        server.ctx.close()
+        server.close()
 
 
 def test_difficulty_ladder_and_guesses(tiny):
@@ -158,7 +159,7 @@ def test_verifier_rules(tmp_path):
     assert run(server, task, c.solution, both) == 0.0  # naming a second candidate of the type
     assert run(server, task, c.solution[:-1], c.answer) == 0.0  # the last hop never opened
     assert run(server, task, c.solution, c.answer + " " + "word " * 15) == 0.0
-    server.ctx.close()
+    server.close()
 
     key, env = _variant_env(tmp_path, evidence="searched", submit=True)
     c = _first_task(env, key, 3)
@@ -169,7 +170,7 @@ def test_verifier_rules(tmp_path):
     assert run(server, task, opens_only, None) == 0.0  # the rule asks for each entity searched by name
     no_submit = [x for x in c.solution if x.name != submit]
     assert run(server, task, no_submit, c.params["expected"]) == 0.0  # said, not submitted
-    server.ctx.close()
+    server.close()
 
     key, env = _variant_env(tmp_path, evidence="read")
     c = _first_task(env, key, 2)
@@ -183,7 +184,7 @@ def test_verifier_rules(tmp_path):
         for x in c.solution
     ]
     assert run(server, task, finds, c.answer) == 1.0  # searching inside a document counts as reading it
-    server.ctx.close()
+    server.close()
 
 
 def test_names_never_contain_one_another(tiny):
