@@ -108,3 +108,103 @@ class Context:
                 self._cleanups.pop()()
             except Exception:  # noqa: BLE001 - one failing cleanup must not keep the others from running
                 pass
+
+
+# -- judging agent code across a process boundary ---------------------------------------------------------------
+# A verifier never trusts the exit code, output or objects of a process that imported agent code. It sends the
+# calls to make to a fresh interpreter (the agent's process: it may print, patch builtins or exit as it likes),
+# takes back only plain data (JSON), and compares that, in its own process, with what the correct code returns.
+# To forge a pass the agent's process would have to produce the right values for inputs it has never seen.
+
+PLAIN_SOURCE = r"""
+def plain(value, depth=0):
+    # JSON data that is equal exactly when the values are equal under ==, with the types == tells apart kept
+    # (a tuple is not a list; 3 == 3.0 stays true; a set equals a frozenset).
+    import json, math
+    if depth > 50:
+        raise ValueError("nested too deep")
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if type(value) in (list, tuple):
+        return {type(value).__name__: [plain(x, depth + 1) for x in value]}
+    if type(value) in (set, frozenset):
+        return {"set": sorted((plain(x, depth + 1) for x in value), key=lambda x: json.dumps(x, sort_keys=True))}
+    if type(value) is dict:
+        pairs = [[plain(k, depth + 1), plain(x, depth + 1)] for k, x in value.items()]
+        return {"dict": sorted(pairs, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
+    raise TypeError(type(value).__name__ + " is not plain data")
+"""
+"""`plain(value)`: a value as JSON data, the one encoding of both sides (the caller below and the verifier)."""
+exec(PLAIN_SOURCE)
+
+_CALLER = (
+    PLAIN_SOURCE
+    + r"""
+import json, sys
+out = sys.stdout
+sys.path[:0] = [sys.argv[1]]
+cases = json.loads(sys.stdin.read())
+results = []
+for module, name, args in cases:
+    try:
+        fn = getattr(__import__(module, fromlist=[name]), name)
+        literals = {"__builtins__": {}, "set": set, "frozenset": frozenset, "inf": float("inf"), "nan": float("nan")}
+        results.append({"value": plain(fn(*eval(args, literals)))})
+    except BaseException as exc:
+        results.append({"error": type(exc).__name__})
+out.write("\n" + json.dumps(results) + "\n")
+out.flush()
+"""
+)
+"""The agent's side: import its code, make the calls, print one JSON line. Whatever it prints instead is only data."""
+
+
+def call_in_child(path: str, calls: list, timeout_s: float = 60.0) -> list | None:
+    """Make `calls` ([module, function, arguments as a Python literal tuple], ...) in a fresh interpreter with
+    `path` first on sys.path, and return what each returned as `plain` data ({"value": ...} or {"error": name}),
+    or None when the process gave no readable report (it crashed, exited early, ran past `timeout_s` or printed
+    garbage). Only data crosses back: nothing the agent's code returns is ever called or compared as an object."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cwd:
+        try:
+            r = subprocess.run(
+                [sys.executable or "python3", "-I", "-S", "-B", "-c", _CALLER, path],
+                input=json.dumps(calls),
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+    lines = r.stdout.strip().splitlines()
+    try:
+        results = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(results, list) or len(results) != len(calls):
+        return None
+    return results
+
+
+def same_behaviour(path: str, cases: list, timeout_s: float = 60.0) -> tuple[bool, str]:
+    """Whether the code under `path` returns what it should for every case ([module, function, arguments,
+    expected `plain` value]); (all right, the first wrong call or why none could be judged). The comparison runs
+    here, on plain data, never in the process that imported the code."""
+    got = call_in_child(path, [c[:3] for c in cases], timeout_s)
+    if got is None:
+        return False, "the code under test gave no readable results (it crashed, exited early or timed out)"
+    for (_, name, args, want), result in zip(cases, got, strict=True):
+        if not isinstance(result, dict) or result.get("value", _MISSING) != want:
+            return False, f"{name}{args} is wrong"
+    return True, "every call returns what it should"
+
+
+_MISSING = object()

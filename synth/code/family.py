@@ -44,7 +44,7 @@ from toolgym.envs.spec import EnvLimits, ToolCall
 
 from ..family import Candidate, Family, Key, asked, render_prompt
 from .library import library
-from .repo import Repo, compose, first_group, hidden_tests, module_source, package_names, unique_examples
+from .repo import Repo, compose, first_group, hidden_cases, module_source, package_names, unique_examples
 from .tools import render_sources, rules_text, tool_config
 
 LIMITS = EnvLimits(call_timeout_s=130.0, max_result_chars=50000, max_steps=40)  # as the reference's
@@ -186,7 +186,7 @@ class CodeFamily(Family):
 
     NAME = "code"
     CATEGORY = "code"
-    VERSION = "1"
+    VERSION = "2"
     SCALES = {"tiny": (2, 4), "demo": (4, 8), "small": (8, 12), "full": (60, 20)}
     """scale -> (environments, candidate tasks per environment). Full: 60 repositories of 3-5 bugs give ~20
     candidates each (one issue per bug and level, bug pairs and triples), ~1,100 tasks after validation. Every
@@ -275,7 +275,7 @@ class CodeFamily(Family):
                     difficulty=LEVEL[kind],
                     prompt=prompt,
                     verifier="check_fix",
-                    params={"hidden_tests": hidden_tests(repo, checked), **rule_params},
+                    params={"hidden_cases": hidden_cases(repo, checked), **rule_params},
                     solution=_solution(repo, cfg, bugs, issue["callers"], LEVEL[kind]),
                     answer=_answer(repo, bugs),
                     guess=answers[others[0]] if others else _answer(repo, bugs[:-1]),

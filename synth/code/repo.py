@@ -248,22 +248,21 @@ def unittest_file(repo: Repo, test_file: str, cases: dict[str, list[Example]]) -
     )
 
 
-def plain_tests(repo: Repo, cases: dict[str, list[Example]], doc: str) -> str:
-    """A test module of plain `test_*` functions with asserts, for the verifier's runner: it needs no
-    unittest import, which would be most of a verification's start-up time."""
-    imports: dict[str, list[str]] = {}
-    for f in cases:
-        imports.setdefault(repo.module_of(f), []).append(f)
-    return (
-        jinja(True)
-        .get_template("code/repo/test_plain.py.j2")
-        .render(
-            pkg=repo.pkg, doc=doc, imports={m: sorted(n) for m, n in sorted(imports.items())}, cases=cases
-        )
-    )
+def behaviour_cases(repo: Repo, cases: dict[str, list[Example]]) -> list[list]:
+    """Test cases as data for `toolgym_env.same_behaviour`: [module, function, arguments (a Python literal
+    tuple), what the correct code returns (`plain`)]. The verifier makes the calls in the agent's process and
+    compares the returned data in its own, so nothing the agent's code prints, patches or returns as an object
+    can pass a test."""
+    from toolgym.envs.inside.toolgym_env import plain
+
+    return [
+        [f"{repo.pkg}.{repo.module_of(f)}", f, repr(tuple(x.args)), plain(x.want)]
+        for f, examples in cases.items()
+        for x in examples
+    ]
 
 
-def hidden_tests(repo: Repo, fns: list[str]) -> str:
+def hidden_cases(repo: Repo, fns: list[str]) -> list[list]:
     """The hidden tests of a task: per function, calls the bugs break and calls that must stay right."""
     cases = {f: (unique_examples(repo.failing[f])[:3] + unique_examples(repo.passing[f])[:3]) for f in fns}
-    return plain_tests(repo, cases, "Hidden tests of one issue.")
+    return behaviour_cases(repo, cases)

@@ -4,11 +4,10 @@ the repository under state/."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 from ..family import jinja
-from .repo import GROUP_DOCS, compose, module_source, plain_tests, unittest_file, visible_tests
+from .repo import GROUP_DOCS, behaviour_cases, compose, module_source, unittest_file, visible_tests
 
 TOOL_AXES = ("paged_read", "search_code", "no_shell", "apply_edit", "test_filter", "no_write_file")
 """Bits of the tool-set index; index 0 is the reference tool set."""
@@ -62,7 +61,7 @@ def render_sources(key: tuple, seed: int) -> dict[str, str]:
     ctx["doc"] = textwrap.fill(doc, 107)
     files["tools.py"] = jinja(True).get_template("code/tools.py.j2").render(**ctx)
     visible = {f: x for cases in tests.values() for f, x in cases.items()}
-    ctx["visible"] = json.dumps(plain_tests(repo, visible, "The repository's original tests."))
+    ctx["visible"] = repr(behaviour_cases(repo, visible))
     ctx["edit_tools"] = [cfg["edit"][0]] + ([] if cfg["no_write_file"] else ["write_file"])
     files["verify.py"] = jinja(True).get_template("code/verify.py.j2").render(**ctx)
     return files

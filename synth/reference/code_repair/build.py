@@ -79,36 +79,45 @@ class TestCore(unittest.TestCase):
 if __name__ == "__main__":
     unittest.main()
 """
-# name: (correct snippet, buggy snippet, issue text, hidden test body)
+VISIBLE_CALLS = [
+    ("word_count", ("a b  c",)),
+    ("slugify", ("Hello, World",)),
+    ("median", ([3, 1, 2],)),
+    ("chunk", ([1, 2, 3, 4], 2)),
+    ("title_case", ("war and peace",)),
+]
+"""The calls of the visible tests above, which the verifier also makes (from its own copy)."""
+# name: (correct snippet, buggy snippet, issue text, hidden calls: (function, arguments))
 BUGS = {
     "median": (
         "else (s[mid - 1] + s[mid]) / 2",
         "else s[mid]",
         "median([1, 2, 3, 4]) returns 3, but the median of an even-length list is the mean of the two "
         "middle values (2.5).",
-        "self.assertEqual(median([1, 2, 3, 4]), 2.5)\n        self.assertEqual(median([5, 1]), 3)",
+        [("median", ([1, 2, 3, 4],)), ("median", ([5, 1],))],
     ),
     "chunk": (
         "range(0, len(items), size)",
         "range(0, len(items) - size, size)",
         "chunk([1, 2, 3, 4, 5], 2) loses items: it should return [[1, 2], [3, 4], [5]].",
-        "self.assertEqual(chunk([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]])\n"
-        "        self.assertEqual(chunk([1], 3), [[1]])",
+        [("chunk", ([1, 2, 3, 4, 5], 2)), ("chunk", ([1], 3))],
     ),
     "slugify": (
         'r"[a-z0-9]+"',
         'r"[a-z]+"',
         'slugify("Python 3 guide") gives "python-guide"; digits must be kept: "python-3-guide".',
-        'self.assertEqual(slugify("Python 3 guide"), "python-3-guide")',
+        [("slugify", ("Python 3 guide",))],
     ),
     "title_case": (
         "if i == 0 or w.lower()",
         "if w.lower()",
         'title_case("the lord of the rings") gives "the Lord of the Rings"; the first word must '
         "always be capitalized.",
-        'self.assertEqual(title_case("the lord of the rings"), "The Lord of the Rings")',
+        [("title_case", ("the lord of the rings",))],
     ),
 }
+STILL_RIGHT = [("word_count", ("x y",)), ("median", ([2],))]
+"""Calls every hidden test also makes: what the fix must not break."""
 PROMPT = "Bug report for textkit: {{ issue }} Fix it in the repository."
 DESCRIPTION = (
     "You are a software engineer fixing a bug in the Python repository in the working folder. Read the code, "
@@ -116,14 +125,14 @@ DESCRIPTION = (
 )
 
 
-def hidden_tests(bug: str) -> str:
-    body = BUGS[bug][3]
-    return (
-        "import unittest\n\nfrom textkit.core import chunk, median, slugify, title_case, word_count\n\n\n"
-        f"class TestHidden(unittest.TestCase):\n    def test_{bug}(self):\n        {body}\n\n"
-        "    def test_rest_still_works(self):\n"
-        "        self.assertEqual(word_count('x y'), 2)\n        self.assertEqual(median([2]), 2)\n"
-    )
+def cases(calls: list[tuple[str, tuple]]) -> list[list]:
+    """Calls as the verifier's data ([module, function, arguments, what the correct code returns]), the
+    expected values computed here by the correct code."""
+    from toolgym.envs.inside.toolgym_env import plain
+
+    correct: dict = {}
+    exec(compile(CORE, "textkit/core.py", "exec"), correct)
+    return [["textkit.core", fn, repr(args), plain(correct[fn](*args))] for fn, args in calls]
 
 
 def build_one(store: Path, bug: str, seed: int) -> Path:
@@ -145,7 +154,7 @@ def build_one(store: Path, bug: str, seed: int) -> Path:
         difficulty=3,
         prompt=[render_prompt(PROMPT, issue=issue)],
         verifier="check_fix",
-        params={"hidden_tests": hidden_tests(bug), "visible_tests": VISIBLE},
+        params={"hidden_cases": cases(BUGS[bug][3] + STILL_RIGHT), "visible_cases": cases(VISIBLE_CALLS)},
         solution=[
             ToolCall(name="list_files"),
             ToolCall(name="read_file", arguments={"path": "textkit/core.py"}),

@@ -1,41 +1,19 @@
-"""Verifiers of the code environments: the task's hidden tests must pass against the final repository, and so
-must the original visible tests (run from the task's copy, so editing or deleting them does not help)."""
+"""Verifiers of the code environments: the task's hidden calls and the visible tests' calls are made in the
+agent's code, in a process of its own, and only the returned values come back, as plain data compared here with
+what the correct code returns (editing or deleting the repository's tests does not help; nothing the agent's
+code prints, patches or exits with can pass a test)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
+from toolgym_env import same_behaviour
 
 
-def _run_tests(repo: str, name: str, source: str) -> tuple[bool, str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, name)
-        with open(path, "w") as f:
-            f.write(source)
-        env = {**os.environ, "PYTHONPATH": repo, "PYTHONDONTWRITEBYTECODE": "1"}
-        try:
-            r = subprocess.run(
-                ["python3", "-m", "unittest", name[:-3]],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-        except subprocess.TimeoutExpired:
-            return False, "timed out"
-        return r.returncode == 0, (r.stdout + r.stderr)[-2000:]
-
-
-def check_fix(ctx, answer, calls, hidden_tests: str, visible_tests: str):
-    """Reward 1 when the hidden tests pass and the visible tests stay green."""
-    ok, out = _run_tests(ctx.state_dir, "test_hidden.py", hidden_tests)
+def check_fix(ctx, answer, calls, hidden_cases: list, visible_cases: list):
+    """Reward 1 when the hidden calls return what they should and the visible tests' calls still do."""
+    ok, why = same_behaviour(ctx.state_dir, hidden_cases)
     if not ok:
-        return 0.0, "the hidden tests fail: " + out.strip().splitlines()[
-            -1
-        ] if out.strip() else "hidden tests fail"
-    ok, out = _run_tests(ctx.state_dir, "test_visible.py", visible_tests)
+        return 0.0, "the hidden tests fail: " + why
+    ok, why = same_behaviour(ctx.state_dir, visible_cases)
     if not ok:
-        return 0.0, "the fix breaks the visible tests"
+        return 0.0, "the fix breaks the visible tests: " + why
     return 1.0, "hidden and visible tests pass"
