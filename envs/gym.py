@@ -25,6 +25,9 @@ from .runtime import EnvRuntimeError, EnvServerOps
 from .spec import EnvSpec, TaskSpec, load_env_spec, load_tasks
 
 MAX_OBSERVATION_CHARS = 10_000_000
+MAX_ARGUMENT_CHARS = 1_000_000
+"""The most characters of arguments one tool call carries to the env server; past it the agent gets an
+`Error:` message and nothing is sent."""
 
 
 class ConversationText(spaces.Text):
@@ -282,6 +285,12 @@ class ToolEnv(gymnasium.Env):
             if terminated:  # calls after the submit are not run: the episode is over
                 content = "Error: not run: the episode ended with the submit call before it."
                 results.append({"name": name, "ok": False, "error_kind": "tool_error"})
+            elif len(call["function"]["arguments"]) > MAX_ARGUMENT_CHARS:
+                content = (
+                    f"Error: the arguments of {name} are {len(call['function']['arguments']):,} characters, over "
+                    f"the limit of {MAX_ARGUMENT_CHARS:,}; send less (write large content in several calls)."
+                )
+                results.append({"name": name, "ok": False, "error_kind": "invalid_arguments"})
             else:
                 reply = self._server.call(name, call["function"]["arguments"])
                 content = reply["content"]

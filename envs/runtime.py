@@ -18,6 +18,8 @@ from typing import Any
 
 from toolgym.sandbox import PythonSession, Sandbox
 
+from .spec import unsafe_files
+
 INSIDE_DIR = Path(__file__).resolve().parent / "inside"
 STORE_MOUNT_ROOT = "/mnt/envstore"
 PUSHED_FILES_MAX = 256 * 1024 * 1024
@@ -74,8 +76,16 @@ def _boot_code() -> str:
     return _BOOT
 
 
+def check_env_files(env_dir: Path) -> None:
+    """Refuse an environment folder whose files could reach outside it (symlinks, hard links, devices)."""
+    problems = unsafe_files(env_dir)
+    if problems:
+        raise EnvRuntimeError(f"refusing to load {env_dir}: {problems[0]}")
+
+
 def pushed_files(env_dir: Path) -> dict[str, str]:
     """What the push transport sends: env.json, tools.py and state/ (never verify.py or tasks), as base64."""
+    check_env_files(env_dir)
     paths = [env_dir / "env.json", env_dir / "tools.py"]
     state = env_dir / "state"
     if state.is_dir():
@@ -169,6 +179,7 @@ class LocalEnvServer(EnvServerOps):
 
         from .inside.envserver import EnvServer
 
+        check_env_files(env_dir)
         self.env_dir = env_dir
         self.call_timeout_s = call_timeout_s
         self.scratch = tempfile.mkdtemp(prefix="toolgym-env-")
@@ -206,6 +217,7 @@ class EnvServerHandle(EnvServerOps):
     def _start_code(self) -> str:
         self._verify_source = None if self.env_path is not None else (self.env_dir / "verify.py").read_text()
         if self.env_path is not None:
+            check_env_files(self.env_dir)
             return f"__toolgym_env = envserver.EnvServer({self.env_path!r})\n"
         files = json.dumps(pushed_files(self.env_dir))
         return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"

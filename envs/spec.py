@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .messages import ToolCall
 
@@ -150,9 +152,51 @@ def content_hash(env_dir: str | Path, spec: dict | EnvSpec | None = None) -> str
     return h.hexdigest()
 
 
+class EnvFormatError(ValueError):
+    """An environment folder that cannot be loaded or trusted; the message names the file and the fix."""
+
+
 def load_env_spec(env_dir: str | Path) -> EnvSpec:
-    """Parse `<env_dir>/env.json` (raises pydantic.ValidationError or OSError)."""
-    return EnvSpec.model_validate_json(Path(env_dir, "env.json").read_text())
+    """Parse `<env_dir>/env.json`; a malformed one raises EnvFormatError naming the file (OSError when missing)."""
+    path = Path(env_dir, "env.json")
+    try:
+        return EnvSpec.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise EnvFormatError(
+            f"{path} is not a valid env.json ({where}: {first['msg']}); run `toolgym envs validate {env_dir}`."
+        ) from None
+
+
+def unsafe_files(env_dir: str | Path) -> list[str]:
+    """What makes an environment folder unsafe to load: a symlink, a hard link, a device, FIFO or socket among
+    env.json, tools.py, verify.py and state/ (each could make the host or the sandbox read or write a file
+    outside the folder). One sentence per file; empty when it is safe."""
+    env_dir = Path(env_dir)
+    problems = []
+
+    def check(path: Path) -> None:
+        st = os.lstat(path)
+        rel = path.relative_to(env_dir)
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(
+                f"{rel} is a symlink; environments hold plain files only: replace it with a copy."
+            )
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            problems.append(f"{rel} is a hard link ({st.st_nlink} names); replace it with a copy.")
+        elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            problems.append(f"{rel} is not a plain file or folder (a device, FIFO or socket); remove it.")
+
+    for name in ("env.json", "tools.py", "verify.py", "state"):
+        if os.path.lexists(env_dir / name):
+            check(env_dir / name)
+    state = env_dir / "state"
+    if state.is_dir() and not state.is_symlink():
+        for root, dirs, files in os.walk(state):  # never follows a symlinked folder
+            for name in sorted(dirs + files):
+                check(Path(root, name))
+    return problems
 
 
 def write_env_spec(env_dir: str | Path, spec: EnvSpec) -> EnvSpec:

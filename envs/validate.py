@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .inside.envserver import validate_arguments
 from .schema import check_tools, load_tools_module
-from .spec import EnvSpec, TaskSpec, content_hash
+from .spec import EnvSpec, TaskSpec, content_hash, unsafe_files
 
 
 def _pydantic_sentences(where: str, exc: ValidationError) -> list[str]:
@@ -99,7 +99,9 @@ def validate_env(env_dir: str | Path, tasks: list[TaskSpec] | None = None) -> li
     env_dir = Path(env_dir)
     if not env_dir.is_dir():
         return [f"{env_dir} is not a folder; pass the path of an environment folder (it holds env.json)."]
-    problems: list[str] = []
+    problems: list[str] = unsafe_files(env_dir)
+    if problems:  # nothing else is read from a folder that could point outside itself
+        return problems
     spec = None
     try:
         raw = json.loads((env_dir / "env.json").read_text())

@@ -174,6 +174,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value (send a number or a string)")
+
+
+def _finite(value, depth: int = 0) -> bool:
+    """No NaN or Infinity anywhere in `value`, and nested at most 100 deep."""
+    if depth > 100:
+        return False
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return all(_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v, depth + 1) for v in value)
+    return True
+
+
 def module_from_source(name: str, source: str, filename: str):
     """A fresh module from source text (tools.py or verify.py pushed by the host)."""
     module = types.ModuleType(name)
@@ -277,13 +294,22 @@ class EnvServer:
             return self._error(f"there is no tool named {name!r}; the tools are: {known}.", "unknown_tool")
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = json.loads(arguments, parse_constant=_no_constant) if arguments.strip() else {}
             except json.JSONDecodeError as exc:
                 return self._error(
                     f"the arguments of {name} are not valid JSON ({exc.msg} at position {exc.pos}); "
                     'send one JSON object, e.g. {"city": "Paris"}.',
                     "invalid_arguments",
                 )
+            except (ValueError, RecursionError) as exc:
+                why = "they are nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                return self._error(f"the arguments of {name} are not valid: {why}.", "invalid_arguments")
+        elif not _finite(arguments):
+            return self._error(
+                f"the arguments of {name} are not valid: NaN and Infinity are not JSON values, "
+                "or they are nested too deeply.",
+                "invalid_arguments",
+            )
         entry["arguments"] = arguments
         problem = validate_arguments(name, self.schemas[name].get("parameters", {}), arguments)
         if problem:

@@ -1,0 +1,69 @@
+"""A hostile agent tries to earn a code task's reward without fixing the bug, through the public API only
+(`toolgym.make`, `env.step` with tool calls, in Docker). Every test fails if the attack scores."""
+
+from __future__ import annotations
+
+import pytest
+
+import toolgym
+
+ENV = "toolgym/code_textkit_median"
+FIX = {"path": "textkit/core.py", "old": "else s[mid]", "new": "else (s[mid - 1] + s[mid]) / 2"}
+
+
+def call(name: str, **arguments) -> dict:
+    return {"content": "", "tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def episode(docker_backend, *calls: dict) -> tuple[float, dict]:
+    env = toolgym.make(ENV, backend=docker_backend)
+    try:
+        env.reset(seed=0)
+        for c in calls:
+            env.step(c)
+        _, reward, terminated, _, info = env.step({"content": "Fixed it; the tests pass."})
+        assert terminated
+        return reward, info["verdict"]
+    finally:
+        env.close()
+
+
+def append_to_init(code: str) -> dict:
+    return call("run_shell", command=f"cat >> textkit/__init__.py <<'EOF'\n{code}\nEOF")
+
+
+FORGED_REPORT = "import json, sys\nsys.stdout.write(chr(10) + json.dumps([{'value': 2.5}] * 20) + chr(10))\n"
+
+ATTACKS = {
+    # The verifier used to trust the last line a test run printed and its exit code.
+    "patch print and exit": "import builtins, sys\n"
+    "builtins.print = lambda *a, **k: sys.__stdout__.write('ran 7 tests, 0 failed\\n')\n"
+    "sys.exit = lambda *a: None\n",
+    "exit 0 at import after a forged report": FORGED_REPORT + "import os\nos._exit(0)\n",
+    "forged report then normal run": FORGED_REPORT,
+    # An object that equals anything, returned in place of the median.
+    "always-equal object": "from textkit import core\n"
+    "class Anything:\n    def __eq__(self, other): return True\n"
+    "core.median = lambda values: Anything()\n",
+    # The stdlib shadowed from the repository.
+    "shadow json": "",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_a_forged_pass_scores_zero(docker_backend, attack):
+    calls = [append_to_init(ATTACKS[attack])] if ATTACKS[attack] else []
+    if attack == "shadow json":
+        fake = "def dumps(*a, **k): return '[' + ', '.join(['{\"value\": 2.5}'] * 20) + ']'\nloads = None\n"
+        calls = [
+            call("write_file", path="json.py", content=fake),
+            call("write_file", path="unittest.py", content=""),
+        ]
+    reward, verdict = episode(docker_backend, *calls)
+    assert reward == 0.0, verdict
+
+
+def test_the_real_fix_scores_one(docker_backend):
+    """The control: the same path scores a genuine fix."""
+    reward, verdict = episode(docker_backend, call("replace_in_file", **FIX))
+    assert reward == 1.0, verdict
