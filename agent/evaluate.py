@@ -117,6 +117,7 @@ def evaluate(
         "infra_errors": len(rows) - len(agent),
         "infra_retries": sum(r["infra_retries"] for r in rows),
         "timeouts": sum(r["status"] == "timeout" for r in rows),
+        "agent_env_errors": sum(r["status"] == "ok" and r["stop_reason"] == "env_error" for r in rows),
         "policy": sorted({r["policy"] for r in rows}),
     }
     if progress is not None:
@@ -245,7 +246,8 @@ def to_markdown(report: dict, comparison: dict | None = None, title: str = "tool
         "",
         f"policy: {', '.join(report['policy'])}; episodes: {episodes}; "
         f"infrastructure failures (excluded): {report['infra_errors']} after {report['infra_retries']} "
-        f"retries; episode timeouts: {report['timeouts']}",
+        f"retries; episode timeouts: {report['timeouts']}; sandboxes or env servers the agent's own code "
+        f"broke (agent failures, counted): {report.get('agent_env_errors', 0)}",
         "",
     ]
     if run.get("partial"):

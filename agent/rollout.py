@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .encodings._safe import clean_text
 from .loop import Budgets, run_episode
 from .policies import Policy
 from .runstore import (  # noqa: F401 - the run folder's API, re-exported
@@ -74,13 +75,13 @@ def trajectory_row(
         "prompt_tokens": traj.prompt_tokens,
         "completion_tokens": traj.completion_tokens,
         "wall_s": traj.wall_s,
-        "error": error,
-        "messages": json.dumps(traj.messages, ensure_ascii=False),
-        "tools": json.dumps(traj.tools, ensure_ascii=False),
-        "verdict": json.dumps(traj.verdict, ensure_ascii=False),
-        "answer": json.dumps(traj.answer, ensure_ascii=False, default=str),
+        "error": clean_text(error),
+        "messages": clean_text(json.dumps(traj.messages, ensure_ascii=False)),
+        "tools": clean_text(json.dumps(traj.tools, ensure_ascii=False)),
+        "verdict": clean_text(json.dumps(traj.verdict, ensure_ascii=False)),
+        "answer": clean_text(json.dumps(traj.answer, ensure_ascii=False, default=str)),
         "steps": json.dumps([vars(s) for s in traj.steps]),
-        "malformed": json.dumps(traj.malformed, ensure_ascii=False),
+        "malformed": clean_text(json.dumps(traj.malformed, ensure_ascii=False)),
         "errors": json.dumps(traj.error_counts()),
     }
 

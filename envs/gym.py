@@ -16,7 +16,7 @@ from typing import Any, TypedDict
 
 import gymnasium
 from gymnasium import spaces
-from toolgym.sandbox import BlockingSandboxPool, Limits, Sandbox, SandboxPool
+from toolgym.sandbox import BlockingSandboxPool, Limits, Sandbox, SandboxError, SandboxPool
 from toolgym.sandbox.backend import Backend
 
 from .lease import EnvLease, InProcess, runs_agent_code
@@ -254,9 +254,10 @@ class ToolEnv(gymnasium.Env):
                 reward = float(self.last_verdict["reward"])
                 extra["verdict"] = self.last_verdict
                 extra["answer"] = answer
-        except EnvRuntimeError as exc:
-            # The env server itself died (e.g. agent code killed it): the episode cannot go on; it ends
+        except (EnvRuntimeError, SandboxError) as exc:
+            # The env server or its sandbox died (e.g. agent code killed it): the episode cannot go on; it ends
             # truncated with reward 0 and the reason, and the lease replaces the sandbox before the next one.
+            # Whose failure it is depends on whether agent code ran there (the rollout runner decides).
             self.lease.server_failed()
             self._server = None
             self._done = True

@@ -22,10 +22,16 @@ def policy_factory(args):
     from toolgym.agent.clients import ChatClient, CompletionsClient
 
     if args.encoding == "chat":
-        client = ChatClient(args.base_url, args.model, max_concurrency=args.in_flight)
+        client = ChatClient(
+            args.base_url, args.model, max_concurrency=args.in_flight, timeout_s=args.request_timeout
+        )
     else:
         client = CompletionsClient(
-            args.base_url, args.model, encoding=args.encoding, max_concurrency=args.in_flight
+            args.base_url,
+            args.model,
+            encoding=args.encoding,
+            max_concurrency=args.in_flight,
+            timeout_s=args.request_timeout,
         )
     sampling = {"max_tokens": args.max_tokens, "temperature": args.temperature}
     return lambda: LLMPolicy(client, thinking=args.thinking, **sampling)
@@ -113,6 +119,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--episode-timeout", type=float, default=600.0, help="seconds per episode")
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="seconds one model request may take; past it the server counts as hung (an infrastructure failure)",
+    )
     p.add_argument("--env", action="append", help="only these environment ids (repeatable)")
     p.add_argument("--category", choices=["general", "code_interpreter", "search", "code"])
     p.add_argument("--limit", type=int, help="only the first N tasks")
