@@ -14,6 +14,10 @@ SERVER_SOCKET = "/run/toolgym/server.sock"  # where the server listens, inside e
 SERVER_DIR = "/opt/toolgym"  # where the in-sandbox code is mounted, read-only
 WORKSPACE = "/workspace"
 SANDBOX_UID = 1000
+TRUSTED_UID = 1001
+"""The uid of protected Python kernels (real and saved uid; their effective uid stays SANDBOX_UID)."""
+SERVER_CAPS = ("SETUID", "SETGID", "SETPCAP", "KILL")
+"""All the server ever holds, and only where a backend can give a second uid (see inside/caps.py)."""
 MOUNT_ROOT = "/mnt"  # read-only mounts a caller asks for land below here
 
 
@@ -57,9 +61,10 @@ class Owner:
         return process_start_time(self.pid) == self.start
 
 
-def server_command(python: str = "python3") -> list[str]:
-    """How every backend starts the in-sandbox server (-E -s: no host Python settings leak in)."""
-    return [
+def server_command(python: str = "python3", trusted_uid: int | None = None) -> list[str]:
+    """How every backend starts the in-sandbox server (-E -s: no host Python settings leak in). `trusted_uid`:
+    where the backend maps a second uid and gives the server the capabilities to use it."""
+    cmd = [
         python,
         "-E",
         "-s",
@@ -69,7 +74,14 @@ def server_command(python: str = "python3") -> list[str]:
         SERVER_SOCKET,
         "--workspace",
         WORKSPACE,
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
     ]
+    if trusted_uid is not None:
+        cmd += ["--trusted-uid", str(trusted_uid)]
+    return cmd
 
 
 def check_mounts(mounts: dict[str, str] | None) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 from .errors import SandboxDied, SandboxError, SandboxFileNotFound, SandboxPathError
@@ -11,11 +12,22 @@ from .inside import wire
 _ERRORS = {"PathError": SandboxPathError, "FileNotFoundError": SandboxFileNotFound}
 
 
-class ServerClient:
-    """Request/response calls to one server. Thread-safe: each concurrent call gets its own connection."""
+def peer_pid(sock: socket.socket) -> int:
+    """The pid (in our pid namespace; 0 where invisible) of the process that listens at the other end."""
+    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid
 
-    def __init__(self, socket_path: str) -> None:
+
+class ServerClient:
+    """Request/response calls to one server. Thread-safe: each concurrent call gets its own connection.
+
+    `server_pid`: the host pid of the server, learnt from the first connection (made before any agent code
+    ran). Every later connection must reach a listener of that same process, so a listener that agent code
+    planted at the socket path (possible where the host is not root and cannot lock the folder) is refused."""
+
+    def __init__(self, socket_path: str, server_pid: int | None = None) -> None:
         self.socket_path = socket_path
+        self.server_pid = server_pid
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -27,9 +39,18 @@ class ServerClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.socket_path)
+            pid = peer_pid(sock)
         except OSError as exc:
             sock.close()
             raise SandboxDied(f"the sandbox server at {self.socket_path} is not answering ({exc})") from None
+        if self.server_pid is None:
+            self.server_pid = pid
+        elif pid != self.server_pid and self.server_pid != 0:
+            sock.close()
+            raise SandboxDied(
+                f"the socket at {self.socket_path} is served by process {pid}, not by the sandbox server "
+                f"({self.server_pid}): something inside the sandbox replaced it"
+            )
         return sock
 
     def call(self, op: str, timeout: float | None = 30.0, **params) -> dict:

@@ -2,7 +2,10 @@
 
 Through the docker SDK, never the CLI. The server is the container's PID 1 (see inside/server.py for why it,
 and not docker-init, is the init): memory without swap, CPU and pids limits, no network, a read-only root
-with tmpfs /workspace and /tmp, all capabilities dropped, no-new-privileges, uid 1000, owner labels.
+with bounded tmpfs /workspace, /tmp and /dev/shm, no-new-privileges, owner labels. The server starts as root
+with four capabilities (SETUID, SETGID, SETPCAP, KILL; every other one dropped) and at once becomes uid 1000:
+it needs them to start trusted Python kernels under a second uid (inside/caps.py); agent commands run as uid
+1000 with no capability and an empty bounding set.
 """
 
 from __future__ import annotations
@@ -10,7 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import reaper
-from .backend import SANDBOX_UID, SERVER_DIR, WORKSPACE, Handle, Owner, check_mounts, server_command
+from .backend import (
+    SANDBOX_UID,
+    SERVER_CAPS,
+    SERVER_DIR,
+    TRUSTED_UID,
+    WORKSPACE,
+    Handle,
+    Owner,
+    check_mounts,
+    server_command,
+)
 from .client import wait_for_server
 from .engine import docker_client
 from .errors import SandboxDied, SandboxUnavailable
@@ -40,6 +53,7 @@ class DockerBackend:
     def start(self, limits: Limits, run_id: str, mounts: dict[str, str] | None = None) -> Handle:
         host_dir = new_sandbox_dir(SANDBOX_UID)
         tmpfs_opts = f"rw,nosuid,nodev,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755"
+        workspace_mb, tmp_mb, shm_mb = limits.scratch_mb()
         host_config = self.api.create_host_config(
             binds={
                 str(INSIDE): {"bind": SERVER_DIR, "mode": "ro"},
@@ -47,8 +61,8 @@ class DockerBackend:
                 **{host: {"bind": target, "mode": "ro"} for host, target in check_mounts(mounts).items()},
             },
             tmpfs={
-                WORKSPACE: f"{tmpfs_opts},size={limits.workspace_mb}m",
-                "/tmp": f"{tmpfs_opts},size={limits.tmp_mb}m",
+                WORKSPACE: f"{tmpfs_opts},size={workspace_mb}m",
+                "/tmp": f"{tmpfs_opts},size={tmp_mb}m",
             },
             read_only=True,
             network_mode="bridge" if limits.network else "none",
@@ -57,8 +71,9 @@ class DockerBackend:
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,
             cap_drop=["ALL"],
+            cap_add=list(SERVER_CAPS),
             security_opt=["no-new-privileges"],
-            shm_size="16m",
+            shm_size=f"{shm_mb}m",
             ipc_mode="private",
             init=False,
         )
@@ -66,8 +81,8 @@ class DockerBackend:
         try:
             created = self.api.create_container(
                 self.image,
-                command=server_command(),
-                user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+                command=server_command(trusted_uid=TRUSTED_UID),
+                user="0:0",  # the server becomes SANDBOX_UID before it does anything else
                 working_dir=WORKSPACE,
                 environment={"HOME": WORKSPACE, "LANG": "C.UTF-8"},
                 hostname="sandbox",
@@ -89,7 +104,9 @@ class DockerBackend:
             {"container": container_id},
         )
         try:
-            wait_for_server(handle.socket_path, lambda: self._running(container_id))
+            client = wait_for_server(handle.socket_path, lambda: self._running(container_id))
+            client.close()
+            handle.extra["server_pid"] = client.server_pid
             lock_sandbox_dir(host_dir)
         except SandboxDied as exc:
             logs = self._logs(container_id)

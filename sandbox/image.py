@@ -90,6 +90,7 @@ def build_rootfs(log: Callable[[str], None] = print) -> Path:
     _customize(work)
     if target.exists():
         shutil.rmtree(target)
+    work.chmod(0o755)  # mkdtemp made it 0700: as `/` of a sandbox every uid there must reach into it
     work.rename(target)
     (target / ".toolgym-complete").write_text(json.dumps(RECIPE, sort_keys=True))
     log(f"root file system built in {time.monotonic() - started:.0f} s: {target}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SHM_MB = 16
+"""Size of /dev/shm in every sandbox (less below 128 MB of memory)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -22,11 +25,24 @@ class Limits:
     output_bytes: int = 1 << 20
     """Most bytes kept of each of stdout and stderr; more sets `truncated`."""
     workspace_mb: int = 256
-    """Size of the /workspace tmpfs."""
+    """Most size of the /workspace tmpfs (see `scratch_mb`)."""
     tmp_mb: int = 64
-    """Size of the /tmp tmpfs."""
+    """Most size of the /tmp tmpfs (see `scratch_mb`)."""
     network: bool = False
     """Whether the sandbox may reach any network at all."""
+
+    def scratch_mb(self) -> tuple[int, int, int]:
+        """The sizes (MB) the backends give /workspace, /tmp and /dev/shm. Their contents are memory (charged to
+        the sandbox's memory limit where a cgroup holds it), so /workspace and /tmp shrink in proportion until,
+        with /dev/shm, they leave a quarter of `memory_mb` (at least 48 MB) for the server and the commands:
+        filling every scratch file system then still leaves a sandbox that answers."""
+        shm = min(SHM_MB, self.memory_mb // 8)
+        budget = max(self.memory_mb - max(48, self.memory_mb // 4) - shm, 2)
+        workspace, tmp = self.workspace_mb, self.tmp_mb
+        if workspace + tmp > budget:
+            scale = budget / (workspace + tmp)
+            workspace, tmp = max(int(workspace * scale), 1), max(int(tmp * scale), 1)
+        return workspace, tmp, shm
 
     def validate(self) -> Limits:
         for name in ("memory_mb", "pids", "output_bytes", "workspace_mb", "tmp_mb"):

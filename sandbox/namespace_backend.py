@@ -3,6 +3,11 @@
 Same server, same interface as the Docker backend. Its root is the image recipe's root file system from the
 cache when built (else the host's own /usr, /lib and /etc, read-only). Weaker than Docker in ways the README
 lists: no seccomp filter, and without writable cgroups only per-process rlimits bound memory and no pids limit.
+
+As root it prepares the user namespace itself, mapping a second uid (TRUSTED_UID) beside the sandbox uid, and
+gives the server the capabilities to use it, as the Docker backend does: trusted Python kernels then run under
+it, out of reach of agent code (inside/caps.py). Without root a user namespace maps one uid only, and trusted
+sessions are protected by being non-dumpable alone (agent code could still signal them).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from . import reaper
 from .backend import (
     MOUNT_ROOT,
     SANDBOX_UID,
+    SERVER_CAPS,
     SERVER_DIR,
+    TRUSTED_UID,
     WORKSPACE,
     Handle,
     Owner,
@@ -120,6 +127,39 @@ def _write(path: Path, value: str) -> None:
             raise  # swap accounting may be off in the kernel; everything else must hold
 
 
+def user_namespace() -> int | None:
+    """As root: an fd of a new user namespace that maps SANDBOX_UID to us (as bwrap's own mapping does) and
+    TRUSTED_UID to a uid of its own; bwrap joins it with --userns. None where we may not (not root)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return None
+    helper = subprocess.Popen(
+        ["unshare", "--user", "--", "sh", "-c", "echo; exec cat"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not helper.stdout.readline():
+            return None
+        with open(f"/proc/{helper.pid}/uid_map", "w") as f:
+            f.write(f"{SANDBOX_UID} {os.geteuid()} 1\n{TRUSTED_UID} {TRUSTED_UID} 1\n")
+        with open(f"/proc/{helper.pid}/gid_map", "w") as f:
+            f.write(f"{SANDBOX_UID} {os.getegid()} 1\n")
+        return os.open(f"/proc/{helper.pid}/ns/user", os.O_RDONLY)  # keeps the namespace after the helper
+    except OSError:
+        return None
+    finally:
+        helper.kill()
+        helper.wait()
+
+
+def _bwrap_knows(bwrap: str, option: str) -> bool:
+    try:
+        return option in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 class NamespaceBackend:
     name = "namespace"
 
@@ -131,11 +171,27 @@ class NamespaceBackend:
             )
         self.use_cgroups = Cgroup.available()
         self.owner = Owner.me()
+        self.split_uids = os.geteuid() == 0 and _bwrap_knows(self.bwrap, "--userns")
+        if self.split_uids and rootfs_ready() and rootfs_dir().stat().st_mode & 0o777 != 0o755:
+            rootfs_dir().chmod(0o755)  # built 0700 by older versions: the trusted uid must reach into `/`
 
-    def _command(self, limits: Limits, host_dir: Path, mounts: dict[str, str]) -> list[str]:
+    def _command(
+        self,
+        limits: Limits,
+        host_dir: Path,
+        mounts: dict[str, str],
+        userns: int | None,
+        cgroup: Cgroup | None = None,
+    ) -> list[str]:
+        if userns is None:
+            unshare = ["--unshare-all"] + (["--share-net"] if limits.network else [])
+        else:
+            unshare = ["--userns", str(userns), "--unshare-ipc", "--unshare-pid", "--unshare-uts"]
+            unshare += ["--unshare-cgroup-try"] + ([] if limits.network else ["--unshare-net"])
+        workspace_mb, tmp_mb, shm_mb = limits.scratch_mb()
         cmd = [
             self.bwrap,
-            "--unshare-all",
+            *unshare,
             "--die-with-parent",
             "--new-session",
             "--as-pid-1",
@@ -146,8 +202,6 @@ class NamespaceBackend:
             "--hostname",
             "sandbox",
         ]
-        if limits.network:
-            cmd.append("--share-net")
         if rootfs_ready():
             cmd += ["--ro-bind", str(rootfs_dir()), "/"]
         else:
@@ -160,17 +214,34 @@ class NamespaceBackend:
             for host, target in mounts.items():
                 cmd += ["--ro-bind", host, target]
             cmd += ["--remount-ro", MOUNT_ROOT]
+        if cgroup is not None:
+            # Its own cgroup's files, read-only where the server looks for them (as in a Docker container): the
+            # counters of OOM kills and of forks refused at the pids limit.
+            cmd += ["--tmpfs", "/sys"]
+            if cgroup.v2:
+                cmd += ["--ro-bind", str(cgroup.paths[0]), "/sys/fs/cgroup"]
+            else:
+                for path in cgroup.paths:
+                    cmd += ["--ro-bind", str(path), f"/sys/fs/cgroup/{path.parent.parent.name}"]
+            cmd += ["--remount-ro", "/sys"]
         cmd += [
             "--proc",
             "/proc",
             "--dev",
             "/dev",
+            # bwrap's /dev is a tmpfs of the sandbox user with no size: bound /dev/shm, make the rest read-only.
             "--size",
-            str(limits.workspace_mb << 20),
+            str(shm_mb << 20),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(workspace_mb << 20),
             "--tmpfs",
             WORKSPACE,
             "--size",
-            str(limits.tmp_mb << 20),
+            str(tmp_mb << 20),
             "--tmpfs",
             "/tmp",
             "--ro-bind",
@@ -193,8 +264,11 @@ class NamespaceBackend:
             "/usr/local/bin:/usr/bin:/bin",
             "--cap-drop",
             "ALL",
-            *server_command(),
         ]
+        if userns is not None:
+            for cap in SERVER_CAPS:
+                cmd += ["--cap-add", f"CAP_{cap}"]
+        cmd += ["--remount-ro", "/", *server_command(trusted_uid=TRUSTED_UID if userns is not None else None)]
         return cmd
 
     def start(self, limits: Limits, run_id: str, mounts: dict[str, str] | None = None) -> Handle:
@@ -210,13 +284,19 @@ class NamespaceBackend:
                 resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
         def spawn() -> subprocess.Popen:
-            return subprocess.Popen(
-                self._command(limits, host_dir, check_mounts(mounts)),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                preexec_fn=preexec,
-            )
+            userns = user_namespace() if self.split_uids else None
+            try:
+                return subprocess.Popen(
+                    self._command(limits, host_dir, check_mounts(mounts), userns, cgroup),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    preexec_fn=preexec,
+                    pass_fds=() if userns is None else (userns,),
+                )
+            finally:
+                if userns is not None:
+                    os.close(userns)
 
         proc = _spawner.submit(spawn).result()
         handle = Handle(
@@ -228,7 +308,9 @@ class NamespaceBackend:
         )
         reaper.on_exit(id(handle), lambda: self.stop(handle))
         try:
-            wait_for_server(handle.socket_path, lambda: proc.poll() is None)
+            client = wait_for_server(handle.socket_path, lambda: proc.poll() is None)
+            client.close()
+            handle.extra["server_pid"] = client.server_pid
             lock_sandbox_dir(host_dir)
         except SandboxDied as exc:
             err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.poll() is not None else ""

@@ -71,7 +71,7 @@ class Sandbox:
         self.handle = handle
         self.limits = limits
         self.run_id = run_id
-        self.client = ServerClient(handle.socket_path)
+        self.client = ServerClient(handle.socket_path, handle.extra.get("server_pid"))
         self.tainted = False
         """Agent code ran here since the last reset (commands or Python cells)."""
         self.closed = False

@@ -149,8 +149,38 @@ def harden() -> None:
         pass
 
 
+def protected_start(agent_uid: int):
+    """Started as the trusted uid with capabilities (the server's uid split): take real/saved uid = trusted,
+    effective = the agent's, drop every capability; returns what turns the kernel into an agent's session."""
+    import caps  # beside this file, which is sys.path[0]
+
+    caps.protect_kernel(agent_uid)
+    return lambda: caps.demote_kernel(agent_uid)
+
+
+def reap(pids: list[int]) -> int:
+    """Wait for children the server has killed (a second at most): only a parent may free their pids."""
+    done, deadline = 0, time.monotonic() + 1.0
+    for pid in pids:
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    done += 1
+                    break
+            except ChildProcessError:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+    return done
+
+
 def main() -> None:
     read_fd, write_fd = int(sys.argv[1]), int(sys.argv[2])
+    # A third argument: the agent's uid, for a kernel the server started protected (trusted uid). It stays
+    # protected if its first cell is trusted, and becomes an ordinary agent process otherwise.
+    demote = protected_start(int(sys.argv[3])) if len(sys.argv) > 3 else None
+    first = True
     requests = os.fdopen(read_fd, "r", encoding="utf-8")
     replies = os.fdopen(write_fd, "w", encoding="utf-8")
     kernel = Kernel()
@@ -162,8 +192,17 @@ def main() -> None:
         if not line:
             return
         request = json.loads(line)
+        if "reap" in request:  # what a timed-out cell forked, which the server has killed
+            replies.write(json.dumps({"reaped": reap(request["reap"])}) + "\n")
+            replies.flush()
+            continue
         if request.get("harden"):
             harden()
+        elif first:
+            if demote is not None:
+                demote()
+            os.nice(10)  # an agent's session: yields to the server, as agent commands do
+        demote, first = None, False
         try:
             reply = kernel.run_cell(request["code"], int(request.get("max_output", 1 << 20)))
         except KeyboardInterrupt:  # landed after the cell's own handler: still a clean interrupted reply

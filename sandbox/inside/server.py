@@ -3,31 +3,58 @@
 Stdlib only, so any image with a Python 3 runs it. Where it is PID 1 of its sandbox it acts as the init (reaps
 orphans) and makes itself non-dumpable, so code it runs for an agent can neither ptrace it nor kill it; that is
 what lets `reset` hand a sandbox to the next episode with nothing of the last one left.
+
+The control plane is the host's alone:
+- A connection whose peer is a process of this sandbox is refused (SO_PEERCRED: the host's connection comes
+  from outside the sandbox's pid namespace, so its pid reads 0 here; every process inside has a pid).
+- Where the backend gives it a second uid and the capabilities to use it, Python kernels start as that uid and
+  take real/saved uid = it, effective uid = the agent's (see caps.py): a trusted session (an env server) can
+  neither be signalled nor traced by agent code, and still writes the agent's files as the agent's uid.
+- The server never needs a new thread or process to answer the host: one event loop accepts and answers the
+  quick requests, and a few worker threads started before any agent code run commands and cells. A fork bomb
+  that exhausts the pids limit cannot stop it from answering.
+- A command past its timeout is stopped and killed as a whole (its process group at once, then SIGSTOP/SIGKILL
+  sweeps over its session, descendants and tagged processes until none is left), so a fork bomb dies within its
+  timeout however fast it forks.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import errno
 import json
 import os
+import queue
+import select
 import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import caps  # noqa: E402
 import wire  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRAIN_GRACE_S = 0.05  # output still arriving after the command exited (from children holding the pipe)
 INTERRUPT_GRACE_S = 1.0  # how long an interrupted cell may take to unwind before its session is restarted
+KILL_DEADLINE_S = 3.0  # how long the stop-and-kill sweeps of one command may take at most
+STICKY_S = 0.2  # a worker keeps serving its connection this long after a reply before handing it back
+WORKERS = 4  # worker threads started with the server, before any agent code
+# Requests that may take long are served by workers, never on the event loop ("processes" too: reading the
+# cmdline of a process that is forking waits for the fork).
+WORKER_OPS = ("run", "py_run", "py_close", "processes")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 SCRUB_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 
@@ -55,17 +82,54 @@ def read_proc(pid: int, name: str) -> bytes:
         return b""
 
 
+def read_environ(pid: int) -> bytes | None:
+    """A process's environment, None where we may not read it (another uid, or gone)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def list_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def proc_stat(pid: int) -> tuple[str, int]:
-    """(state, ppid) of a process, from /proc/<pid>/stat (the command name may hold spaces)."""
+class Proc(NamedTuple):
+    pid: int
+    state: str
+    ppid: int
+    pgrp: int
+    sid: int
+    start: int  # clock ticks after boot
+
+
+def proc_info(pid: int) -> Proc | None:
+    """From /proc/<pid>/stat (the command name may hold spaces); readable for every process, any uid."""
     stat = read_proc(pid, "stat")
     if not stat:
-        return "", 0
+        return None
     rest = stat[stat.rfind(b")") + 2 :].split()
-    return rest[0].decode(), int(rest[1])
+    return Proc(pid, rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]))
+
+
+def proc_stat(pid: int) -> tuple[str, int]:
+    """(state, ppid) of a process."""
+    info = proc_info(pid)
+    return (info.state, info.ppid) if info else ("", 0)
+
+
+def snapshot() -> dict[int, Proc]:
+    out = {}
+    for pid in list_pids():
+        info = proc_info(pid)
+        if info is not None:
+            out[pid] = info
+    return out
+
+
+def boot_ticks() -> int:
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS)
 
 
 def processes() -> list[dict]:
@@ -95,57 +159,214 @@ def leftover_processes() -> list[dict]:
     return out
 
 
-def kill_tagged(tag: bytes, root_pid: int | None = None) -> int:
-    """SIGKILL every process carrying `tag` in its environment or descending from `root_pid`.
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
-    Repeats until a pass finds none, so a process forking as fast as it can (a fork bomb) is still caught.
+
+def with_descendants(procs: dict[int, Proc], members: set[int], me: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for p in procs.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    out, stack = set(), list(members)
+    while stack:
+        pid = stack.pop()
+        if pid in out or pid == me:
+            continue
+        out.add(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def sweep(select_members, group: int | None = None, deadline_s: float = KILL_DEADLINE_S) -> list[Proc]:
+    """Kill every process `select_members(procs, me)` names, until none is left; returns those it killed.
+
+    `group` (a process group) gets one SIGKILL first: the kernel delivers it to the whole group at once, and a
+    process with SIGKILL pending can fork no more. What escaped the group (setsid, setpgid) is then swept: stop
+    every running member (a stopped process cannot fork, and it keeps its pid, so the pids it would free cannot
+    be refilled), and once none runs, kill them all; repeat until a pass finds nobody. Zombies this server
+    inherits are reaped on every pass, so their pids are free again when it returns.
     """
     me = os.getpid()
-    killed = 0
-    for _ in range(200):
-        found = 0
-        children: dict[int, list[int]] = {}
-        for pid in list_pids():
-            if pid == me:
+    killed: dict[int, Proc] = {}
+    if group is not None:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + deadline_s
+    passes = 0
+    while True:
+        procs = snapshot()
+        reaped = CHILDREN.reap_orphans(procs)
+        pids = select_members(procs, me)
+        live = [procs[pid] for pid in pids if procs[pid].state not in "ZX"]
+        if not live:
+            # Done once the dead are reaped too, so that their pids are free again: what this server inherited
+            # was reaped above, and a zombie whose parent is dying comes to it in a moment. (Popen reaps its own;
+            # a zombie of a live process outside the sweep, a Python kernel's, is its parent's to reap.)
+            dying = [
+                p
+                for p in procs.values()
+                if p.state in "ZX"
+                and p.pid not in CHILDREN.pids
+                and (p.ppid == me or p.ppid in pids or p.ppid in killed)
+            ]
+            if (not dying and not reaped) or time.monotonic() > deadline:
+                return list(killed.values())
+            time.sleep(0.001)
+            continue
+        passes += 1
+        running = [p for p in live if p.state not in "Tt"]
+        if running and passes < 50 and time.monotonic() < deadline:
+            for p in running:
+                _signal(p.pid, signal.SIGSTOP)
+            continue
+        for p in live:
+            if _signal(p.pid, signal.SIGKILL):
+                killed[p.pid] = p
+        if time.monotonic() > deadline + 1.0:
+            return list(killed.values())
+        time.sleep(0.001)  # let the killed exit before the next look
+
+
+def orphans(procs: dict[int, Proc], me: int) -> list[Proc]:
+    """Processes this server inherited (their parent died) and does not wait for itself: where a process that
+    left its session ends up. Only these need their environment read (reading it waits while a process forks)."""
+    return [p for p in procs.values() if p.ppid == me and p.pid not in CHILDREN.pids and p.state not in "ZX"]
+
+
+def command_members(root: int, tag: bytes, since: int | None):
+    """Who belongs to a command: its process group and session (both its pid: it starts a session), its
+    descendants, anything carrying its tag, and where `since` is given (no other command or cell ran beside
+    it), orphans started after it that carry no tag at all (env -i + setsid escapes)."""
+
+    def select_members(procs: dict[int, Proc], me: int) -> set[int]:
+        members = {p.pid for p in procs.values() if p.pid == root or p.sid == root or p.pgrp == root}
+        for p in orphans(procs, me):
+            if p.pid in members:
                 continue
-            _, ppid = proc_stat(pid)
-            children.setdefault(ppid, []).append(pid)
-            if tag in read_proc(pid, "environ"):
-                found += _kill(pid)
-        if root_pid is not None:
-            stack = [root_pid]
-            while stack:
-                pid = stack.pop()
-                found += _kill(pid) if pid != me else 0
-                stack.extend(children.get(pid, []))
-        killed += found
-        if not found:
-            break
-    return killed
+            env = read_environ(p.pid)
+            if env is not None and (
+                tag in env or (since is not None and p.start >= since and b"TOOLGYM_" not in env)
+            ):
+                members.add(p.pid)
+        return with_descendants(procs, members, me)
+
+    return select_members
 
 
-def _kill(pid: int) -> int:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        return 1
-    except ProcessLookupError:
-        return 0
-    except PermissionError:
-        return 0
+def session_members(kernel: int, tag: bytes):
+    """Everything of a Python session: its kernel, the kernel's session and group, descendants, tagged ones."""
+
+    def select_members(procs: dict[int, Proc], me: int) -> set[int]:
+        members = {p.pid for p in procs.values() if p.pid == kernel or p.sid == kernel or p.pgrp == kernel}
+        for p in orphans(procs, me):
+            if p.pid not in members:
+                env = read_environ(p.pid)
+                if env is not None and tag in env:
+                    members.add(p.pid)
+        return with_descendants(procs, members, me)
+
+    return select_members
 
 
-def oom_kills() -> int | None:
-    """The cgroup's OOM-kill counter (v2 memory.events or v1 memory.oom_control), None where invisible."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+def cell_members(kernel: int, tag: bytes, since: int):
+    """What one cell started: its kernel's descendants started during the cell, unless they carry another
+    TOOLGYM_CELL (a background process of an earlier cell started them), and orphans carrying its tag. Copies
+    of the kernel made by os.fork() carry no tag at all (their /proc environ is the kernel's own): they count."""
+
+    def select_members(procs: dict[int, Proc], me: int) -> set[int]:
+        members = set()
+        late = {p.pid for p in procs.values() if p.ppid == kernel and p.start >= since}
+        for pid in with_descendants(procs, late, me):
+            env = read_environ(pid) if procs[pid].state not in "ZX" else b""
+            if env is None or tag in env or b"TOOLGYM_CELL=" not in env:
+                members.add(pid)
+        for p in orphans(procs, me):
+            env = read_environ(p.pid)
+            if env is not None and tag in env:
+                members.add(p.pid)
+        return with_descendants(procs, members, me) - {kernel}
+
+    return select_members
+
+
+def tagged_members(tag: bytes, root: int | None):
+    """What this server started (not being PID 1): tagged processes among its orphans, and its descendants."""
+
+    def select_members(procs: dict[int, Proc], me: int) -> set[int]:
+        members = set()
+        for p in orphans(procs, me):
+            env = read_environ(p.pid)
+            if env is not None and tag in env:
+                members.add(p.pid)
+        if root is not None:
+            members |= {p.pid for p in procs.values() if p.ppid == root}
+        return with_descendants(procs, members, me)
+
+    return select_members
+
+
+class CgroupCounters:
+    """The sandbox's own cgroup counters, as the backends show them read-only at /sys/fs/cgroup (v2, or v1
+    controllers): OOM kills, and forks refused at the pids limit. Each file is looked for once."""
+
+    FILES = {
+        "oom_kill": ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"),
+        "max": ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"),
+    }
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str | None] = {}
+
+    def read(self, key: str) -> int | None:
+        if key not in self.paths:
+            self.paths[key] = next((p for p in self.FILES[key] if os.path.exists(p)), None)
+        path = self.paths[key]
+        if path is None:
+            return None
         try:
             with open(path) as f:
                 for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
+                    name, _, value = line.partition(" ")
+                    if name == key:
                         return int(value)
-        except OSError:
-            continue
-    return None
+        except (OSError, ValueError):
+            pass
+        return None
+
+
+COUNTERS = CgroupCounters()
+
+
+def oom_kills() -> int | None:
+    """The cgroup's OOM-kill counter, None where invisible."""
+    return COUNTERS.read("oom_kill")
+
+
+def pids_refusals() -> int | None:
+    """How many forks the cgroup's pids limit refused so far, None where invisible."""
+    return COUNTERS.read("max")
+
+
+def increased(before: int | None, after: int | None) -> bool:
+    return before is not None and after is not None and after > before
+
+
+AGENT_NICE = 10
+"""Agent commands run at this nice value: under contention inside the sandbox (a fork bomb against the CPU
+quota) the server and trusted sessions still get the CPU to answer. Agent code cannot lower it again."""
+
+
+def lower_priority(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, AGENT_NICE)
+    except OSError:
+        pass
 
 
 def raise_oom_score(pid: int) -> None:
@@ -175,21 +396,104 @@ class Children:
         with self.lock:
             self.pids.discard(proc.pid)
 
-    def reap_orphans(self) -> None:
+    def reap_orphans(self, procs: dict[int, Proc] | None = None) -> int:
         me = os.getpid()
+        if procs is None:
+            procs = snapshot()
+        reaped = 0
         with self.lock:
-            for pid in list_pids():
-                if pid in self.pids:
-                    continue
-                state, ppid = proc_stat(pid)
-                if state == "Z" and ppid == me:
+            for p in procs.values():
+                if p.state == "Z" and p.ppid == me and p.pid not in self.pids:
                     try:
-                        os.waitpid(pid, os.WNOHANG)
+                        reaped += os.waitpid(p.pid, os.WNOHANG)[0] == p.pid
                     except ChildProcessError:
                         pass
+        return reaped
 
 
 CHILDREN = Children()
+
+
+class Activity:
+    """Commands and cells in flight: a command may claim untagged orphans only if nothing ran beside it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.seq = 0
+
+    def begin(self) -> tuple[int, bool]:
+        with self.lock:
+            self.running += 1
+            self.seq += 1
+            return self.seq, self.running == 1
+
+    def end(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+    def alone(self, token: tuple[int, bool]) -> bool:
+        with self.lock:
+            return token[1] and self.seq == token[0]
+
+
+ACTIVITY = Activity()
+
+
+# --- privileges --------------------------------------------------------------------------------------------
+
+
+class Privileges:
+    """Who runs as whom. The Docker backend starts the server as root with CAP_SETUID, CAP_SETGID, CAP_SETPCAP
+    and CAP_KILL only; the namespace backend (as root) gives the same capabilities to uid 1000 in a user
+    namespace that maps a second uid. Either way the server then runs as the sandbox uid; one thread keeps
+    what starting a protected kernel needs, every other thread keeps CAP_KILL alone with an empty bounding set
+    (so agent commands get no capability), and without those capabilities everything runs as the sandbox uid
+    as before (trusted sessions then are only non-dumpable)."""
+
+    def __init__(self) -> None:
+        self.agent_uid = os.getuid()
+        self.trusted_uid: int | None = None
+        self.spawner: ThreadPoolExecutor | None = None
+
+    def setup(self, agent_uid: int, agent_gid: int, trusted_uid: int | None) -> None:
+        """Runs first, while the process has one thread."""
+        if os.geteuid() == 0:
+            caps.become_user(agent_uid, agent_gid)  # fails closed: the server never serves as root
+        self.agent_uid = os.getuid()
+        try:
+            _, permitted, _ = caps.get()
+            caps.put(permitted, permitted, 0)
+        except OSError:
+            return
+        if trusted_uid is not None and trusted_uid != self.agent_uid and caps.has(caps.KERNEL_CAPS):
+            spawner = ThreadPoolExecutor(
+                1,
+                thread_name_prefix="toolgym-kernels",
+                initializer=caps.keep_only,
+                initargs=(caps.KERNEL_CAPS,),
+            )
+            try:
+                if spawner.submit(caps.has, caps.KERNEL_CAPS).result():
+                    self.spawner, self.trusted_uid = spawner, trusted_uid
+            except Exception:  # noqa: BLE001 - no split then; trusted kernels are only non-dumpable
+                spawner.shutdown(wait=False)
+        if caps.has((caps.CAP_SETPCAP,)):
+            caps.drop_bounding()
+        caps.keep_only((caps.CAP_KILL,))
+
+    def spawn_kernel(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        if self.spawner is None:
+            return CHILDREN.spawn(argv, **kwargs)
+
+        def spawn() -> subprocess.Popen:
+            with caps.Ambient(caps.KERNEL_CAPS):
+                return CHILDREN.spawn([*argv, str(self.agent_uid)], user=self.trusted_uid, **kwargs)
+
+        return self.spawner.submit(spawn).result()
+
+
+PRIVILEGES = Privileges()
 
 
 # --- commands ----------------------------------------------------------------------------------------------
@@ -208,25 +512,50 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     stdin_data = wire.unb64(req.get("stdin_b64"))
     cwd = req.get("cwd") or workspace
     started = time.monotonic()
-    oom_before = oom_kills()
+    limits_before = (oom_kills(), pids_refusals())
+    token = ACTIVITY.begin()
     try:
-        proc = CHILDREN.spawn(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        return _spawn_failure(argv[0], 127, f"{argv[0]}: command not found\n", started)
-    except PermissionError:
-        return _spawn_failure(argv[0], 126, f"{argv[0]}: permission denied\n", started)
-    except NotADirectoryError:
-        return _spawn_failure(argv[0], 126, f"{cwd}: not a directory\n", started)
-    if stdin_data:
-        threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
+        try:
+            proc = CHILDREN.spawn(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return _spawn_failure(127, f"{argv[0]}: command not found\n", started)
+        except PermissionError:
+            return _spawn_failure(126, f"{argv[0]}: permission denied\n", started)
+        except NotADirectoryError:
+            return _spawn_failure(126, f"{cwd}: not a directory\n", started)
+        except (BlockingIOError, MemoryError) as exc:  # EAGAIN: the pids limit is reached
+            why = "process limit" if isinstance(exc, BlockingIOError) else "memory"
+            return _spawn_failure(
+                126, f"{argv[0]}: cannot start, the sandbox's {why} is exhausted\n", started
+            )
+        lower_priority(proc.pid)
+        info = proc_info(proc.pid)
+        try:
+            since = info.start if info else None
+            return _wait_command(
+                proc, tag.encode(), since, token, stdin_data, cap, timeout, started, limits_before
+            )
+        finally:
+            CHILDREN.done(proc)
+            for stream in (proc.stdout, proc.stderr, proc.stdin):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+    finally:
+        ACTIVITY.end()
+
+
+def _wait_command(proc, tag: bytes, since, token, stdin_data, cap, timeout, started, limits_before) -> dict:
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     outputs = {out_fd: bytearray(), err_fd: bytearray()}
     truncated = False
@@ -235,6 +564,11 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     for fd in outputs:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
+    stdin_fd, stdin_view = None, memoryview(stdin_data)
+    if stdin_data:  # fed from this loop: no thread to start, none to fail when the pids limit is reached
+        stdin_fd = proc.stdin.fileno()
+        os.set_blocking(stdin_fd, False)
+        sel.register(stdin_fd, selectors.EVENT_WRITE)
     try:
         pidfd = os.pidfd_open(proc.pid)
         sel.register(pidfd, selectors.EVENT_READ)
@@ -243,6 +577,11 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     deadline = started + timeout
     exited_at = None
     open_fds = set(outputs)
+
+    def kill() -> None:
+        alone = since is not None and ACTIVITY.alone(token)
+        sweep(command_members(proc.pid, tag, since if alone else None), group=proc.pid)
+
     while open_fds:
         now = time.monotonic()
         if exited_at is None and proc.poll() is not None:
@@ -251,8 +590,8 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
             break
         if not timed_out and now >= deadline:
             timed_out = True
-            kill_tagged(tag.encode(), proc.pid)
-            deadline = now + DRAIN_GRACE_S
+            kill()
+            deadline = time.monotonic() + DRAIN_GRACE_S
             exited_at = exited_at or now
             continue
         wait = deadline - now
@@ -264,6 +603,19 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
             fd = key.fd
             if fd == pidfd:
                 sel.unregister(pidfd)
+                continue
+            if fd == stdin_fd:
+                try:
+                    n = os.write(fd, stdin_view[:65536])
+                    stdin_view = stdin_view[n:]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    stdin_view = stdin_view[:0]
+                if not stdin_view:
+                    sel.unregister(fd)
+                    proc.stdin.close()
+                    stdin_fd = None
                 continue
             try:
                 chunk = os.read(fd, 1 << 16)
@@ -287,24 +639,18 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
         proc.wait(timeout=remaining)
     except subprocess.TimeoutExpired:
         timed_out = True
-        kill_tagged(tag.encode(), proc.pid)
+        kill()
         proc.wait()
-    CHILDREN.done(proc)
-    for stream in (proc.stdout, proc.stderr, proc.stdin):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
-    oom_after = oom_kills()
     code = proc.returncode
-    oom = (
-        oom_before is not None
-        and oom_after is not None
-        and oom_after > oom_before
-        and code == -signal.SIGKILL
-        and not timed_out
-    )
+    oom_before, pids_before = limits_before
+    oom_after, pids_after = oom_kills(), pids_refusals()
+    oom = increased(oom_before, oom_after) and code == -signal.SIGKILL and not timed_out
+    if not timed_out and (
+        code == -signal.SIGKILL or increased(oom_before, oom_after) or increased(pids_before, pids_after)
+    ):
+        # It ran into a limit (the OOM killer, the pids limit: a fork bomb that left the foreground, as
+        # `b(){ b|b& }; b` does): the whole command goes, as at its timeout, background processes included.
+        kill()
     return {
         "exit_code": code,
         "stdout_b64": wire.b64(bytes(outputs[out_fd])),
@@ -316,7 +662,7 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     }
 
 
-def _spawn_failure(name: str, code: int, message: str, started: float) -> dict:
+def _spawn_failure(code: int, message: str, started: float) -> dict:
     return {
         "exit_code": code,
         "stdout_b64": "",
@@ -326,14 +672,6 @@ def _spawn_failure(name: str, code: int, message: str, started: float) -> dict:
         "truncated": False,
         "duration_s": time.monotonic() - started,
     }
-
-
-def _feed(pipe, data: bytes) -> None:
-    try:
-        pipe.write(data)
-        pipe.close()
-    except OSError:
-        pass
 
 
 # --- files -------------------------------------------------------------------------------------------------
@@ -394,22 +732,27 @@ class Session:
         from_kernel_r, from_kernel_w = os.pipe()
         self.tag = uuid.uuid4().hex
         env = dict(self.base_env, TOOLGYM_TAG=self.tag)
-        self.proc = CHILDREN.spawn(
-            [
-                sys.executable,
-                "-E",
-                "-s",
-                "-B",
-                os.path.join(HERE, "kernel.py"),
-                str(to_kernel_r),
-                str(from_kernel_w),
-            ],
-            cwd=self.workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(to_kernel_r, from_kernel_w),
-            start_new_session=True,
-        )
+        try:
+            self.proc = PRIVILEGES.spawn_kernel(
+                [
+                    sys.executable,
+                    "-E",
+                    "-s",
+                    "-B",
+                    os.path.join(HERE, "kernel.py"),
+                    str(to_kernel_r),
+                    str(from_kernel_w),
+                ],
+                cwd=self.workspace,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(to_kernel_r, from_kernel_w),
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (to_kernel_r, to_kernel_w, from_kernel_r, from_kernel_w):
+                os.close(fd)
+            raise
         os.close(to_kernel_r)
         os.close(from_kernel_w)
         self.requests = os.fdopen(to_kernel_w, "w", encoding="utf-8")
@@ -421,11 +764,9 @@ class Session:
             wait = deadline - time.monotonic()
             if wait <= 0:
                 return None
-            sel = selectors.DefaultSelector()
-            sel.register(self.replies_fd, selectors.EVENT_READ)
-            ready = sel.select(wait)
-            sel.close()
-            if not ready:
+            poller = select.poll()
+            poller.register(self.replies_fd, select.POLLIN)
+            if not poller.poll(wait * 1000):
                 return None
             chunk = os.read(self.replies_fd, 1 << 20)
             if not chunk:
@@ -436,61 +777,80 @@ class Session:
 
     def run(self, code: str, timeout: float, cap: int) -> dict:
         with self.lock:
-            started = time.monotonic()
-            self.counter += 1
+            ACTIVITY.begin()
             try:
-                request = {"code": code, "id": self.counter, "max_output": cap, "harden": self.trusted}
-                self.requests.write(json.dumps(request) + "\n")
-                self.requests.flush()
-            except OSError:
-                self.restart()
-                return _cell_failure(
-                    "the Python session had died and was restarted; run the cell again",
-                    started,
-                    restarted=True,
-                )
-            reply = self._read_reply(started + timeout)
-            if reply is not None:
-                reply["timed_out"] = False
-                reply["restarted"] = False
-                return reply
-            if self.proc.poll() is not None:
-                oom = self.proc.returncode == -signal.SIGKILL
-                self.restart()
-                why = "ran out of memory" if oom else "crashed"
-                return _cell_failure(
-                    f"the Python session {why} and was restarted; its variables are lost",
-                    started,
-                    restarted=True,
-                    oom=oom,
-                )
-            # Timed out: interrupt the cell (variables survive), and only if it will not stop, restart.
-            cell_tag = f"TOOLGYM_CELL={self.proc.pid}-".encode()
-            try:
-                os.kill(self.proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            reply = self._read_reply(time.monotonic() + INTERRUPT_GRACE_S)
-            kill_tagged(cell_tag)
-            if reply is not None:
-                reply["timed_out"] = True
-                reply["restarted"] = False
-                reply["duration_s"] = time.monotonic() - started
-                return reply
+                return self._run(code, timeout, cap)
+            finally:
+                ACTIVITY.end()
+
+    def _run(self, code: str, timeout: float, cap: int) -> dict:
+        started = time.monotonic()
+        since = boot_ticks() - 1
+        self.counter += 1
+        try:
+            request = {"code": code, "id": self.counter, "max_output": cap, "harden": self.trusted}
+            self.requests.write(json.dumps(request) + "\n")
+            self.requests.flush()
+        except OSError:
             self.restart()
             return _cell_failure(
-                f"the cell ran past its {timeout:g} s limit and did not stop; the session was restarted",
+                "the Python session had died and was restarted; run the cell again",
                 started,
                 restarted=True,
-                timed_out=True,
             )
+        reply = self._read_reply(started + timeout)
+        if reply is not None:
+            reply["timed_out"] = False
+            reply["restarted"] = False
+            return reply
+        if self.proc.poll() is not None:
+            oom = self.proc.returncode == -signal.SIGKILL
+            self.restart()
+            why = "ran out of memory" if oom else "crashed"
+            return _cell_failure(
+                f"the Python session {why} and was restarted; its variables are lost",
+                started,
+                restarted=True,
+                oom=oom,
+            )
+        # Timed out: interrupt the cell (variables survive), and only if it will not stop, restart.
+        cell_tag = f"TOOLGYM_CELL={self.proc.pid}-".encode()
+        _signal(self.proc.pid, signal.SIGINT)
+        reply = self._read_reply(time.monotonic() + INTERRUPT_GRACE_S)
+        killed = sweep(cell_members(self.proc.pid, cell_tag, since))
+        if reply is not None:
+            # What the cell forked is dead, but only the kernel may reap its own children (their pids stay
+            # taken until it does): tell it which.
+            forks = [p.pid for p in killed if p.ppid == self.proc.pid]
+            if forks and self._reap(forks) is None:
+                reply = None
+        if reply is not None:
+            reply["timed_out"] = True
+            reply["restarted"] = False
+            reply["duration_s"] = time.monotonic() - started
+            return reply
+        self.restart()
+        return _cell_failure(
+            f"the cell ran past its {timeout:g} s limit and did not stop; the session was restarted",
+            started,
+            restarted=True,
+            timed_out=True,
+        )
+
+    def _reap(self, pids: list[int]) -> dict | None:
+        try:
+            self.requests.write(json.dumps({"reap": pids}) + "\n")
+            self.requests.flush()
+        except OSError:
+            return None
+        return self._read_reply(time.monotonic() + INTERRUPT_GRACE_S)
 
     def restart(self) -> None:
         self.close()
         self._start()
 
     def close(self) -> None:
-        kill_tagged(self.tag.encode(), self.proc.pid)
+        sweep(session_members(self.proc.pid, self.tag.encode()), group=self.proc.pid)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -527,6 +887,14 @@ def _cell_failure(
 # --- the server --------------------------------------------------------------------------------------------
 
 
+def peer_pid(conn: socket.socket) -> int | None:
+    try:
+        pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return pid
+    except OSError:
+        return None
+
+
 class Server:
     def __init__(self, socket_path: str, workspace: str) -> None:
         self.socket_path = socket_path
@@ -542,14 +910,33 @@ class Server:
             "TMPDIR": "/tmp",
         }
         self.listener: socket.socket | None = None
+        self.new_listener: socket.socket | None = None
         self.generation = 0
         self.spare: Session | None = None
+        self.refused = 0
+        # The event loop's state: it alone touches the selector; workers hand connections back through a pipe.
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.handed_back: collections.deque[socket.socket] = collections.deque()
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.workers_lock = threading.Lock()
+        self.idle_workers = 0
+        self.workers = 0
+        self.stopping = False
 
     # Each request names an operation; the handlers return a dict or raise RequestError.
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         if op == "ping":
-            return {"pid": os.getpid(), "uid": os.getuid(), "generation": self.generation}
+            return {
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "generation": self.generation,
+                "trusted_uid": PRIVILEGES.trusted_uid,
+                "refused": self.refused,
+            }
         if op == "run":
             return run_command(req, self.workspace, self.base_env)
         if op == "write_file":
@@ -579,17 +966,28 @@ class Server:
             return self.reset()
         raise RequestError("ValueError", f"unknown operation {op!r}")
 
+    def reply(self, req: dict) -> dict:
+        try:
+            return {"ok": True, "result": self.handle(req)}
+        except RequestError as exc:
+            return {"ok": False, "error": {"type": exc.kind, "message": str(exc)}}
+        except Exception as exc:  # noqa: BLE001 - reported to the host, the server stays up
+            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+
     def start_spare(self) -> None:
         """Start one kernel ahead of need, so the first session after a start or a reset (an episode's env
         server, in a pool) finds its interpreter already up instead of waiting ~30 ms for it."""
         with self.sessions_lock:
             if self.spare is None:
-                self.spare = Session(self.base_env, self.workspace)
+                try:
+                    self.spare = Session(self.base_env, self.workspace)
+                except OSError:  # no pid or memory left for it now: the next session starts its own
+                    pass
 
     def _take_spare(self) -> Session | None:
         with self.sessions_lock:
             spare, self.spare = self.spare, None
-        if spare is not None and spare.proc.poll() is not None:  # killed by agent code: not usable
+        if spare is not None and spare.proc.poll() is not None:  # killed (by a limit): not usable
             spare.close()
             return None
         return spare
@@ -608,24 +1006,28 @@ class Server:
             if self.spare is not None:
                 sessions.append(self.spare)
                 self.spare = None
-        for session in sessions:
-            session.close()
         me = os.getpid()
         deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
+        while True:
             if me == 1:
-                # As PID 1 of its own namespace, kill(-1) reaches every other process and never this one.
+                # As PID 1 of its own namespace, kill(-1) reaches every other process and never this one; the
+                # kernel sends it to all of them at once, so even a fork bomb has no time to fork again.
                 try:
                     os.kill(-1, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             else:
                 # Not an init (a plain process on some host): only what this server started, never neighbours.
-                kill_tagged(b"TOOLGYM_TAG=", root_pid=me)
+                sweep(tagged_members(b"TOOLGYM_TAG=", root=me))
             CHILDREN.reap_orphans()
-            if not leftover_processes():
+            for session in sessions:
+                session.proc.poll()  # reaps the killed kernel
+            if not leftover_processes() or time.monotonic() > deadline:
                 break
             time.sleep(0.001)
+        for session in sessions:
+            session.close()
+        CHILDREN.reap_orphans()
         remove_sysv_ipc()
         problems = []
         for directory in (self.workspace, *SCRUB_DIRS):
@@ -646,6 +1048,7 @@ class Server:
         return {"clean": not problems, "problems": problems, "generation": self.generation}
 
     def listen(self) -> None:
+        """A fresh listening socket at the socket path; the event loop swaps it in for the old one."""
         empty_dir(os.path.dirname(self.socket_path))
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0)  # the host user may not share our uid; the folder's own mode guards access
@@ -653,37 +1056,166 @@ class Server:
         listener.bind(tmp_path)
         os.umask(old_umask)
         listener.listen(64)
+        listener.setblocking(False)
         os.rename(tmp_path, self.socket_path)  # appears only when ready to accept
-        old, self.listener = self.listener, listener
-        threading.Thread(target=self.accept_loop, args=(listener,), daemon=True).start()
-        if old is not None:
-            old.close()
+        self.new_listener = listener
+        self._wake()
 
-    def accept_loop(self, listener: socket.socket) -> None:
+    # --- the event loop and its workers ---
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already woken
+
+    def start_workers(self, n: int = WORKERS) -> None:
+        for _ in range(n):
+            self._grow()
+
+    def _grow(self) -> bool:
+        try:
+            threading.Thread(target=self._worker, name="toolgym-worker", daemon=True).start()
+            return True
+        except RuntimeError:  # can't start new thread: the pids limit is reached; queued work waits
+            return False
+
+    def serve_forever(self) -> None:
+        """Accept, read requests, answer the quick ones, hand the long ones to workers: on this one thread."""
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        next_reap = 0.0
+        while not self.stopping:
+            self._swap_listener()
+            try:
+                events = self.selector.select(0.5)
+            except InterruptedError:
+                continue
+            for key, _ in events:
+                try:
+                    if key.data == "wake":
+                        self._drain_wake()
+                    elif key.data == "listener":
+                        self._accept(key.fileobj)
+                    else:
+                        self._readable(key.fileobj)
+                except Exception:  # noqa: BLE001 - the loop must outlive anything one connection does
+                    pass
+            now = time.monotonic()
+            if os.getpid() == 1 and now >= next_reap:
+                try:
+                    CHILDREN.reap_orphans()
+                except Exception:  # noqa: BLE001
+                    pass
+                next_reap = now + 0.5
+
+    def _swap_listener(self) -> None:
+        listener, self.new_listener = self.new_listener, None
+        if listener is None:
+            return
+        old, self.listener = self.listener, listener
+        if old is not None:
+            try:
+                self.selector.unregister(old)
+            except (KeyError, ValueError):
+                pass
+            old.close()
+        self.selector.register(listener, selectors.EVENT_READ, "listener")
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self.handed_back:
+            conn = self.handed_back.popleft()
+            try:
+                self.selector.register(conn, selectors.EVENT_READ, "conn")
+            except (ValueError, OSError):  # closed meanwhile
+                conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 return
-            threading.Thread(target=self.serve_connection, args=(conn,), daemon=True).start()
+            if not self._allowed(conn):
+                self.refused += 1
+                conn.close()
+                continue
+            conn.setblocking(True)
+            self.selector.register(conn, selectors.EVENT_READ, "conn")
 
-    def serve_connection(self, conn: socket.socket) -> None:
-        with conn:
-            while True:
-                try:
-                    req = wire.recv(conn)
-                except (wire.ConnectionClosed, OSError):
-                    return
-                try:
-                    reply = {"ok": True, "result": self.handle(req)}
-                except RequestError as exc:
-                    reply = {"ok": False, "error": {"type": exc.kind, "message": str(exc)}}
-                except Exception as exc:  # noqa: BLE001 - reported to the host, the server stays up
-                    reply = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
-                try:
-                    wire.send(conn, reply)
-                except OSError:
-                    return
+    def _allowed(self, conn: socket.socket) -> bool:
+        """Only the host may talk to this server. As PID 1 of the sandbox's pid namespace, every process of the
+        sandbox has a pid here, and the host (outside the namespace) has none: its connection reads pid 0."""
+        pid = peer_pid(conn)
+        if pid is None:
+            return False
+        return pid == 0 if os.getpid() == 1 else True
+
+    def _readable(self, conn: socket.socket) -> None:
+        try:
+            req = wire.recv(conn)
+        except (wire.ConnectionClosed, OSError, ValueError):
+            self._drop(conn)
+            return
+        if req.get("op") in WORKER_OPS:
+            self.selector.unregister(conn)
+            self.tasks.put((conn, req))
+            with self.workers_lock:
+                idle = self.idle_workers
+            if idle == 0:
+                self._grow()
+            return
+        try:
+            wire.send(conn, self.reply(req))
+        except OSError:
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        try:
+            self.selector.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def _worker(self) -> None:
+        while True:
+            with self.workers_lock:
+                self.idle_workers += 1
+            conn, req = self.tasks.get()
+            with self.workers_lock:
+                self.idle_workers -= 1
+            try:
+                self._serve(conn, req)
+            except Exception:  # noqa: BLE001 - a worker must outlive anything one request does
+                conn.close()
+
+    def _serve(self, conn: socket.socket, req: dict) -> None:
+        """Answer `req`, then keep serving this connection while the host sends more soon (as a thread per
+        connection would, with no hand-over per request); hand it back to the loop when it goes quiet."""
+        poller = select.poll()
+        poller.register(conn, select.POLLIN)
+        while True:
+            reply = self.reply(req)
+            try:
+                wire.send(conn, reply)
+            except OSError:
+                conn.close()
+                return
+            if not poller.poll(STICKY_S * 1000):
+                self.handed_back.append(conn)
+                self._wake()
+                return
+            try:
+                req = wire.recv(conn)
+            except (wire.ConnectionClosed, OSError, ValueError):
+                conn.close()
+                return
 
 
 def empty_dir(directory: str) -> bool:
@@ -736,29 +1268,39 @@ def remove_sysv_ipc() -> None:
 
 def harden() -> None:
     """Non-dumpable: processes of the same uid cannot ptrace this one or open its memory."""
-    pr_set_dumpable = 4
-    try:
-        libc().prctl(pr_set_dumpable, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    caps.set_dumpable(False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--workspace", default="/workspace")
+    parser.add_argument("--uid", type=int, default=1000, help="the agent's uid, where started as root")
+    parser.add_argument("--gid", type=int, default=1000)
+    parser.add_argument("--trusted-uid", type=int, default=None, help="the uid of protected Python kernels")
     args = parser.parse_args()
+    PRIVILEGES.setup(args.uid, args.gid, args.trusted_uid)  # first: the process has one thread here
     harden()
+    if os.getpid() != 1:  # orphans of commands come back to us, not to the host's init
+        caps.prctl(caps.PR_SET_CHILD_SUBREAPER, 1)
     os.makedirs(args.workspace, exist_ok=True)
     os.chdir(args.workspace)
     server = Server(args.socket, args.workspace)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if os.getpid() == 1:
+        # PID 1 ignores the signals it has no handler for; give the default-handled ones a no-op handler (which,
+        # unlike SIG_IGN, children do not inherit) so agent code cannot stop the server with them.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, lambda *_: None)
+    else:
+
+        def stop(*_) -> None:
+            server.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
     server.listen()
+    server.start_workers()
     server.start_spare()
-    while not stop.wait(0.5):
-        if os.getpid() == 1:
-            CHILDREN.reap_orphans()
+    server.serve_forever()
 
 
 if __name__ == "__main__":
