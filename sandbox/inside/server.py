@@ -513,6 +513,7 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     cwd = req.get("cwd") or workspace
     started = time.monotonic()
     limits_before = (oom_kills(), pids_refusals())
+    since = boot_ticks() - 1  # what starts from here on may be the command's (in /proc's clock ticks)
     token = ACTIVITY.begin()
     try:
         try:
@@ -537,9 +538,7 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
                 126, f"{argv[0]}: cannot start, the sandbox's {why} is exhausted\n", started
             )
         lower_priority(proc.pid)
-        info = proc_info(proc.pid)
         try:
-            since = info.start if info else None
             return _wait_command(
                 proc, tag.encode(), since, token, stdin_data, cap, timeout, started, limits_before
             )
