@@ -218,7 +218,9 @@ class EnvServerHandle(EnvServerOps):
         self._verify_source = None if self.env_path is not None else (self.env_dir / "verify.py").read_text()
         if self.env_path is not None:
             check_env_files(self.env_dir)
-            return f"__toolgym_env = envserver.EnvServer({self.env_path!r})\n"
+            return (
+                f"__toolgym_env = envserver.serve(envserver.EnvServer({self.env_path!r}, sandboxed=True))\n"
+            )
         files = json.dumps(pushed_files(self.env_dir))
         return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"
 

@@ -208,7 +208,11 @@ class EnvServer:
     arrives only at verification time (`verify(..., source=...)`), so agent code never sees it before."""
 
     def __init__(
-        self, env_dir: str | None = None, scratch: str | None = None, files: dict | None = None
+        self,
+        env_dir: str | None = None,
+        scratch: str | None = None,
+        files: dict | None = None,
+        sandboxed: bool = False,
     ) -> None:
         self.env_dir = env_dir
         self.files = files
@@ -226,7 +230,9 @@ class EnvServer:
         self._verify_digest: str | None = None
         self.schemas = {t["function"]["name"]: t["function"] for t in self.spec.get("tools", [])}
         self.functions = {name: getattr(self.tools_module, name, None) for name in self.schemas}
-        category = self.spec.get("category", "general")
+        category = self.category = self.spec.get("category", "general")
+        self.sandboxed = sandboxed
+        """In a sandbox (never in-process on the host): verification first stops every process of the agent."""
         self.scratch = scratch or ("/workspace" if category in FILE_CATEGORIES else "/tmp/env-state")
         self.ctx: Context | None = None
         self.calls: list[dict] = []
@@ -358,6 +364,10 @@ class EnvServer:
             return {"reward": 0.0, "reason": f"verify.py has no verifier named {name!r}"}
         if self.ctx is None:
             self.reset({"id": ""})
+        if self.sandboxed and self.category in FILE_CATEGORIES:
+            survivors = stop_agent_processes()
+            if survivors:
+                return {"reward": 0.0, "reason": f"{survivors} of the agent's processes could not be stopped"}
         try:
             out = fn(self.ctx, answer, [dict(c) for c in self.calls], **(params or {}))
         except Exception as exc:  # noqa: BLE001 - a verifier crash scores 0 with the reason
@@ -429,7 +439,83 @@ class EnvServer:
 
 
 def serve_pushed(files_b64: dict, scratch: str | None = None) -> EnvServer:
-    """An EnvServer from files the host pushed as base64 (the push transport: no mount needed)."""
+    """An EnvServer in a sandbox from files the host pushed as base64 (the push transport: no mount needed)."""
     import base64
 
-    return EnvServer(scratch=scratch, files={k: base64.b64decode(v) for k, v in files_b64.items()})
+    return serve(
+        EnvServer(
+            scratch=scratch, files={k: base64.b64decode(v) for k, v in files_b64.items()}, sandboxed=True
+        )
+    )
+
+
+def serve(server: EnvServer) -> EnvServer:
+    """`server`, running in a sandbox session: programs its tools start run as the agent."""
+    agent_children()
+    return server
+
+
+# -- the agent's processes ------------------------------------------------------------------------------------
+# In a protected session (toolgym's env server) the real uid is the trusted one and the effective uid the agent's:
+# agent code cannot signal or trace it. Every program the env server's tools start (a shell, the tests, a Python
+# tool) is agent code, so it must run as the agent through and through, or it could signal the env server.
+
+
+def agent_children() -> None:
+    """Make every subprocess this process starts take the agent's uid (real, effective and saved)."""
+    import subprocess
+
+    agent = os.geteuid()
+    if os.getuid() == agent or getattr(subprocess.Popen, "_toolgym_agent", False):
+        return
+    start = subprocess.Popen.__init__
+
+    def __init__(self, *args, user=None, **kwargs):
+        start(self, *args, user=agent if user is None else user, **kwargs)
+
+    subprocess.Popen.__init__ = __init__
+    subprocess.Popen._toolgym_agent = True
+
+
+def _agent_pids(agent: int) -> list[int]:
+    """Live processes of the agent's uid, but PID 1 (the sandbox server) and this one."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, os.getpid()):
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("Uid", "-1").split()[0]) == agent and fields.get("State", "").split()[:1] != ["Z"]:
+            out.append(int(name))
+    return out
+
+
+def stop_agent_processes(timeout_s: float = 3.0) -> int:
+    """Kill every process of the agent (stop them all, then kill, until none is left: a fork bomb cannot outrun
+    it) and reap this process's children; how many are still alive after `timeout_s` (0: checked, none)."""
+    import time
+
+    agent = os.geteuid()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pids = _agent_pids(agent)
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+        while True:  # the dead among this process's own children
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not pids:
+            return 0
+        if time.monotonic() > deadline:
+            return len(_agent_pids(agent))
+        time.sleep(0.002)

@@ -35,12 +35,20 @@ def test_agent_code_cannot_read_the_store_or_the_verifier(code_env):
     assert code_env.env_dir.name not in out
 
 
-def test_agent_that_kills_the_env_server_ends_the_episode(code_env):
+def test_agent_code_cannot_kill_the_env_server(code_env):
     code_env.reset(seed=0)
+    out = _call(code_env, "run_shell", command="kill -9 $PPID; kill -9 -1; echo still-here")
+    assert "still-here" in out or "not permitted" in out
+    assert "core.py" in _call(code_env, "list_files")  # the same episode goes on
+
+
+def test_an_env_server_that_dies_ends_the_episode(code_env):
+    code_env.reset(seed=0)
+    code_env.lease.server.session.close()  # as if it had died
     _, reward, terminated, truncated, info = code_env.step(
-        {"tool_calls": [{"name": "run_shell", "arguments": {"command": "kill -9 $PPID"}}]}
+        {"tool_calls": [{"name": "list_files", "arguments": {}}]}
     )
-    assert truncated and not terminated and reward == 0.0 and "env server" in info["env_error"]
+    assert truncated and not terminated and reward == 0.0 and info["env_error"]
     code_env.reset(seed=0)  # a verified sandbox reset and a new env server
     assert "core.py" in _call(code_env, "list_files")
 

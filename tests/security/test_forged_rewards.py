@@ -67,3 +67,42 @@ def test_the_real_fix_scores_one(docker_backend):
     """The control: the same path scores a genuine fix."""
     reward, verdict = episode(docker_backend, call("replace_in_file", **FIX))
     assert reward == 1.0, verdict
+
+
+def _shell(env, command: str) -> str:
+    _, _, _, _, info = env.step(call("run_shell", command=command))
+    return info["messages"][-1]["content"]
+
+
+def test_agent_code_runs_as_the_agent_and_cannot_touch_the_env_server(docker_backend):
+    """Programs the env server's tools start are agent code: they run as the sandbox user, not as the env
+    server's protected uid, so they cannot signal or trace it."""
+    env = toolgym.make(ENV, backend=docker_backend)
+    try:
+        env.reset(seed=0)
+        uids = _shell(env, "grep Uid /proc/self/status")
+        assert uids.split()[-4:] == ["1000"] * 4, uids
+        out = _shell(env, "kill -9 -1; echo done")
+        assert "done" in out or "exit code" in out
+        # the env server is alive: the fix still scores
+        env.step(call("replace_in_file", **FIX))
+        _, reward, terminated, _, info = env.step({"content": "Fixed it."})
+        assert terminated and reward == 1.0 and "env_error" not in info, info.get("verdict")
+    finally:
+        env.close()
+
+
+def test_every_agent_process_is_dead_before_the_verifier_runs(docker_backend):
+    """A daemon the agent leaves behind (escaping its command's process group) is gone by verification."""
+    env = toolgym.make(ENV, backend=docker_backend)
+    try:
+        env.reset(seed=0)
+        _shell(env, "setsid nohup sh -c 'while true; do sleep 0.05; done' > /dev/null 2>&1 &")
+        ps = "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"
+        assert "while true" in env.lease.sandbox.run(ps, timeout_s=5).stdout
+        env.step(call("replace_in_file", **FIX))
+        _, reward, terminated, _, _ = env.step({"content": "Fixed it."})
+        assert terminated and reward == 1.0
+        assert "while true" not in env.lease.sandbox.run(ps, timeout_s=5).stdout
+    finally:
+        env.close()
