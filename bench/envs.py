@@ -19,8 +19,8 @@ from pathlib import Path
 
 from toolgym.envs import ToolEnv, load_tasks, sandbox_mounts
 from toolgym.envs.inside.envserver import EnvServer
-from toolgym.synth.reference import reference_envs, reference_store
 from toolgym.sandbox import Limits, SandboxPool, get_backend
+from toolgym.synth.reference import reference_envs, reference_store
 
 LIMITS = Limits(memory_mb=512, timeout_s=30)
 

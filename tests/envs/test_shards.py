@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from toolgym.envs import load_tasks
-from toolgym.synth.reference import reference_envs
 from toolgym.envs.shards import read_task_shards, write_task_shards
+from toolgym.synth.reference import reference_envs
 
 
 def all_reference_tasks():
