@@ -194,16 +194,18 @@ def call_in_child(path: str, calls: list, timeout_s: float = 60.0) -> list | Non
     return results
 
 
-def same_behaviour(path: str, cases: list, timeout_s: float = 60.0) -> tuple[bool, str]:
-    """Whether the code under `path` returns what it should for every case ([module, function, arguments,
-    expected `plain` value]); (all right, the first wrong call or why none could be judged). The comparison runs
-    here, on plain data, never in the process that imported the code."""
-    got = call_in_child(path, [c[:3] for c in cases], timeout_s)
+def same_behaviour(path: str, timeout_s: float = 60.0, **groups: list) -> tuple[bool, str]:
+    """Whether the code under `path` returns what it should for every case of every group (`hidden=[...],
+    original=[...]`; a case is [module, function, arguments, expected `plain` value]); (all right, the first
+    wrong call and its group, or why none could be judged). One fresh interpreter makes every call; the
+    comparison runs here, on plain data, never in the process that imported the code."""
+    cases = [(group, c) for group, items in groups.items() for c in items]
+    got = call_in_child(path, [c[:3] for _, c in cases], timeout_s)
     if got is None:
         return False, "the code under test gave no readable results (it crashed, exited early or timed out)"
-    for (_, name, args, want), result in zip(cases, got, strict=True):
+    for (group, (_, name, args, want)), result in zip(cases, got, strict=True):
         if not isinstance(result, dict) or result.get("value", _MISSING) != want:
-            return False, f"{name}{args} is wrong"
+            return False, f"the {group} tests fail: {name}{args} is wrong"
     return True, "every call returns what it should"
 
 

@@ -10,10 +10,7 @@ from toolgym_env import same_behaviour
 
 def check_fix(ctx, answer, calls, hidden_cases: list, visible_cases: list):
     """Reward 1 when the hidden calls return what they should and the visible tests' calls still do."""
-    ok, why = same_behaviour(ctx.state_dir, hidden_cases)
+    ok, why = same_behaviour(ctx.state_dir, hidden=hidden_cases, visible=visible_cases)
     if not ok:
-        return 0.0, "the hidden tests fail: " + why
-    ok, why = same_behaviour(ctx.state_dir, visible_cases)
-    if not ok:
-        return 0.0, "the fix breaks the visible tests: " + why
+        return 0.0, why
     return 1.0, "hidden and visible tests pass"
