@@ -10,6 +10,7 @@ it needs them to start trusted Python kernels under a second uid (inside/caps.py
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from . import reaper
@@ -30,6 +31,9 @@ from .errors import SandboxDied, SandboxUnavailable
 from .image import default_image, image_present
 from .limits import Limits
 from .paths import lock_sandbox_dir, new_sandbox_dir, remove_sandbox_dir
+
+CREATE_TRIES = 3
+"""Tries to create and start a container when the engine answers 5xx."""
 
 INSIDE = Path(__file__).resolve().parent / "inside"
 LABEL = "toolgym.sandbox"
@@ -78,24 +82,37 @@ class DockerBackend:
             init=False,
         )
         labels = {LABEL: "1", "toolgym.run": run_id, "toolgym.owner": self.owner.label()}
-        try:
-            created = self.api.create_container(
-                self.image,
-                command=server_command(trusted_uid=TRUSTED_UID),
-                user="0:0",  # the server becomes SANDBOX_UID before it does anything else
-                working_dir=WORKSPACE,
-                environment={"HOME": WORKSPACE, "LANG": "C.UTF-8"},
-                hostname="sandbox",
-                labels=labels,
-                host_config=host_config,
-                network_disabled=not limits.network,
-            )
-            container_id = created["Id"]
-            reaper.track(container_id)
-            self.api.start(container_id)
-        except Exception as exc:
-            remove_sandbox_dir(host_dir)
-            raise SandboxUnavailable(f"Docker could not start a sandbox from {self.image}: {exc}") from None
+        for attempt in range(CREATE_TRIES):
+            container_id = None
+            try:
+                created = self.api.create_container(
+                    self.image,
+                    command=server_command(trusted_uid=TRUSTED_UID),
+                    user="0:0",  # the server becomes SANDBOX_UID before it does anything else
+                    working_dir=WORKSPACE,
+                    environment={"HOME": WORKSPACE, "LANG": "C.UTF-8"},
+                    hostname="sandbox",
+                    labels=labels,
+                    host_config=host_config,
+                    network_disabled=not limits.network,
+                )
+                container_id = created["Id"]
+                reaper.track(container_id)
+                self.api.start(container_id)
+                break
+            except Exception as exc:
+                if container_id is not None:
+                    self._remove(container_id)
+                # dockerd answers a rare 500 under concurrent creates (seen here: "invalid character 'P'
+                # looking for beginning of value"); that is the engine's hiccup, worth another try.
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if attempt + 1 < CREATE_TRIES and status is not None and status >= 500:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                remove_sandbox_dir(host_dir)
+                raise SandboxUnavailable(
+                    f"Docker could not start a sandbox from {self.image}: {exc}"
+                ) from None
         handle = Handle(
             container_id[:12],
             self.name,
@@ -127,13 +144,15 @@ class DockerBackend:
             return ""
 
     def stop(self, handle: Handle) -> None:
-        container_id = handle.extra["container"]
+        self._remove(handle.extra["container"])
+        remove_sandbox_dir(handle.host_dir)
+
+    def _remove(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True)
         except Exception:  # noqa: BLE001 - already gone is fine; the reaper retries anything else
             pass
         reaper.untrack(container_id)
-        remove_sandbox_dir(handle.host_dir)
 
     def oom_kills(self, handle: Handle) -> int | None:
         return None  # the server reads the container's own cgroup counter
