@@ -81,8 +81,19 @@ class LLMUser:
             return None
         self._turns[key] = self._turns.get(key, 0) + 1
         body = {"model": self.model, "messages": self.view(messages, instructions), **self.sampling}
-        response = self.http.post(self.url, json=body)
-        response.raise_for_status()
-        text = ((response.json().get("choices") or [{}])[0].get("message") or {}).get("content") or ""
-        text = text.strip()
+        import httpx
+
+        from .clients import ModelServerBadResponse, ModelServerError
+        from .encodings._safe import clean_text
+
+        try:
+            response = self.http.post(self.url, json=body)
+            response.raise_for_status()
+            text = ((response.json().get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        except (httpx.HTTPError, ValueError, AttributeError, IndexError, TypeError) as exc:
+            # The user's model server is infrastructure: its failure is never the agent's (a RuntimeError, so
+            # the rollout runner retries the episode).
+            kind = ModelServerBadResponse if not isinstance(exc, httpx.HTTPError) else ModelServerError
+            raise kind(f"the simulated user's model server failed: {type(exc).__name__}: {exc}") from None
+        text = clean_text(str(text)).strip()
         return None if not text or STOP in text else text

@@ -91,3 +91,21 @@ def test_llm_user_plays_the_user_from_instructions():
     sent = user_model.requests[0][1]["messages"]
     assert sent[0]["role"] == "system" and "trip to Rome" in sent[0]["content"]
     assert sent[-1] == {"role": "user", "content": "Where to?"}  # roles swapped for the user model
+
+
+def test_a_failing_user_model_server_is_an_infrastructure_failure():
+    """The simulated user's server is infrastructure: 5xx or garbage from it raise a ModelServerError (which the
+    rollout runner retries), never an unclassified exception."""
+    import pytest
+    from toolgym.agent.clients import ModelServerError
+
+    class Task:
+        id = "t"
+        user_instructions = "You want a trip."
+
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Where to?"}]
+    for reply in [(500, {"error": {"message": "overloaded"}}), (200, "not json at all")]:
+        with serve(FakeModel(reply)) as url:
+            user = LLMUser(url, "m")
+            with pytest.raises(ModelServerError, match="simulated user"):
+                user.reply(messages, Task())
