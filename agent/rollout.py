@@ -157,8 +157,8 @@ async def rollout(
 
     budgets = budgets or Budgets()
     store = TrajectoryStore(out_dir)
-    # One writer per run folder; released at the end (below), else when `store` is collected or the process
-    # ends (the OS drops a flock with its holder, crash and SIGKILL included).
+    # One writer per run folder; released at the end or on an error (below), else when the process ends (the
+    # OS drops a flock with its holder, crash and SIGKILL included).
     store.acquire()
     done = store.done_keys(retry_infra=retry_infra)
     items = [(t, s) for t in corpus.tasks for s in range(samples_per_task) if f"{t.id}#{s}" not in done]
@@ -307,6 +307,9 @@ async def rollout(
     try:
         await asyncio.gather(*(worker() for _ in range(max(1, min(in_flight, len(items))))))
         await flush(force=True)
+    except BaseException:
+        store.release()  # what was committed stays; the folder is free for the next (resuming) run at once
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import json
 import os
 import socket
@@ -174,10 +173,7 @@ class TrajectoryStore:
                 except BlockingIOError:
                     if attempt == 9:
                         raise
-                    # A store of this process that an exception left unreachable (a traceback cycle) holds it
-                    # until collected, and `busy()` (eval) holds it shared for an instant: collect, look again
-                    # for 0.2 s. A live writer keeps it.
-                    gc.collect()
+                    # `busy()` (eval) holds it shared for an instant: look again for 0.2 s. A live writer keeps it.
                     time.sleep(0.02)
         except BlockingIOError:
             lock.seek(0)
