@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import queue
+import resource
 import select
 import selectors
 import shutil
@@ -924,6 +925,7 @@ class Server:
         self.idle_workers = 0
         self.workers = 0
         self.stopping = False
+        self.pinned = 0
 
     # Each request names an operation; the handlers return a dict or raise RequestError.
     def handle(self, req: dict) -> dict:
@@ -935,6 +937,7 @@ class Server:
                 "generation": self.generation,
                 "trusted_uid": PRIVILEGES.trusted_uid,
                 "refused": self.refused,
+                "pinned": self.pinned,
             }
         if op == "run":
             return run_command(req, self.workspace, self.base_env)
@@ -1265,6 +1268,42 @@ def remove_sysv_ipc() -> None:
             lib.msgctl(ident, ipc_rmid, None)
 
 
+MLOCK_ONFAULT = 1
+
+
+def pin_memory(maps: str = "/proc/self/maps") -> int:
+    """Keep the server's code in memory; returns the bytes of mappings locked.
+
+    When a command fills the sandbox's memory, the kernel reclaims file pages before it OOM-kills anything
+    (anonymous pages have nowhere to go: no swap). Unpinned, the server's own code goes first and every answer
+    it gives the host waits on the disk to fault it back in (measured: pings of 0.8-2 s during a memory bomb
+    on a machine with busy I/O). So lock its file mappings, executable ones first, then read-only ones, within
+    RLIMIT_MEMLOCK (the default 8 MiB holds the interpreter's and libc's; no capability needed). ONFAULT:
+    pages are locked as they are touched, none read in for nothing."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "mlock2"):
+        return 0
+    budget, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    regions = []
+    try:
+        with open(maps) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 6 or not fields[5].startswith("/") or "w" in fields[1]:
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                regions.append(("x" not in fields[1], start, end - start))
+    except OSError:
+        return 0
+    locked = 0
+    for _, start, size in sorted(regions):
+        if budget != resource.RLIM_INFINITY and locked + size > budget:
+            continue
+        if libc.mlock2(ctypes.c_void_p(start), ctypes.c_size_t(size), MLOCK_ONFAULT) == 0:
+            locked += size
+    return locked
+
+
 def harden() -> None:
     """Non-dumpable: processes of the same uid cannot ptrace this one or open its memory."""
     caps.set_dumpable(False)
@@ -1298,6 +1337,7 @@ def main() -> None:
         signal.signal(signal.SIGTERM, stop)
     server.listen()
     server.start_workers()
+    server.pinned = pin_memory()  # after the workers: what they loaded is mapped
     server.start_spare()
     server.serve_forever()
 

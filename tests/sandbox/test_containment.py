@@ -109,6 +109,14 @@ def test_server_cannot_be_traced_or_killed_by_agent_code(sandbox):
     sandbox.ping()  # the server (PID 1) survived kill -9 from inside
 
 
+def test_server_code_is_pinned_and_agent_commands_start_with_nothing_locked(sandbox):
+    """The server locks its code pages so a memory bomb cannot evict them (its answers would wait on the disk);
+    locks do not pass to children, so agent commands start with none."""
+    assert sandbox.client.call("ping")["pinned"] >= 4 << 20  # the interpreter's and libc's code at least
+    r = sandbox.run(["sh", "-c", "grep VmLck /proc/self/status"])
+    assert r.stdout.split()[1] == "0", r.stdout
+
+
 def test_trusted_session_cannot_be_traced_but_an_agent_session_can(sandbox):
     """toolgym's own session (an env server) is non-dumpable like the server; agent sessions are ordinary."""
     probe = (
