@@ -10,6 +10,7 @@ import datetime as _dt
 import hashlib
 import os
 import random
+import re as _re
 import sqlite3
 
 ACCESS = ("read", "write")
@@ -210,3 +211,143 @@ def same_behaviour(path: str, timeout_s: float = 60.0, **groups: list) -> tuple[
 
 
 _MISSING = object()
+
+
+# -- reading a free-text answer -----------------------------------------------------------------------------------
+# The one normalizer of every verifier that reads an answer (README, "Answers"). A correct answer must never fail
+# on its format: currency signs and codes, units, thousands separators, decimal commas and prose around it are
+# all accepted. It must never pass on a hedge either: a number is read at one place only (the first after the
+# answer marker, else after the last cue word), and a name passes only when it is the one candidate named.
+
+
+_ANSWER_TAG = _re.compile(r"<answer>(.*?)</answer>", _re.IGNORECASE | _re.DOTALL)
+_ANSWER_MARK = _re.compile(r"\banswer[ \t]*[:=][ \t]*", _re.IGNORECASE)
+_NUMBER = _re.compile(
+    r"(?<![\w.])[-+\u2212]?(?:\d{1,3}(?:[,'\u2019\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d{1,3}(?:\.\d{3})+,\d+|\d{1,3}(?:\.\d{3}){2,}|\d+(?:[.,]\d+)?|[.,]\d+)"
+)
+_CUE = _re.compile(
+    r"\b(?:is|are|was|were|equals?|totals?|comes? to|costs?|makes?|gives?|would be|will be|result)\b|[=:]",
+    _re.IGNORECASE,
+)
+_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+).split()
+_WORD_NUMBER = _re.compile(r"\b(" + "|".join(_WORDS) + r")\b", _re.IGNORECASE)
+_ARTICLES = _re.compile(r"\b(?:the|a|an)\b")
+
+
+def answer_text(answer) -> str:
+    """The part of a free-text answer that is the answer: inside the last `<answer>...</answer>`, else the
+    line after the first `ANSWER:` (or the block below it, where the line is empty), else the whole text."""
+    text = "" if answer is None else str(answer)
+    tags = _ANSWER_TAG.findall(text)
+    if tags:
+        return tags[-1].strip()
+    mark = _ANSWER_MARK.search(text)
+    if mark:
+        rest = text[mark.end() :]
+        line = rest.split("\n", 1)[0].strip()
+        # "ANSWER:" alone on its line introduces a block (a list): up to the first blank line
+        return line or rest.strip().split("\n\n", 1)[0].strip()
+    return text.strip()
+
+
+def _to_float(token: str) -> float | None:
+    for mark in ("\u00a0", "\u202f", " ", "'", "\u2019"):
+        token = token.replace(mark, "")
+    token = token.replace("\u2212", "-")
+    sign, digits = ("-" if token.startswith("-") else ""), token.lstrip("+-")
+    if "," in digits and "." in digits:  # the later separator is the decimal one: 1,234.50 and 1.234,50
+        thousands, decimal = (",", ".") if digits.rfind(",") < digits.rfind(".") else (".", ",")
+        digits = digits.replace(thousands, "").replace(decimal, ".")
+    else:
+        sep = "," if "," in digits else "." if digits.count(".") > 1 else ""
+        groups = digits.split(sep) if sep else [digits]
+        if len(groups) > 1 and 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:]):
+            digits = "".join(groups)  # 1,234 and 1.234.567 group thousands
+        elif sep == "," and len(groups) == 2:
+            digits = ".".join(groups)  # 47,89: a decimal comma
+    try:
+        return float(sign + digits)
+    except ValueError:
+        return None
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in `text`, in order (digits in any common format; the words zero to twenty)."""
+    found = [(m.start(), _to_float(m.group())) for m in _NUMBER.finditer(text)]
+    found += [(m.start(), float(_WORDS.index(m.group(1).lower()))) for m in _WORD_NUMBER.finditer(text)]
+    return [v for _, v in sorted(found, key=lambda p: p[0]) if v is not None]
+
+
+def answer_number(answer) -> float | None:
+    """The number an answer gives: the first one after the answer marker (`ANSWER:` or `<answer>`); without a
+    marker, the only value written, else the first number after the last cue word ("is", "total", "=", ...),
+    else the first number."""
+    text = answer_text(answer)
+    marked = text != ("" if answer is None else str(answer)).strip()
+    values = numbers_in(text)
+    if not values:
+        return None
+    if marked or len(set(values)) == 1:
+        return values[0]
+    cues = list(_CUE.finditer(text))
+    if cues:
+        after = numbers_in(text[cues[-1].end() :])
+        if after:
+            return after[0]
+    return values[0]
+
+
+def same_number(given: float | None, expected: float, places: int = 2) -> bool:
+    """Equal to `places` decimals (money to the cent); None never matches."""
+    if given is None:
+        return False
+    return abs(round(given, places) - round(float(expected), places)) < 0.5 * 10**-places + 1e-9
+
+
+def normalize_text(value) -> str:
+    """A name or phrase compared the way a person reads it: case, accents of quotes, articles, punctuation and
+    spacing do not count."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", "" if value is None else str(value))
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    text = _ARTICLES.sub(" ", _re.sub(r"[^\w@.+-]+", " ", text).replace("_", " "))
+    return " ".join(text.split()).strip(" .")
+
+
+def _mentions(text: str, name: str) -> bool:
+    return bool(name) and _re.search(r"(?<!\w)" + _re.escape(name) + r"(?!\w)", text) is not None
+
+
+def same_answer(answer, expected, choices=None) -> bool:
+    """Whether a free-text answer gives `expected`: a number (int/float, or text that is one number) by
+    `answer_number`; a name by `normalize_text` equality, or, where the task lists the `choices` it could be,
+    by naming `expected` and no other choice (so "It's Swift Orchard, at $12" passes and a list of every
+    candidate does not)."""
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return same_number(answer_number(answer), expected)
+    numeric = _NUMBER.fullmatch(str(expected).strip().strip("$\u20ac\u00a3\u00a5 "))
+    if numeric:
+        return same_number(answer_number(answer), _to_float(numeric.group()) or 0.0)
+    want = normalize_text(expected)
+    got = normalize_text(answer_text(answer))
+    if got == want:
+        return True
+    if choices:
+        named = {normalize_text(c) for c in choices if _mentions(got, normalize_text(c))}
+        # a longer choice that contains the expected name ("Swift Orchard 45" vs "Swift Orchard 4") is not it
+        named = {n for n in named if not any(n != m and _mentions(m, n) for m in named)}
+        return named == {want}
+    return False
+
+
+def same_items(answer, expected: list) -> bool:
+    """Whether an answer lists exactly the `expected` names (any order, separated by commas, semicolons, "and"
+    or new lines)."""
+    parts = _re.split(r"\s*(?:[,;\n]|\band\b|&)\s*", answer_text(answer))
+    parts = [_re.sub(r"^(?:[-*\u2022]|\d+[.)])\s+", "", p) for p in parts]  # list bullets
+    got = sorted(p for p in (normalize_text(x) for x in parts) if p)
+    return got == sorted(normalize_text(x) for x in expected)
