@@ -111,6 +111,27 @@ class Context:
                 pass
 
 
+NEW_ID = _re.compile(r"\b[A-Za-z]+-?[0-9A-F]{4}\d{4}\b")
+"""What `Context.new_id` makes (a letter prefix, the task's 4-hex tag, a 4-digit counter). Seed data ids must
+not look like it: keep them short ("R0041")."""
+
+
+def state_digest(db) -> str:
+    """sha256 of every table's rows (sorted), with the ids episodes create masked: an agent that makes the same
+    changes in another order gets other new ids and the same digest."""
+    import json
+
+    h = hashlib.sha256()
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    for table in tables:
+        rows = sorted(
+            NEW_ID.sub("<new>", json.dumps(list(r), default=str))
+            for r in db.execute("SELECT * FROM " + table)
+        )
+        h.update(table.encode() + b"\0" + "\n".join(rows).encode() + b"\0")
+    return h.hexdigest()
+
+
 # -- judging agent code across a process boundary ---------------------------------------------------------------
 # A verifier never trusts the exit code, output or objects of a process that imported agent code. It sends the
 # calls to make to a fresh interpreter (the agent's process: it may print, patch builtins or exit as it likes),
