@@ -5,12 +5,11 @@ trap beside each link, and the documents that state them, written to state/db.sq
 from __future__ import annotations
 
 import random
-import re
 import sqlite3
-from functools import cache
 from pathlib import Path
 
-from ..family import jinja
+from toolgym.envs.inside.toolgym_env import normalize_text
+
 from ..reference.search.build import SYL
 
 FILLER = [
@@ -32,17 +31,10 @@ SYLLABLES = [
 """Syllable sets of the generated names (the first is the reference environment's): one per variant."""
 
 
-@cache
-def _normalize():
-    """The verifiers' `normalize` (templates/search/normalize.j2), run here as the verifiers run it."""
-    namespace = {"re": re}
-    exec(jinja(True).get_template("search/normalize.j2").module.normalize(), namespace)
-    return namespace["normalize"]
-
-
 def normalize(text: str) -> str:
-    """A name as every search verifier reads it: lower case, words and digits only, no articles."""
-    return _normalize()(text)
+    """A name as every search verifier reads it (`toolgym_env.normalize_text`, the shared answer normalizer):
+    case, punctuation and articles do not count."""
+    return normalize_text(text)
 
 
 def _words(text: str) -> list[str]:
@@ -145,7 +137,8 @@ def _body(theme: dict, e: dict, level: list[dict], rng: random.Random) -> str:
 
 def make_corpus(path: Path, theme: dict, cfg: dict, rng: random.Random) -> None:
     """Write state/db.sqlite: `docs` (FTS5) is what the tools search; `entities` (each document's entity type,
-    year and links) is what the verifier and the question writer read, and no tool exposes it."""
+    year, links and name stem: look-alikes share it) is what the verifier and the question writer read, and no
+    tool exposes it."""
     levels = _make_entities(theme, cfg, rng)
     entities = [e for level in levels for e in level]
     numbers = rng.sample(range(1, 10 ** cfg["id_width"]), len(entities))
@@ -153,7 +146,7 @@ def make_corpus(path: Path, theme: dict, cfg: dict, rng: random.Random) -> None:
         e["doc_id"] = f"{cfg['id_prefix']}{n:0{cfg['id_width']}d}"
     rows = [
         (e["doc_id"], e["title"], _body(theme, e, levels[e["kind"]], rng), e["ref"], e["kind"], e["year"],
-         e.get("main", {}).get("doc_id"), e.get("trap", {}).get("doc_id"))
+         e.get("main", {}).get("doc_id"), e.get("trap", {}).get("doc_id"), e["stem"])
         for e in entities
     ]  # fmt: skip
     rng.shuffle(rows)
@@ -163,9 +156,11 @@ def make_corpus(path: Path, theme: dict, cfg: dict, rng: random.Random) -> None:
     db.executescript(
         "CREATE VIRTUAL TABLE docs USING fts5(doc_id UNINDEXED, title, body);"
         "CREATE TABLE entities (doc_id TEXT PRIMARY KEY, title TEXT UNIQUE, ref TEXT, kind INTEGER,"
-        " year INTEGER, main TEXT, trap TEXT);"
+        " year INTEGER, main TEXT, trap TEXT, stem TEXT);"
     )
     db.executemany("INSERT INTO docs VALUES (?, ?, ?)", [r[:3] for r in rows])
-    db.executemany("INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?)", [(r[0], r[1], *r[3:]) for r in rows])
+    db.executemany(
+        "INSERT INTO entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(r[0], r[1], *r[3:]) for r in rows]
+    )
     db.commit()
     db.close()

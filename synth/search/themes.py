@@ -182,7 +182,7 @@ THEMES: list[dict] = [
         _rel("The first keeper of {a} was {b}.", "{b} relieved the keeper of {a} one winter.", "the first keeper of {{ x }}"),
         _rel("{a} was born on {b}.", "{a} kept a boat on {b}.", "the island where {{ x }} was born"),
         _rel("{a} is part of {b}.", "{a} can be seen from {b}.", "the island group that includes {{ x }}"),
-        _rel("{a} lie in {b}.", "{a} shelter fishing boats from {b}.", "the sea in which {{ x }} lie"),
+        _rel("{a} lie in {b}.", "{a} shelter fishing boats from {b}.", "the sea around {{ x }}"),
     ], "had the first keeper who was born {{ dir }}"),
     _theme("football_clubs", "football clubs and grounds", [
         _type("club", "{s} United|{s} Rovers|{s} Athletic|{s} Wanderers", "was formed", (1860, 1930)),

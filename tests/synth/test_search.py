@@ -56,7 +56,7 @@ def test_plan_sizes_and_ids():
         assert len(search.plan(scale)) == n_envs
     full = search.plan("full")
     ids = [search.env_id(k) for k in full]
-    assert len(set(ids)) == len(ids) == 160
+    assert len(set(ids)) == len(ids) == 208
     assert all(re.fullmatch(ID_PATTERN, i) and i.startswith("search_") for i in ids)
     assert {search.domain(k) for k in full} == set(THEME)
     assert len({search.domain(k) for k in search.plan("tiny")}) == 2
@@ -129,13 +129,24 @@ def test_reference_searches_find_the_hop_documents(tiny, tmp_path):
         server.close()
 
 
-def test_difficulty_ladder_and_guesses(tiny):
+def test_difficulty_ladder_features_and_guesses(tiny):
+    """Every level is present; a harder kind reads more documents and records more constraints."""
     cands = [c for _, _, cs in tiny for c in cs]
     assert {c.difficulty for c in cands} == {1, 2, 3, 4, 5}
+    docs = {"one_hop": 1, "two_hop": 2, "three_hop": 3, "compare": 4, "four_hop": 4, "compare_deep": 6}
+    calls = {}
     for c in cands:
+        kind = c.template.split("/")[1]
         assert c.guess != c.params["expected"]
-        assert len(c.params["hops"]) == (4 if c.difficulty == 4 else min(c.difficulty, 4))
-        assert c.template.startswith("search/")
+        assert len(c.params["hops"]) == docs[kind]
+        f = c.extra["features"]
+        assert set(f) == {"constraints", "distractors", "user_facts"} and all(
+            type(v) is int for v in f.values()
+        )
+        assert f["constraints"] == docs[kind] + kind.startswith("compare") and f["distractors"] >= 1
+        calls.setdefault(c.difficulty, []).append(len(c.solution))
+    means = [sum(v) / len(v) for _, v in sorted(calls.items())]
+    assert means == sorted(means) and len(set(means)) == 5
 
 
 def _variant_env(store: Path, **want) -> tuple[tuple, Path]:
@@ -151,8 +162,8 @@ def _first_task(env: Path, key, difficulty: int):
 
 
 def test_verifier_rules(tmp_path):
-    """Look-alike answers, missing evidence, long answers and unsubmitted answers fail; find counts as read."""
-    key, env = _variant_env(tmp_path, evidence="opened", submit=False)
+    """Look-alike hedges, missing evidence and unsubmitted answers fail; find counts as a read; prose passes."""
+    key, env = _variant_env(tmp_path, evidence="read", submit=False)
     c = _first_task(env, key, 2)
     task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, _ = _server(env, tmp_path / "scratch")
@@ -163,21 +174,24 @@ def test_verifier_rules(tmp_path):
     both = f"{c.params['expected']} or maybe {c.guess}"
     assert run(server, task, c.solution, both) == 0.0  # naming a second candidate of the type
     assert run(server, task, c.solution[:-1], c.answer) == 0.0  # the last hop never opened
-    assert run(server, task, c.solution, c.answer + " " + "word " * 15) == 0.0
+    prose = f"After reading both documents I am confident: it is {c.params['expected'].upper()}, as stated."
+    assert run(server, task, c.solution, prose) == 1.0
     server.close()
 
-    key, env = _variant_env(tmp_path, evidence="searched", submit=True)
+    key, env = _variant_env(tmp_path, evidence="named", submit=True)
     c = _first_task(env, key, 3)
     task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, submit = _server(env, tmp_path / "scratch2")
-    query_arg = search.variant_config(key, 0)["names"]["query_arg"]
-    opens_only = [x for x in c.solution if query_arg not in x.arguments]
-    assert run(server, task, opens_only, None) == 0.0  # the rule asks for each entity searched by name
+    n = search.variant_config(key, 0)["names"]
+    searches_only = [x for x in c.solution if n["query_arg"] in x.arguments or x.name == submit]
+    assert run(server, task, searches_only, None) == 1.0  # the rule: a search by full name is evidence too
     no_submit = [x for x in c.solution if x.name != submit]
     assert run(server, task, no_submit, c.params["expected"]) == 0.0  # said, not submitted
+    vague = [ToolCall(name=n["search"], arguments={n["query_arg"]: "was born"})]
+    assert run(server, task, vague + [c.solution[-1]], None) == 0.0  # no hop's document nor name
     server.close()
 
-    key, env = _variant_env(tmp_path, evidence="read")
+    key, env = _variant_env(tmp_path, evidence="read", find=True)
     c = _first_task(env, key, 2)
     task = {"id": "t", "verifier": c.verifier, "params": c.params}
     server, _, _ = _server(env, tmp_path / "scratch3")
@@ -189,6 +203,8 @@ def test_verifier_rules(tmp_path):
         for x in c.solution
     ]
     assert run(server, task, finds, c.answer) == 1.0  # searching inside a document counts as reading it
+    opens_only = [x for x in c.solution if n["query_arg"] not in x.arguments]
+    assert run(server, task, opens_only, c.answer) == 1.0  # the searches are a way, not a rule
     server.close()
 
 
@@ -210,6 +226,68 @@ def test_full_plan_is_distinct(tmp_path):
         k = family.distinctness_key(env)
         keys.add(k)
         shapes.add(k.rsplit("-", 1)[0])
-    assert len(keys) == len(shapes) == 160
+    assert len(keys) == len(shapes) == 208
     configs = [json.dumps(search.variant_config(k, 0), sort_keys=True) for k in search.plan("full")]
-    assert len(set(configs)) == 160
+    assert len(set(configs)) == 208
+
+
+RELATIVE = re.compile(r"\b(?:that|which|who|whose)\b", re.IGNORECASE)
+SNAKE = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")
+ARTICLE = re.compile(r"\b(?:a (?=[aeiou])|an (?=[^aeiou\W]))", re.IGNORECASE)
+"""An article error: "a" before a vowel, "an" before a consonant (the names here have no silent letters)."""
+
+
+def prose_problems(prompt: str) -> list[str]:
+    """What reads as generated in a prompt: a sentence nesting more than two relative clauses, a snake_case
+    identifier, an article that does not fit its word."""
+    out = []
+    for sentence in re.split(r"(?<=[.?!:])\s+", prompt):
+        if len(RELATIVE.findall(sentence)) > 2:
+            out.append("nested: " + sentence)
+    out += ["snake_case: " + m for m in SNAKE.findall(prompt)]
+    out += ["article: " + prompt[m.start() : m.start() + 12] for m in ARTICLE.finditer(prompt)]
+    return out
+
+
+def test_prose_checker_catches_nested_questions():
+    nested = (
+        "Name the upland where the river that flows through the town where the founder of the company that "
+    )
+    nested += "acquired the firm which built the Kel Works was born rises."
+    assert prose_problems(nested)
+    assert prose_problems("Cancel my laundry_order R0009.") and prose_problems("Add a apple.")
+    assert not prose_problems(
+        "Find the founder of the Kel Works. Then find the town where this person was born."
+    )
+
+
+def test_demo_prompts_read_as_sequential_sentences(tmp_path):
+    """Every prompt of the demo plan: no sentence with more than two relative pronouns, no snake_case, no
+    broken article; a question of several hops is several sentences."""
+    n_tasks = search.SCALES["demo"][1]
+    for key in search.plan("demo"):
+        env = search.build_env(tmp_path, key, 0)
+        for c in search.make_tasks(env, key, 0, n_tasks):
+            assert not prose_problems(c.prompt[0]), c.prompt[0]
+            if c.template.split("/")[1] in ("two_hop", "three_hop", "four_hop", "compare_deep"):
+                assert len(re.findall(r"[.?!](?:\s|$)", c.prompt[0])) >= 3, c.prompt[0]
+
+
+def test_harden_adds_a_hop_or_a_document_and_stays_valid(tiny, tmp_path):
+    """`harden` turns a question into one that reads more documents; the harder task still validates."""
+    for _, env, cands in tiny:
+        server, _, submit = _server(env, tmp_path / env.name)
+        key = next(k for k in search.plan("tiny") if search.env_id(k) == env.name)
+        hardened = 0
+        for c in cands:
+            h = search.harden(env, key, 0, c, "too_easy")
+            if h is None:
+                continue
+            hardened += 1
+            assert len(h.params["hops"]) > len(c.params["hops"])
+            assert h.extra["features"]["constraints"] > c.extra["features"]["constraints"]
+            task = {"id": "h", "verifier": h.verifier, "params": h.params}
+            assert replay(server, task, h.solution, h.answer)["reward"] == 1.0
+            assert replay(server, task, [], h.guess)["reward"] == 0.0
+        assert hardened >= len(cands) // 2
+        server.close()
