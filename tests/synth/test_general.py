@@ -1,4 +1,5 @@
-"""The general family at tiny scale: determinism, valid environments, validated tasks, dedupe, resume."""
+"""The general family (every shape) at tiny scale: determinism, valid environments, validated tasks, dedupe,
+resume."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def corpus(tmp_path_factory):
 def test_every_env_validates_and_is_distinct(corpus):
     out, _ = corpus
     envs = sorted((out / "envs").iterdir())
-    assert len(envs) == general.FAMILY.SCALES["tiny"][0] == len(general.DOMAINS) >= 60
+    assert len(envs) == general.FAMILY.SCALES["tiny"][0] == len(general.shapes())
     keys = {distinctness_key(e) for e in envs}
     assert len(keys) == len(envs)
     tasks = read_task_shards(out / "tasks")
@@ -47,15 +48,17 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
     pipeline.synth_envs(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
     pipeline.synth_tasks(tmp_path / "a", seed=0, scale="tiny", workers=2, only=["general"])
     assert _tree_hash(tmp_path / "a") == _tree_hash(out)
-    general.FAMILY.build_env(tmp_path / "b", ("retail_orders", 0), seed=1)
-    a = (out / "envs" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes()
-    assert (tmp_path / "b" / "gen_retail_orders_v000" / "state" / "db.sqlite").read_bytes() != a
+    key = ("catalogue_orders", 0)
+    general.FAMILY.build_env(tmp_path / "b", key, seed=1)
+    eid = general.FAMILY.env_id(key)
+    a = (out / "envs" / eid / "state" / "db.sqlite").read_bytes()
+    assert (tmp_path / "b" / eid / "state" / "db.sqlite").read_bytes() != a
 
 
 def test_reference_scores_one_do_nothing_and_guess_zero(corpus, tmp_path):
     out, _ = corpus
     tasks = read_task_shards(out / "tasks")
-    assert {t.difficulty for t in tasks} >= {1, 2, 3, 4}
+    assert len({t.difficulty for t in tasks}) >= 3
     for t in tasks[::15]:
         server = LocalEnvServer(Path(out / "envs" / t.env_id))
         task = {"id": t.id, "verifier": t.verifier, "params": t.params}
@@ -78,51 +81,24 @@ def test_manifest_counts_match_shards(corpus):
         assert hashlib.sha256((out / "tasks" / name).read_bytes()).hexdigest() == info["sha256"]
 
 
-def test_quotes_and_the_create_tool_price_by_the_same_rules(tmp_path):
-    """A quote task's expected answer (`price_of`) is what the variant's create tool charges: gold discount,
-    bulk discount and fee included, for every quantity and tier."""
-    d = next(x for x in general.DOMAINS if x["name"] == "retail_orders")
-    cfgs = {v: general.FAMILY.variant_config(("retail_orders", v), 0) for v in range(30)}
-    assert any(c["bulk_min"] for c in cfgs.values()) and any(c["fee"] for c in cfgs.values())
-    assert any(not c["bulk_min"] and not c["fee"] for c in cfgs.values())
-    checked = 0
-    for v in [v for v, c in cfgs.items() if c["bulk_min"] or c["fee"] or c["discount"]][:6]:
-        cfg, n = cfgs[v], general.tool_names(d, cfgs[v]["naming"])
-        env = general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
-        data = general._load(env)
-        server = LocalEnvServer(Path(env))
-        item = max(data["items"], key=lambda i: i["stock"])
-        for actor in data["actors"]:
-            n_open = sum(
-                r["actor_id"] == actor["id"] and r["status"] == d["statuses"][0] for r in data["records"]
-            )
-            for qty in range(1, min(cfg["max_quantity"], item["stock"]) + 1):
-                if n_open >= cfg["max_open"]:
-                    continue
-                server.reset({"id": "quote"})
-                args = {f"{d['actor']}_id": actor["id"], f"{d['item']}_id": item["id"], "quantity": qty}
-                reply = server.call(n["create"], args)
-                assert reply["ok"], reply["content"]
-                total = json.loads(reply["content"])["total"]
-                assert total == general.price_of(cfg, actor["tier"], item["price"], qty)
-                checked += 1
-    assert checked > 20
+def test_every_shape_is_its_own_schema_with_its_own_tools(corpus):
+    """Shapes differ in structure, not nouns: no two shapes share a tool set or a table layout."""
+    import sqlite3
 
-
-def test_quote_tasks_need_the_rules(corpus):
     out, _ = corpus
-    quotes = [t for t in read_task_shards(out / "tasks") if t.provenance.version.startswith("general/quote/")]
-    assert len(quotes) >= 40 and {t.difficulty for t in quotes} <= {3, 4}
-    # the rules decide the answer: ignoring them (list price x quantity) is wrong for most quotes
-    wrong_if_ignored = 0
-    for t in quotes:
-        env = out / "envs" / t.env_id
-        data = general._load(env)
-        name = t.prompt[0].split('"')[1]
-        qty = int(next(w for w in t.prompt[0].replace("x", " ").split() if w.isdigit()))
-        item = next(i for i in data["items"] if i["name"] == name)
-        wrong_if_ignored += f"{item['price'] * qty:.2f}" != t.params["expected"]
-    assert wrong_if_ignored / len(quotes) > 0.5
+    by_shape: dict[str, tuple] = {}
+    for env in sorted((out / "envs").iterdir()):
+        spec = json.loads((env / "env.json").read_text())
+        shape = spec["provenance"]["family"].split("/", 1)[1]
+        tools = frozenset(t["function"]["name"] for t in spec["tools"])
+        db = sqlite3.connect(env / "state" / "db.sqlite")
+        tables = frozenset(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        db.close()
+        assert len(tables) >= 3 and len(tools) >= 6, (shape, tables, tools)
+        by_shape[shape] = (tools, tables)
+    assert len(by_shape) == len(general.shapes())
+    assert len({t for t, _ in by_shape.values()}) == len(by_shape)
+    assert len({t for _, t in by_shape.values()}) == len(by_shape)
 
 
 def test_near_duplicates_are_found():
@@ -135,10 +111,10 @@ def test_near_duplicates_are_found():
 
 
 def test_distinctness_catches_a_copy(tmp_path):
-    a = general.FAMILY.build_env(tmp_path / "s1", ("library_loans", 3), seed=0)
-    b = general.FAMILY.build_env(tmp_path / "s2", ("library_loans", 3), seed=0)
+    a = general.FAMILY.build_env(tmp_path / "s1", ("catalogue_orders", 3), seed=0)
+    b = general.FAMILY.build_env(tmp_path / "s2", ("catalogue_orders", 3), seed=0)
     assert distinctness_key(a) == distinctness_key(b)
-    c = general.FAMILY.build_env(tmp_path / "s2", ("library_loans", 4), seed=0)
+    c = general.FAMILY.build_env(tmp_path / "s2", ("catalogue_orders", 4), seed=0)
     assert distinctness_key(a) != distinctness_key(c)
 
 
@@ -147,12 +123,12 @@ def test_manifest_counts_distinct_tool_sets_rules_and_data(corpus, tmp_path):
     counts = manifest["distinctness"]["by_category"]["general"]
     n = general.FAMILY.SCALES["tiny"][0]
     assert counts["environments"] == n and counts["data_sets"] == n
-    # one variant per domain here: every domain names its tools and states its rules in its own words
+    # one variant per shape here: every shape has its own tools and rules
     assert counts["tool_sets"] == counts["rule_sets"] == n
     # a corpus holding two copies of one environment is refused
     (tmp_path / "envs").mkdir()
     for name in ("a", "b"):
-        general.FAMILY.build_env(tmp_path / "envs", ("library_loans", 3), seed=0).rename(
+        general.FAMILY.build_env(tmp_path / "envs", ("catalogue_orders", 3), seed=0).rename(
             tmp_path / "envs" / name
         )
     with pytest.raises(ValueError, match="share tool set, rules and data"):

@@ -11,14 +11,14 @@ from toolgym.synth import code_interpreter, general, pipeline
 
 
 def _jobs(out, in_sandbox: bool, backend) -> list[tuple]:
-    keys = [("general", ("retail_orders", v)) for v in (0, 3)]
+    keys = [("general", ("catalogue_orders", v)) for v in (0, 3)]
     keys.append(("code_interpreter", code_interpreter.FAMILY.plan("tiny")[0]))
     return [(str(out), fam, key, 0, 8, in_sandbox, backend) for fam, key in keys]
 
 
 def test_admission_in_a_sandbox_keeps_the_same_tasks(tmp_path, docker_backend):
     for v in (0, 3):
-        general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+        general.FAMILY.build_env(tmp_path / "envs", ("catalogue_orders", v), seed=0)
     code_interpreter.FAMILY.build_env(tmp_path / "envs", code_interpreter.FAMILY.plan("tiny")[0], seed=0)
     results = {}
     for in_sandbox in (False, True):
@@ -32,7 +32,7 @@ def test_admission_in_a_sandbox_keeps_the_same_tasks(tmp_path, docker_backend):
 
 def test_the_runtime_check_agrees_with_admission(tmp_path, docker_backend):
     for v in (0, 3):
-        general.FAMILY.build_env(tmp_path / "envs", ("retail_orders", v), seed=0)
+        general.FAMILY.build_env(tmp_path / "envs", ("catalogue_orders", v), seed=0)
     jobs = _jobs(tmp_path, False, docker_backend)[:2]
     rows = [r for job in jobs for r in pipeline._task_job(job)["tasks"]]
     tasks = [TaskSpec.model_validate(r) for r in rows]
