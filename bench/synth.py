@@ -2,6 +2,7 @@
 in-process validation, the sandboxed re-check of a random sample in Docker), with counts by category.
 
     python bench/synth.py [--scale full] [--workers N] [--sandbox-fraction F] [--runtime-check 0.01] [--json]
+    python bench/synth.py --scale small --compare-gate     # admission with and without the shortcut gate
 
 Goal (issue 4): 1,800+ environments and 85,000+ verified tasks in at most 15 minutes on this 2-core machine.
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from toolgym.synth import pipeline
+from toolgym.synth.report import diversity_table, drops_table, md_table, shortcut_table
 
 GOAL_S = 15 * 60
 
@@ -37,10 +39,18 @@ def main() -> None:
         help="also time task admission with every environment in Docker (--sandbox-fraction 1) on the same "
         "environments, and print the two side by side",
     )
+    ap.add_argument(
+        "--compare-gate",
+        action="store_true",
+        help="time task admission without and with the shortcut gate on the same environments, side by side",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.compare_sandbox:
         compare_sandbox(args)
+        return
+    if args.compare_gate:
+        compare_gate(args)
         return
     timings: dict = {}
     with tempfile.TemporaryDirectory() as out:
@@ -77,6 +87,9 @@ def main() -> None:
         "admission": m["admission"],
         "runtime_check": {k: m["runtime_check"][k] for k in ("checked", "disagreements")},
         "distinctness": m["distinctness"]["by_category"],
+        "shortcuts": m["shortcuts"]["by_family_level"],
+        "difficulty": m["difficulty"]["by_category"],
+        "diversity": m["diversity"],
     }
     if args.json:
         print(json.dumps(row, indent=2))
@@ -99,8 +112,52 @@ def main() -> None:
     print(f"| **total** | **{row['total_s']}** (goal ≤ {GOAL_S}: {row['total_vs_goal']}× of it) |")
     print(
         f"\n{row['tasks_per_s']} tasks/s; admitted in sandboxes: {m['admission']['sandboxed_envs']} envs; "
-        f"runtime check: {m['runtime_check']['checked']} tasks, {len(m['runtime_check']['disagreements'])} disagreements; drops: {m['drop_reasons']}"
+        f"runtime check: {m['runtime_check']['checked']} tasks, {len(m['runtime_check']['disagreements'])} disagreements"
     )
+    print("\nshortcut solve rates before the gate (share of the candidates that reached it)\n")
+    print(md_table(*shortcut_table(m)))
+    print("\ndrops by reason\n")
+    print(md_table(*drops_table(m)))
+    print("\ncomputed difficulty: mean reference calls by level\n")
+    print("| category | " + " | ".join(f"level {lv}" for lv in range(1, 6)) + " |\n|---|" + "---:|" * 5)
+    for cat, d in m["difficulty"]["by_category"].items():
+        cells = [
+            f"{d['levels'][str(lv)]['mean_reference_calls']} ({100 * d['levels'][str(lv)]['share']:.0f}%)"
+            if str(lv) in d["levels"]
+            else "-"
+            for lv in range(1, 6)
+        ]
+        print(f"| {cat} | " + " | ".join(cells) + " |")
+    print("\ndiversity per category (masked skeletons; goal: the largest <= 2%)\n")
+    print(md_table(*diversity_table(m)))
+
+
+def compare_gate(args) -> None:
+    """Task admission twice over the same environments, without then with the shortcut gate (same placement:
+    --sandbox-fraction): the ratio of the times is what the gate costs."""
+    with tempfile.TemporaryDirectory() as out:
+        pipeline.synth_envs(out, 0, args.scale, args.workers)
+        rows = {}
+        for name, gate in (("without gate", False), ("with gate", True)):
+            t0 = time.perf_counter()
+            m = pipeline.synth_tasks(
+                out, 0, args.scale, args.workers, sandbox_fraction=args.sandbox_fraction, gate=gate
+            )
+            rows[name] = {"s": time.perf_counter() - t0, "tasks": m["tasks"], "candidates": m["candidates"]}
+            shutil.rmtree(Path(out) / ".work" / "tasks")
+    ratio = rows["with gate"]["s"] / rows["without gate"]["s"]
+    if args.json:
+        print(json.dumps({"scale": args.scale, **rows, "ratio": ratio}, indent=2))
+        return
+    print(
+        f"task admission at scale {args.scale}, sandbox fraction {args.sandbox_fraction}, same environments\n"
+    )
+    print("| admission | candidates | tasks kept | seconds | candidates/s |\n|---|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(
+            f"| {name} | {r['candidates']} | {r['tasks']} | {r['s']:.1f} | {r['candidates'] / r['s']:.1f} |"
+        )
+    print(f"\nwith / without the gate: {ratio:.2f}x the time")
 
 
 def compare_sandbox(args) -> None:

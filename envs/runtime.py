@@ -110,6 +110,9 @@ class Script:
     answer: str | None = None
     digest: bool = False
     """Also report verify.py's `db_digest` of the final database."""
+    observe: bool = False
+    """Also report what each call returned (`observed`: {"name", "ok", "content"} per call, each content cut to
+    OBSERVE_MAX_CHARS): how a shortcut solver's probe learns what it may pick from."""
 
     def request(self) -> dict:
         task = self.task if isinstance(self.task, dict) else self.task.model_dump(mode="json")
@@ -119,13 +122,22 @@ class Script:
             "calls": calls,
             "answer": self.answer,
             "digest": self.digest,
+            "observe": self.observe,
         }
 
 
-def replay(ops: EnvServerOps, task, calls=(), answer: str | None = None, *, digest: bool = False) -> dict:
+def replay(
+    ops: EnvServerOps,
+    task,
+    calls=(),
+    answer: str | None = None,
+    *,
+    digest: bool = False,
+    observe: bool = False,
+) -> dict:
     """The one replay path: run `calls` for `task` through an env server (sandboxed or in-process) from a fresh
     state, stop at a submit, verify. Used by admission, the reference builders, rescoring and tests."""
-    return ops.replay(task, calls, answer, digest=digest)
+    return ops.replay(task, calls, answer, digest=digest, observe=observe)
 
 
 class EnvServerOps:
@@ -148,9 +160,11 @@ class EnvServerOps:
             "verify", timeout_s=300, name=name, params=params, answer=answer, source=self._verify_source
         )
 
-    def replay(self, task, calls=(), answer: str | None = None, *, digest: bool = False) -> dict:
-        """One scripted episode (see `replay`): {"reward", "reason", "calls_ok"[, "db_digest"]}."""
-        return self.replay_many([Script(task, list(calls), answer, digest)])[0]
+    def replay(
+        self, task, calls=(), answer: str | None = None, *, digest: bool = False, observe: bool = False
+    ) -> dict:
+        """One scripted episode (see `replay`): {"reward", "reason", "calls_ok"[, "db_digest"][, "observed"]}."""
+        return self.replay_many([Script(task, list(calls), answer, digest, observe)])[0]
 
     def replay_many(self, scripts: list[Script]) -> list[dict]:
         """Several scripted episodes in one request (one round trip to a sandboxed server)."""

@@ -1,8 +1,8 @@
 """Task shards: task rows (`TaskSpec`) in sharded parquet files, written byte-for-byte deterministically.
 
 One place for the task file format, so synthesis writes it and rollouts read it the same way. Nested fields
-(params, solution, provenance) travel as canonical JSON strings: any parquet reader loads the shards, and the
-same tasks always give the same bytes.
+(params, solution, provenance, features) travel as canonical JSON strings: any parquet reader loads the shards,
+and the same tasks always give the same bytes. Shards written before a column existed (features) still load.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 from .spec import TaskSpec
 
 SHARD_GLOB = "*.parquet"
-JSON_FIELDS = ("params", "solution", "provenance")
+JSON_FIELDS = ("params", "solution", "provenance", "features")
+OPTIONAL_FIELDS = ("features",)
+"""Columns added later: None when absent, and absent from older shards."""
 
 
 def _schema():
@@ -33,6 +35,7 @@ def _schema():
             ("answer", pa.string()),
             ("user_instructions", pa.string()),
             ("provenance", pa.string()),
+            ("features", pa.string()),
         ]
     )
 
@@ -45,14 +48,15 @@ def task_row(task: TaskSpec) -> dict:
     data = task.model_dump(mode="json")
     row = {name: data.get(name) for name in _schema().names}
     for name in JSON_FIELDS:
-        row[name] = _canonical(data[name])
+        row[name] = None if data.get(name) is None and name in OPTIONAL_FIELDS else _canonical(data[name])
     return row
 
 
 def row_task(row: dict) -> TaskSpec:
     data = dict(row)
     for name in JSON_FIELDS:
-        data[name] = json.loads(data[name])
+        if data.get(name) is not None:
+            data[name] = json.loads(data[name])
     return TaskSpec.model_validate({k: v for k, v in data.items() if v is not None or k in ("answer",)})
 
 

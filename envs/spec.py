@@ -116,6 +116,9 @@ class TaskSpec(_Model):
     user_instructions: str | None = None
     """Who the user is and what they want, for a simulated user who talks on after the scripted turns."""
     provenance: Provenance
+    features: dict[str, Any] | None = None
+    """What was measured of a synthesized task (reference calls, writes, constraints, shortcuts tried, hardening
+    steps; `toolgym.synth.difficulty`): its difficulty is computed from these. None for hand-written tasks."""
 
 
 def env_schema() -> dict:

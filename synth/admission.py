@@ -3,7 +3,9 @@
 server's state directly.
 
 A candidate is kept when its reference solution scores 1.0, doing nothing scores 0, a plausible wrong answer
-scores 0 (alone and after every lookup of the reference), and no random-tool episode wins.
+scores 0 (alone and after every lookup of the reference), no random-tool episode wins, and no shortcut solver
+(`shortcuts.py`: policies that never reason) solves it. The shortcut gate costs one more request: its read-only
+probes ride along with the checks, its final scripts follow for the candidates still standing.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from dataclasses import dataclass, field
 from toolgym.envs import EnvServerOps, Script, ToolCall
 
 from .family import Candidate
+from .shortcuts import SHORTCUTS, Toolbox, call_key, parse
 
 RANDOM_EPISODES = 2
 """Random-tool episodes per task; a task that any of them solves is dropped as too easy."""
 DO_NOTHING = "I could not do that."
+PROBE_VERIFIER = ""
+"""A probe only reads: no verifier of that name exists, so verifying it costs nothing and scores 0."""
 
 
 def _task(task_id: str, c: Candidate) -> dict:
@@ -55,6 +60,12 @@ class Outcome:
     drops: Counter = field(default_factory=Counter)
     random_wins: Counter = field(default_factory=Counter)
     """How many candidates (past every other check) won 0, 1, ... random episodes."""
+    solved_by: dict[str, list[str]] = field(default_factory=dict)
+    """task id -> the shortcuts that solved it (in SHORTCUTS order), for every candidate that reached the gate:
+    the solve rates before the gate."""
+    too_easy: list[tuple[str, Candidate, str]] = field(default_factory=list)
+    """(task id, candidate, reason) of every candidate dropped as too easy (a random win, a shortcut): what a
+    family may harden."""
 
 
 def _expected_states(ops: EnvServerOps, cands: list[tuple[str, Candidate]], drops: Counter) -> list:
@@ -78,14 +89,86 @@ def _expected_states(ops: EnvServerOps, cands: list[tuple[str, Candidate]], drop
     return [(tid, c) for tid, c in cands if tid not in dropped]
 
 
+def _probes(cands: list[tuple[str, Candidate]], box: Toolbox) -> list[Script]:
+    """Every shortcut's read-only probe calls for `cands`, once each (listings repeat across an environment's
+    tasks), as observing one-call scripts."""
+    scripts, keys = [], set()
+    for tid, c in cands:
+        for s in SHORTCUTS:
+            for call in s.probe_calls(prompt_text(c), box):
+                if call_key(call) not in keys:
+                    keys.add(call_key(call))
+                    task = {"id": tid, "verifier": PROBE_VERIFIER, "params": {}}
+                    scripts.append(Script(task, [call], None, observe=True))
+    return scripts
+
+
+def prompt_text(c: Candidate) -> str:
+    """What a shortcut reads of a task: every scripted user turn (never the simulated user's hidden facts)."""
+    return "\n".join(c.prompt)
+
+
+def shortcut_scripts(tid: str, c: Candidate, box: Toolbox, seen: dict) -> list[tuple[Script, list[str]]]:
+    """A candidate's shortcut episodes, each once, with the names of the shortcuts that play it."""
+    by_key: dict[str, tuple[Script, list[str]]] = {}
+    for s in SHORTCUTS:
+        for calls, answer in s.scripts(prompt_text(c), box, seen):
+            key = repr(([(x.name, sorted(x.arguments.items())) for x in calls], answer))
+            if key not in by_key:
+                by_key[key] = (Script(_task(tid, c), calls, answer), [])
+            if s.NAME not in by_key[key][1]:
+                by_key[key][1].append(s.NAME)
+    return list(by_key.values())
+
+
+def _gate(ops: EnvServerOps, cands: list[tuple[str, Candidate]], box: Toolbox, seen: dict) -> dict:
+    """task id -> the shortcuts that solve it (in SHORTCUTS order), all candidates in one request."""
+    plans = [(tid, shortcut_scripts(tid, c, box, seen)) for tid, c in cands]
+    verdicts = iter(ops.replay_many([s for _, episodes in plans for s, _ in episodes]))
+    solved = {}
+    for tid, episodes in plans:
+        names = {n for _, ns in episodes if next(verdicts)["reward"] == 1.0 for n in ns}
+        solved[tid] = [s.NAME for s in SHORTCUTS if s.NAME in names]
+    return solved
+
+
+def shortcut_solvers(
+    ops: EnvServerOps, cands: list[tuple[str, Candidate]], tools: list[dict]
+) -> dict[str, list[str]]:
+    """task id -> the shortcuts that solve it, for `cands` on their own (no other check): the probes in one
+    request, the final scripts in another. Admission runs the same through `admit`, its probes riding along
+    with the other checks."""
+    box = Toolbox.of(tools)
+    probes = _probes(cands, box)
+    return _gate(ops, cands, box, _observed(probes, ops.replay_many(probes)))
+
+
+def _observed(probes: list[Script], verdicts: list[dict]) -> dict:
+    """probe call key -> what it returned (parsed JSON, or None when it failed)."""
+    return {
+        call_key(p.calls[0]): (
+            parse(v["observed"][0]["content"]) if v["observed"] and v["observed"][0]["ok"] else None
+        )
+        for p, v in zip(probes, verdicts, strict=True)
+    }
+
+
 def admit(
-    ops: EnvServerOps, cands: list[tuple[str, Candidate]], submit: str | None, tools: list[dict]
+    ops: EnvServerOps,
+    cands: list[tuple[str, Candidate]],
+    submit: str | None,
+    tools: list[dict],
+    *,
+    gate: bool = True,
 ) -> Outcome:
-    """Run every check of every candidate ((task id, Candidate) pairs) through `ops` in two requests, then keep
+    """Run every check of every candidate ((task id, Candidate) pairs) through `ops` in three requests, then keep
     the candidates that pass them all, in order. A dropped candidate is counted under the first check it
-    fails."""
+    fails; one a shortcut solves under `shortcut_<name>` of the first that did. `tools` are env.json's tool
+    entries (their access and submit tags tell the shortcuts what writes and what submits); `gate=False` skips
+    the shortcut solvers (to measure what they cost)."""
     out = Outcome()
     cands = _expected_states(ops, cands, out.drops)
+    box = Toolbox.of(tools)
     plans = []
     for tid, c in cands:
         task = _task(tid, c)
@@ -102,7 +185,11 @@ def admit(
             checks.append(("guess_after_lookups_passes", Script(task, lookups + guess, c.guess), 0.0))
         plans.append((tid, c, checks, random_scripts(task, tools)))
     scripts = [s for *_, checks, rand in plans for s in [x[1] for x in checks] + rand]
-    verdicts = iter(ops.replay_many(scripts))
+    probes = _probes(cands, box) if gate else []
+    replies = ops.replay_many(scripts + probes)
+    verdicts = iter(replies[: len(scripts)])
+    seen = _observed(probes, replies[len(scripts) :])
+    standing = []
     for tid, c, checks, rand in plans:
         got = [next(verdicts)["reward"] for _ in checks]
         wins = sum(next(verdicts)["reward"] == 1.0 for _ in rand)
@@ -113,6 +200,17 @@ def admit(
         out.random_wins[wins] += 1
         if wins:
             out.drops["too_easy_random"] += 1
+            out.too_easy.append((tid, c, "too_easy_random"))
+            continue
+        standing.append((tid, c))
+    solved = _gate(ops, standing, box, seen) if gate else {}
+    for tid, c in standing:
+        if gate:
+            out.solved_by[tid] = solved[tid]
+        if solved.get(tid):
+            reason = f"shortcut_{solved[tid][0]}"
+            out.drops[reason] += 1
+            out.too_easy.append((tid, c, reason))
             continue
         out.kept.append((tid, c))
     return out

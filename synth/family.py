@@ -102,6 +102,14 @@ class Family:
         """At most n_tasks candidates over the built environment."""
         raise NotImplementedError
 
+    def harden(
+        self, env_dir: Path, key: Key, seed: int, candidate: Candidate, reason: str
+    ) -> Candidate | None:
+        """A harder version of `candidate`, which admission dropped as too easy for `reason` ("too_easy_random",
+        "shortcut_<name>"): more constraints, distractors or steps. It goes through the whole admission again
+        and, if kept, records the step. None (the default): this family does not harden."""
+        return None
+
     def candidate(self, kind: str, variant: int, **fields: Any) -> Candidate:
         """A candidate of this family; its template is "<NAME>/<kind>/<prompt variant>"."""
         return Candidate(template=f"{self.NAME}/{kind}/{variant}", **fields)

@@ -19,7 +19,13 @@ from toolgym.envs.shards import write_task_shards
 from toolgym.envs.spec import Provenance, TaskSpec
 
 from .admission import RANDOM_EPISODES, admit
+from .difficulty import RULE as DIFFICULTY_RULE
+from .difficulty import assign_levels
+from .difficulty import features as task_features
 from .family import dedupe_key, distinctness_parts, families
+from .report import diversity
+from .shortcuts import MAX_ATTEMPTS, MAX_PROBES
+from .shortcuts import NAMES as SHORTCUT_NAMES
 
 SCALES = ("tiny", "demo", "small", "full")
 NEAR_DUP_THRESHOLD = 0.9
@@ -185,7 +191,7 @@ def _admission_ops(env_dir: Path, in_sandbox: bool, backend):
 
 
 def _task_job(job) -> dict:
-    out, fam, key, seed, n_tasks, in_sandbox, backend = job
+    out, fam, key, seed, n_tasks, in_sandbox, backend, gate = job
     m = families([fam])[fam]
     eid = m.env_id(key)
     marker = Path(out) / ".work" / "tasks" / f"{eid}.json"
@@ -193,25 +199,24 @@ def _task_job(job) -> dict:
         return json.loads(marker.read_text())
     env_dir = Path(out) / "envs" / eid
     cands = m.make_tasks(env_dir, key, seed, n_tasks)
-    spec = json.loads((env_dir / "env.json").read_text())
-    submit = next((t["function"]["name"] for t in spec["tools"] if t.get("submit")), None)
-    tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
     ops, close = _admission_ops(env_dir, in_sandbox, backend)
     try:
-        outcome = admit(ops, [(f"{eid}-{i:03d}", c) for i, c in enumerate(cands)], submit, tools)
+        got = admit_env(
+            m, env_dir, key, seed, ops, [(f"{eid}-{i:03d}", c) for i, c in enumerate(cands)], gate
+        )
     finally:
         if close:
             ops.close()
-    drops, random_wins = outcome.drops, outcome.random_wins
+    drops = got["drops"]
     seen, unique = set(), []
-    for tid, c in outcome.kept:
+    for tid, c, feats in got["kept"]:
         key_text = dedupe_key(c.prompt)
         if key_text in seen:
             drops["exact_duplicate"] += 1
             continue
         seen.add(key_text)
-        unique.append((tid, c))
-    near = near_duplicates([c.prompt[0] for _, c in unique])
+        unique.append((tid, c, feats))
+    near = near_duplicates([c.prompt[0] for _, c, _ in unique])
     drops["near_duplicate"] += len(near)
     unique = [u for i, u in enumerate(unique) if i not in near]
     rows = [
@@ -220,8 +225,10 @@ def _task_job(job) -> dict:
             eid,
             m.CATEGORY,
             Provenance(producer="template", family=f"{fam}/{m.domain(key)}", seed=seed, version=c.template),
-        ).model_dump(mode="json")
-        for tid, c in unique
+        )
+        .model_copy(update={"features": feats})
+        .model_dump(mode="json")
+        for tid, c, feats in unique
     ]
     result = {
         "env_id": eid,
@@ -231,11 +238,57 @@ def _task_job(job) -> dict:
         "candidates": len(cands),
         "tasks": rows,
         "drops": dict(drops),
-        "random_wins": {str(k): v for k, v in random_wins.items()},
+        "random_wins": {str(k): v for k, v in got["random_wins"].items()},
+        "gate": got["gate"],
+        "hardening": got["hardening"],
     }
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(result, sort_keys=True))
     return result
+
+
+def admit_env(family, env_dir: Path, key, seed: int, ops, cands: list, gate: bool = True) -> dict:
+    """Admit one environment's candidates ((task id, Candidate) pairs) through `ops`; a candidate dropped as too
+    easy is offered once to `family.harden`, and what it returns goes through the whole admission again.
+    Returns the kept (task id, candidate, features) in task-id order, drop counts, random wins, the shortcut
+    solve counts before the gate per "<family>/<family level>", and what hardening did."""
+    spec = json.loads((Path(env_dir) / "env.json").read_text())
+    tools = spec["tools"]
+    submit = next((t["function"]["name"] for t in tools if t.get("submit")), None)
+    outcome = admit(ops, cands, submit, tools, gate=gate)
+    steps: dict[str, list[str]] = {}
+    hardened = []
+    for tid, c, reason in outcome.too_easy:
+        h = family.harden(Path(env_dir), key, seed, c, reason)
+        if h is not None:
+            steps[tid] = [reason]
+            hardened.append((tid, h))
+    again = admit(ops, hardened, submit, tools, gate=gate) if hardened else None
+    kept = sorted(outcome.kept + (again.kept if again else []), key=lambda x: x[0])
+    tried = list(SHORTCUT_NAMES) if gate else []
+    by_level: dict[str, dict] = {}
+    for tid, c in cands:
+        if tid not in outcome.solved_by:
+            continue
+        row = by_level.setdefault(
+            f"{family.NAME}/{c.difficulty}", {"candidates": 0, "any": 0, **dict.fromkeys(SHORTCUT_NAMES, 0)}
+        )
+        row["candidates"] += 1
+        row["any"] += bool(outcome.solved_by[tid])
+        for name in outcome.solved_by[tid]:
+            row[name] += 1
+    return {
+        "kept": [(tid, c, task_features(c, tools, submit, tried, steps.get(tid, []))) for tid, c in kept],
+        "drops": outcome.drops,
+        "random_wins": outcome.random_wins,
+        "gate": by_level,
+        "hardening": {
+            "too_easy": len(outcome.too_easy),
+            "returned": len(hardened),
+            "kept": len(again.kept) if again else 0,
+            "drops": dict(again.drops) if again else {},
+        },
+    }
 
 
 def _sha(path: Path) -> str:
@@ -253,13 +306,16 @@ def synth_tasks(
     backend="auto",
     only: list[str] | None = None,
     timings: dict | None = None,
+    gate: bool = True,
 ) -> dict:
-    """Generate, admit and dedupe the tasks of every environment; write shards and the manifest.
+    """Generate, admit and dedupe the tasks of every environment, compute their levels; write shards and the
+    manifest.
 
     `sandbox_fraction`: the seeded share of environments whose admission replays run in a sandbox on `backend`
     (1.0: every tool of every candidate runs sandboxed); the rest replay in this process. `runtime_check`: the
     seeded share of admitted tasks run again through the rollout runner (oracle 1.0, giving up 0.0).
-    `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes)."""
+    `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes).
+    `gate=False` admits without the shortcut solvers (only to measure what they cost)."""
     import time
 
     started = time.perf_counter()
@@ -274,6 +330,7 @@ def synth_tasks(
             fams[fam].SCALES[scale][1],
             sandboxed(fams[fam].env_id(key), seed, sandbox_fraction),
             backend,
+            gate,
         )
         for fam, key in plan(scale, only)
     ]
@@ -281,19 +338,18 @@ def synth_tasks(
         _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks"), key=lambda r: r["env_id"]
     )
     _close_lease()
-    tasks, drops, random_wins = [], Counter(), Counter()
-    by_cat, by_domain, by_diff, by_cat_diff, envs_by_cat = (
-        Counter(),
-        Counter(),
-        Counter(),
-        Counter(),
-        Counter(),
-    )
+    tasks, drops, random_wins, envs_by_cat, by_domain = [], Counter(), Counter(), Counter(), Counter()
+    gate_rows: dict[str, Counter] = {}
+    hardening = {"too_easy": 0, "returned": 0, "kept": 0, "drops": Counter()}
     seen = set()
     for r in results:
         drops.update(r["drops"])
         random_wins.update(r["random_wins"])
         envs_by_cat[r["category"]] += 1
+        for level, row in r.get("gate", {}).items():
+            gate_rows.setdefault(level, Counter()).update(row)
+        for k, v in r.get("hardening", {}).items():
+            hardening[k] += Counter(v) if k == "drops" else v
         for row in r["tasks"]:
             key = dedupe_key(row["prompt"])
             if key in seen:  # exact duplicates across environments
@@ -301,10 +357,12 @@ def synth_tasks(
                 continue
             seen.add(key)
             tasks.append(TaskSpec.model_validate(row))
-            by_cat[r["category"]] += 1
             by_domain[f"{r['category']}/{r['domain']}"] += 1
-            by_diff[str(row["difficulty"])] += 1
-            by_cat_diff[f"{r['category']}/{row['difficulty']}"] += 1
+    # Levels depend on every admitted task of a category, so they are computed here, after all admission.
+    tasks, levels = assign_levels(tasks)
+    by_cat = Counter(t.category for t in tasks)
+    by_diff = Counter(str(t.difficulty) for t in tasks)
+    by_cat_diff = Counter(f"{t.category}/{t.difficulty}" for t in tasks)
     validated = time.perf_counter()
     check = {"fraction": runtime_check, "checked": 0, "disagreements": []}
     if runtime_check > 0:
@@ -349,6 +407,18 @@ def synth_tasks(
             "replay": "every check is a scripted episode through the env server (toolgym.envs.replay)",
         },
         "runtime_check": check,
+        "shortcuts": {
+            "names": list(SHORTCUT_NAMES),
+            "enabled": gate,
+            "max_probes": MAX_PROBES,
+            "max_attempts": MAX_ATTEMPTS,
+            "rule": "dropped when any shortcut solver scores 1.0; counts are of candidates reaching the gate "
+            "(past every other check), by family and the family's own level",
+            "by_family_level": {k: dict(sorted(v.items())) for k, v in sorted(gate_rows.items())},
+        },
+        "hardening": {**hardening, "drops": dict(sorted(hardening["drops"].items()))},
+        "difficulty": {"rule": DIFFICULTY_RULE, "by_category": levels},
+        "diversity": diversity(out, tasks),
         "random_policy": {
             "episodes_per_task": RANDOM_EPISODES,
             "tasks_by_wins": dict(sorted(random_wins.items())),

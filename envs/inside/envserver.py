@@ -28,6 +28,8 @@ sys.modules.setdefault("toolgym_env", toolgym_env)
 Context, ToolError = toolgym_env.Context, toolgym_env.ToolError
 
 FILE_CATEGORIES = ("code", "code_interpreter")  # the agent works on files: state goes to /workspace
+OBSERVE_MAX_CHARS = 20000
+"""The most of one call's result an observing replay sends back (a probe needs the rows, not a whole file)."""
 _TYPE_NAMES = {
     str: "a string",
     bool: "a boolean",
@@ -377,15 +379,28 @@ class EnvServer:
         return {"reward": reward, "reason": str(reason or ("passed" if reward == 1.0 else "failed"))}
 
     def replay(
-        self, task: dict, calls: list, answer=None, source: str | None = None, digest: bool = False
+        self,
+        task: dict,
+        calls: list,
+        answer=None,
+        source: str | None = None,
+        digest: bool = False,
+        observe: bool = False,
     ) -> dict:
         """One whole episode from a fixed script: reset to the task, run `calls` ({"name", "arguments"} each) in
         order until one submits (its answer then replaces `answer`), and verify with the task's verifier.
         `digest=True` adds verify.py's `db_digest` of the final database (how a producer learns the state a
-        state-checking task expects)."""
+        state-checking task expects); `observe=True` adds what every call returned (`observed`, each content
+        cut to OBSERVE_MAX_CHARS), for the shortcut solvers' probes."""
         self.reset(task)
+        observed = []
         for c in calls:
             reply = self.call(c["name"], c.get("arguments", {}))
+            if observe:
+                content = reply["content"] if isinstance(reply.get("content"), str) else ""
+                observed.append(
+                    {"name": c["name"], "ok": bool(reply["ok"]), "content": content[:OBSERVE_MAX_CHARS]}
+                )
             if reply.get("submitted"):
                 answer = reply.get("answer")
                 break
@@ -395,6 +410,8 @@ class EnvServer:
             module = self._load_verify(source)
             fn = getattr(module, "db_digest", None) if module else None
             verdict["db_digest"] = fn(self.ctx.db) if fn is not None else None
+        if observe:
+            verdict["observed"] = observed
         return verdict
 
     def close(self) -> None:
@@ -426,7 +443,12 @@ class EnvServer:
             reply = {
                 "verdicts": [
                     self.replay(
-                        e["task"], e.get("calls", []), e.get("answer"), source, e.get("digest", False)
+                        e["task"],
+                        e.get("calls", []),
+                        e.get("answer"),
+                        source,
+                        e.get("digest", False),
+                        e.get("observe", False),
                     )
                     for e in req["episodes"]
                 ]
