@@ -1,16 +1,60 @@
 """Verifiers of the trip-planning environment: the submitted plan must satisfy every rule against the database,
-and the call log must show the lookups the plan depends on (no reward for a plan guessed without looking)."""
+and the call log must show the lookups the plan depends on (no reward for a plan guessed without looking).
+
+Any plan that keeps the rules passes, not one expected plan. Names are read through the shared normalizer
+(`toolgym_env.normalize_text`: case, accents, punctuation and spacing do not count), dates in any common
+format, the days in any order, and the plan as the submit tool's list, as JSON text (inside prose, an
+`<answer>` tag or after `ANSWER:`), or as an object holding it under "plan"."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+
+from toolgym_env import answer_text, normalize_text
 
 KEYS = ("time", "city", "hotel", "afternoon_restaurant", "afternoon_attraction", "evening_restaurant")
 RAINY = ("rain", "storm")
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d %B %Y", "%B %d, %Y", "%B %d %Y", "%d %b %Y", "%b %d, %Y")
 
 
-def _row(ctx, table: str, name: str):
-    return ctx.db.execute(f"SELECT * FROM {table} WHERE name = ?", (name,)).fetchone()
+def _row(ctx, table: str, name: str, city: str | None = None):
+    """The row of `table` whose name reads as `name` (in `city` when given), or None."""
+    want = normalize_text(name)
+    rows = ctx.db.execute(f"SELECT * FROM {table}").fetchall()
+    return next(
+        (r for r in rows if normalize_text(r["name"]) == want and (city is None or r["city"] == city)), None
+    )
+
+
+def _date(value) -> str | None:
+    """An ISO date from a date written in a common format (time of day ignored), or None."""
+    text = str(value).strip()
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            pass
+    try:
+        return dt.datetime.fromisoformat(text).date().isoformat()
+    except ValueError:
+        return None
+
+
+def _plan(answer):
+    """The submitted plan as a list of day objects, or None: a list, an object with "plan", or JSON text."""
+    if isinstance(answer, str):
+        text = answer_text(answer)
+        start, end = text.find("["), text.rfind("]")
+        if start < 0 or end < start:
+            start, end = text.find("{"), text.rfind("}")
+        try:
+            answer = json.loads(text[start : end + 1]) if start >= 0 else None
+        except ValueError:
+            return None
+    if isinstance(answer, dict):
+        answer = answer.get("plan")
+    return answer
 
 
 def _day2_rule(hotel_price: float, lunch, dinner, attraction) -> str | None:
@@ -38,9 +82,9 @@ def _looked_up(calls: list[dict], city: str, name: str, by_city: tuple[str, ...]
         args = c.get("arguments") if isinstance(c.get("arguments"), dict) else {}
         if not c.get("ok"):
             continue
-        if c["name"] in by_city and str(args.get("city", "")).lower() == city.lower():
+        if c["name"] in by_city and normalize_text(args.get("city", "")) == normalize_text(city):
             return True
-        if c["name"] == by_name and args.get("name") == name:
+        if c["name"] == by_name and normalize_text(args.get("name", "")) == normalize_text(name):
             return True
     return False
 
@@ -57,36 +101,37 @@ def check_trip_plan(
     day2_min_hotel_price: float | None = None,
 ):
     """Reward 1 when the plan keeps every rule and every fact in it was looked up with a tool; else 0."""
-    plan = answer
-    if isinstance(plan, str):
-        try:
-            plan = json.loads(plan)
-        except ValueError:
-            return 0.0, "the answer is not a JSON plan"
+    plan = _plan(answer)
     if not isinstance(plan, list) or len(plan) != len(dates) or not all(isinstance(d, dict) for d in plan):
         return 0.0, f"the plan must be a list of {len(dates)} day objects"
+    if any(not isinstance(day.get(k), str) for day in plan for k in KEYS):
+        return 0.0, f"every day must give {', '.join(KEYS)} as strings"
+    when = {id(day): _date(day["time"]) for day in plan}
+    if sorted(d for d in when.values() if d) == sorted(dates):
+        plan = sorted(plan, key=lambda day: when[id(day)])  # the days in any order, each dated
     seen: dict[str, set] = {"city": set(), "hotel": set(), "attraction": set(), "restaurant": set()}
     hotel_total = 0.0
     for i, day in enumerate(plan):
         n = i + 1
-        if any(not isinstance(day.get(k), str) for k in KEYS):
-            return 0.0, f"day {n} must give {', '.join(KEYS)} as strings"
-        if day["time"] != dates[i]:
+        if when[id(day)] != dates[i]:
             return 0.0, f"day {n} must be {dates[i]}"
-        city = day["city"]
+        city_row = _row(ctx, "cities", day["city"])
+        if city_row is None:
+            return 0.0, f"day {n}: there is no city {day['city']!r}"
+        city = city_row["name"]
         if i == 0 and city != start:
             return 0.0, f"day 1 must be in the start city {start}"
-        hotel = _row(ctx, "hotels", day["hotel"])
-        lunch = _row(ctx, "restaurants", day["afternoon_restaurant"])
-        dinner = _row(ctx, "restaurants", day["evening_restaurant"])
-        sight = _row(ctx, "attractions", day["afternoon_attraction"])
+        hotel = _row(ctx, "hotels", day["hotel"], city)
+        lunch = _row(ctx, "restaurants", day["afternoon_restaurant"], city)
+        dinner = _row(ctx, "restaurants", day["evening_restaurant"], city)
+        sight = _row(ctx, "attractions", day["afternoon_attraction"], city)
         for what, row in (
             ("hotel", hotel),
             ("afternoon restaurant", lunch),
             ("evening restaurant", dinner),
             ("attraction", sight),
         ):
-            if row is None or row["city"] != city:
+            if row is None:
                 return 0.0, f"day {n}: the {what} is not one in {city}"
         for kind, value in (
             ("city", city),
@@ -99,7 +144,7 @@ def check_trip_plan(
                 return 0.0, f"day {n}: {value} repeats a {kind} already used"
             seen[kind].add(value)
         if i > 0:
-            prev = plan[i - 1]["city"]
+            prev = _row(ctx, "cities", plan[i - 1]["city"])["name"]
             leg = ctx.db.execute("SELECT 1 FROM transport WHERE from_city = ? AND to_city = ?", (prev, city))
             if leg.fetchone() is None:
                 return 0.0, f"there is no direct transport from {prev} to {city}"
@@ -107,7 +152,7 @@ def check_trip_plan(
                 c.get("ok")
                 and c["name"] in ("search_transport", "list_destinations")
                 and isinstance(c.get("arguments"), dict)
-                and str(c["arguments"].get("from_city", "")).lower() == prev.lower()
+                and normalize_text(c["arguments"].get("from_city", "")) == normalize_text(prev)
                 for c in calls
             ):
                 return 0.0, f"the plan moves from {prev} to {city} without checking the transport"
@@ -127,8 +172,8 @@ def check_trip_plan(
                 c.get("ok")
                 and c["name"] == "get_weather"
                 and isinstance(c.get("arguments"), dict)
-                and str(c["arguments"].get("city", "")).lower() == city.lower()
-                and c["arguments"].get("date") == dates[i]
+                and normalize_text(c["arguments"].get("city", "")) == normalize_text(city)
+                and _date(c["arguments"].get("date", "")) == dates[i]
                 for c in calls
             ):
                 return 0.0, f"day {n}: the weather in {city} on {dates[i]} was never checked"
