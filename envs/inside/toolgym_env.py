@@ -114,23 +114,22 @@ class Context:
                 pass
 
 
-NEW_ID = _re.compile(r"\b[A-Za-z]+-?[0-9A-F]{4}\d{4}\b")
-"""What `Context.new_id` makes (a letter prefix, the task's 4-hex tag, a 4-digit counter). Seed data ids must
-not look like it: keep them short ("R0041")."""
+NEW_ID = _re.compile(r"(?<=[A-Za-z])-?[0-9A-F]{4}\d{4}\b")
+"""What `Context.new_id` makes after its letter prefix (the task's 4-hex tag, a 4-digit counter). Seed data ids
+must not look like it: keep them short ("R0041")."""
 
 
 def state_digest(db) -> str:
     """sha256 of every table's rows (sorted), with the ids episodes create masked: an agent that makes the same
     changes in another order gets other new ids and the same digest."""
-    import json
-
     h = hashlib.sha256()
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
     for table in tables:
-        rows = sorted(
-            NEW_ID.sub("<new>", json.dumps(list(r), default=str))
-            for r in db.execute("SELECT * FROM " + table)
-        )
+        # One repr per row (never a newline: repr escapes it) and one masking pass over the whole table.
+        cur = db.cursor()
+        cur.row_factory = None  # plain tuples: no sqlite3.Row per row
+        text = "\n".join(map(repr, cur.execute("SELECT * FROM " + table)))
+        rows = sorted(NEW_ID.sub("<new>", text).split("\n")) if text else []
         h.update(table.encode() + b"\0" + "\n".join(rows).encode() + b"\0")
     return h.hexdigest()
 
