@@ -124,7 +124,9 @@ def test_prompts_read_naturally(corpus):
             assert "quantity" not in c.prompt[0] and "SL1" not in c.prompt[0]
     phrasings = Counter((kind(c), c.template.rsplit("/", 1)[1]) for *_, cands, _ in corpus for c in cands)
     per_kind = Counter(k for k, _ in phrasings)
-    assert all(n >= 3 for k, n in per_kind.items() if k not in ("refund_total", "late_fees")), per_kind
+    seen = Counter(kind(c) for *_, cands, _ in corpus for c in cands)
+    # every kind asked often enough shows at least three phrasings
+    assert all(per_kind[k] >= 3 for k, n in seen.items() if n >= 6), (per_kind, seen)
 
 
 def test_references_leave_the_calendar_within_policy(corpus, tmp_path):
