@@ -16,7 +16,7 @@ def main_files(th: dict, cfg: dict) -> list[str]:
     ext = cfg["main_format"]
     if len(cfg["years"]) == 1:
         return [f"{th['file']}.{ext}"]
-    return [f"{th['file']}_{y}.{ext}" for y in cfg["years"]]
+    return [f"{th['file']}-{y}.{ext}" for y in cfg["years"]]
 
 
 def lookup_file(th: dict, cfg: dict) -> str:

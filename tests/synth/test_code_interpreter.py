@@ -1,12 +1,15 @@
 """The code-interpreter family: deterministic valid environments whose reference cells score 1.0 through the real
-Python session, wrong and empty answers 0, and variants that differ in tools, rules and data."""
+Python session, wrong and empty answers 0, variants that differ in tools, rules and data, and tasks that are
+multi-step analyses of the environment's own data (perturb the data and the answer changes)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
-from collections import Counter
+import shutil
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from toolgym.envs import replay
 from toolgym.envs.runtime import LocalEnvServer
 from toolgym.envs.spec import EnvSpec, TaskSpec, ToolCall
 from toolgym.envs.validate import validate_env
+from toolgym.synth.admission import admit
 from toolgym.synth.code_interpreter import FAMILY as ci
 from toolgym.synth.code_interpreter import data, kinds
 from toolgym.synth.code_interpreter.family import VARIANTS_PER_THEME
@@ -24,6 +28,9 @@ from toolgym.synth.reference.code_interpreter.build import run_reference
 from .replays import random_rewards
 
 ID_PATTERN = EnvSpec.model_json_schema()["properties"]["id"]["pattern"]
+SNAKE = re.compile(r"\b[A-Za-z0-9]+_[A-Za-z0-9_]+\b")
+A_BEFORE_VOWEL = re.compile(r"\ba (?!uni|use|one|eu)[aeiouAEIOU]\w*")
+AN_BEFORE_CONSONANT = re.compile(r"\ban (?!hour|honest)[b-df-hj-np-tv-zB-DF-HJ-NP-TV-Z]\w*")
 
 
 def _tree_hash(root: Path) -> str:
@@ -34,12 +41,34 @@ def _tree_hash(root: Path) -> str:
     return h.hexdigest()
 
 
+def _task(tid: str, c) -> dict:
+    return {"id": tid, "verifier": c.verifier, "params": c.params}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tiny plan built, with its candidates (the scale's number per environment)."""
     store = tmp_path_factory.mktemp("ci")
     n = ci.SCALES["tiny"][1]
     return store, {key: ci.make_tasks(ci.build_env(store, key, 0), key, 0, n) for key in ci.plan("tiny")}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo plan built and its candidates admitted as the pipeline admits them (in-process env server):
+    {key: [(task id, candidate)]}."""
+    store = tmp_path_factory.mktemp("ci_demo")
+    n = ci.SCALES["demo"][1]
+    out = {}
+    for key in ci.plan("demo"):
+        env_dir = ci.build_env(store, key, 0)
+        spec = json.loads((env_dir / "env.json").read_text())
+        tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
+        cands = [(f"{env_dir.name}-{i:03d}", c) for i, c in enumerate(ci.make_tasks(env_dir, key, 0, n))]
+        server = LocalEnvServer(env_dir)
+        out[key] = admit(server, cands, None, tools).kept
+        server.close()
+    return store, out
 
 
 def _first(pred) -> tuple[str, int]:
@@ -105,7 +134,7 @@ def test_environments_and_reference_solutions_validate(tiny):
         assert validate_env(env_dir, rows) == []
 
 
-def test_reference_scores_one_and_wrong_answers_zero(tiny, tmp_path):
+def test_reference_scores_one_and_wrong_answers_zero(tiny):
     store, cands = tiny
     levels, random_wins = set(), 0
     for key, tasks in cands.items():
@@ -114,7 +143,7 @@ def test_reference_scores_one_and_wrong_answers_zero(tiny, tmp_path):
         tools = [{"type": "function", "function": t["function"]} for t in spec["tools"]]
         server = LocalEnvServer(Path(env_dir))
         for i, t in enumerate(tasks):
-            task = {"id": f"{env_dir.name}-{i:03d}", "verifier": t.verifier, "params": t.params}
+            task = _task(f"{env_dir.name}-{i:03d}", t)
             assert replay(server, task, t.solution, t.answer)["reward"] == 1.0, t.prompt
             assert replay(server, task, [], "I could not do that.")["reward"] == 0.0
             assert replay(server, task, [], t.guess)["reward"] == 0.0
@@ -123,20 +152,8 @@ def test_reference_scores_one_and_wrong_answers_zero(tiny, tmp_path):
             random_wins += sum(random_rewards(server, task, tools))
             levels.add(t.difficulty)
         server.close()
-    assert len(levels) >= 3
+    assert levels == {1, 2, 3, 4, 5}
     assert random_wins == 0
-
-
-def test_answers_must_follow_the_format_rule(tmp_path):
-    key = _first(lambda c: c["answer_format"] == "tag")
-    env_dir = ci.build_env(tmp_path, key, 0)
-    t = ci.make_tasks(env_dir, key, 0, 1)[0]
-    task = {"id": "x", "verifier": t.verifier, "params": t.params}
-    value = re.search(r"<answer>(.*)</answer>", t.answer).group(1)
-    server = LocalEnvServer(Path(env_dir))
-    assert replay(server, task, t.solution, t.answer)["reward"] == 1.0
-    assert replay(server, task, t.solution, f"\\boxed{{{value}}}")["reward"] == 0.0
-    server.close()
 
 
 def test_loaders_read_back_the_clean_records(tmp_path):
@@ -158,13 +175,20 @@ def test_loaders_read_back_the_clean_records(tmp_path):
         assert got == want, key
 
 
-def test_every_kind_is_asked_and_the_ladder_has_five_levels(tmp_path):
-    seen = Counter()
+def test_every_kind_is_asked_and_calls_rise_with_the_level(tmp_path):
+    """Every kind appears; the reference takes level + 1 dependent calls, so the mean number of calls rises
+    strictly from level 1 to level 5."""
+    seen, calls = Counter(), defaultdict(list)
     for key in [_first(lambda c: c["dirty"]), _first(lambda c: not c["dirty"])]:
         env_dir = ci.build_env(tmp_path, key, 0)
-        seen.update(t.extra["kind"] for t in ci.make_tasks(env_dir, key, 0, len(kinds.KINDS)))
-    assert set(kinds.KINDS) - set(seen) <= {"grid"}  # a grid can be blocked (0 paths): it is then skipped
-    assert {kinds.KINDS[k][0] for k in kinds.kind_order()[:5]} == {1, 2, 3, 4, 5}
+        for t in ci.make_tasks(env_dir, key, 0, 30):
+            seen[t.extra["kind"]] += 1
+            calls[t.difficulty].append(len(t.solution))
+            assert len(t.solution) == kinds.cells_of(t.extra["kind"])
+    assert set(seen) == set(kinds.KINDS)
+    means = [sum(calls[lv]) / len(calls[lv]) for lv in range(1, 6)]
+    assert all(a < b for a, b in zip(means, means[1:], strict=False)), means
+    assert {kinds.KINDS[k]["level"] for k in kinds.kind_order()[:5]} == {1, 2, 3, 4, 5}
 
 
 def test_tools_reuse_the_reference_session_and_head_stays_in_the_folder(tmp_path):
@@ -189,4 +213,115 @@ def test_solution_calls_use_the_variant_tool_names(tiny):
     for key, tasks in cands.items():
         cfg = ci.variant_config(key, 0)
         for t in tasks:
-            assert t.solution[-1] == ToolCall(name=cfg["python"], arguments=t.solution[-1].arguments)
+            assert all(c == ToolCall(name=cfg["python"], arguments=c.arguments) for c in t.solution)
+
+
+# -- the demo corpus: data dependence, prompts, features ----------------------------------------------------------
+def _perturbed_env(src: Path, dst: Path, key, how: str) -> Path:
+    """A copy of an environment whose data files are written again from changed records, in the variant's own
+    format and dirt: "shuffle" reorders the records; "perturb" drops a fifth of them and moves every other
+    measure by up to 15%. The lookup file stays as it was."""
+    th, cfg = THEME[key[0]], ci.variant_config(key, 0)
+    recs = data.make_records(th, cfg, 0)
+    lookup = data.make_lookup(th, cfg, recs, 0)
+    rng = random.Random(f"{key}:{how}")
+    if how == "shuffle":
+        recs = rng.sample(recs, len(recs))
+    else:
+        kept = []
+        for r in recs:
+            if rng.random() < 0.2:
+                continue
+            r = dict(r)
+            for m in ("m1", "m2"):
+                if r[m] is not None:
+                    moved = r[m] * rng.uniform(0.85, 1.15)
+                    dec = th[m]["dec"]
+                    r[m] = int(round(moved)) if dec == 0 else round(moved, dec)
+            kept.append(r)
+        recs = kept
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst / "state")
+    (dst / "state").mkdir()
+    data.write_state(dst / "state", th, cfg, recs, lookup, 0)
+    return dst
+
+
+def _last_output(server, tid: str, c) -> str | None:
+    verdict = replay(server, _task(tid, c), c.solution, c.answer, observe=True)
+    last = verdict["observed"][-1]
+    return last["content"].strip() if last["ok"] else None
+
+
+def test_every_task_needs_the_environments_data(demo, tmp_path):
+    """Run each admitted task's reference against its environment's data with a fifth of the records removed
+    and the rest moved: the answer changes for at least 90% of them. Against the same records in another order
+    it stays the same (no question is about order) and still scores 1.0."""
+    store, kept = demo
+    changed, total = 0, 0
+    for key, tasks in kept.items():
+        src = store / ci.env_id(key)
+        perturbed = LocalEnvServer(_perturbed_env(src, tmp_path / f"{ci.env_id(key)}-p", key, "perturb"))
+        shuffled = LocalEnvServer(_perturbed_env(src, tmp_path / f"{ci.env_id(key)}-s", key, "shuffle"))
+        original = LocalEnvServer(src)
+        for tid, c in tasks:
+            base = _last_output(original, tid, c)
+            assert base is not None and float(base) == pytest.approx(c.params["expected"])
+            changed += _last_output(perturbed, tid, c) != base
+            total += 1
+            assert replay(shuffled, _task(tid, c), c.solution, c.answer)["reward"] == 1.0, c.prompt
+        for s in (perturbed, shuffled, original):
+            s.close()
+    assert total >= 50
+    assert changed >= 0.9 * total, f"{changed} of {total} answers changed"
+
+
+def test_prompts_read_naturally(demo):
+    prompts = [c.prompt[0] for tasks in demo[1].values() for _, c in tasks]
+    assert prompts
+    for p in prompts:
+        assert not SNAKE.search(p), p
+        assert not A_BEFORE_VOWEL.search(p) and not AN_BEFORE_CONSONANT.search(p), p
+        assert "{" not in p and "  " not in p and p.endswith(("?", ".")), p
+    # the article rule itself: a test that cannot fail would prove nothing
+    assert A_BEFORE_VOWEL.search("pick a attendee") and AN_BEFORE_CONSONANT.search("an sale")
+    assert not A_BEFORE_VOWEL.search("a unit price of an hour")
+
+
+def test_features_are_measured_ints_and_levels_climb(demo):
+    by_level = defaultdict(list)
+    for tasks in demo[1].values():
+        for _, c in tasks:
+            f = c.extra["features"]
+            assert set(f) == {"constraints", "distractors", "user_facts"}
+            assert all(isinstance(v, int) and v >= 0 for v in f.values())
+            plan = c.extra["plan"]
+            assert f["constraints"] == len(plan["scope"]) + bool(plan["join"]) + len(plan["picks"]) >= 1
+            assert f["distractors"] <= 6  # unused columns of five, and unused files
+            by_level[c.difficulty].append((len(c.solution), f["constraints"]))
+    assert set(by_level) == {1, 2, 3, 4, 5}
+    calls = [sum(n for n, _ in by_level[lv]) / len(by_level[lv]) for lv in range(1, 6)]
+    assert all(a < b for a, b in zip(calls, calls[1:], strict=False)), calls
+    assert all(len(by_level[lv]) >= 0.1 * sum(map(len, by_level.values())) for lv in by_level)
+
+
+def test_harden_adds_a_condition_that_changes_the_answer(demo):
+    store, kept = demo
+    key = next(iter(kept))
+    env_dir = store / ci.env_id(key)
+    server = LocalEnvServer(env_dir)
+    hardened = 0
+    for tid, c in kept[key][:6]:
+        h = ci.harden(env_dir, key, 0, c, "too_easy")
+        if h is None:
+            continue
+        hardened += 1
+        assert h.extra["features"]["constraints"] == c.extra["features"]["constraints"] + 1
+        assert h.extra["hardened"] == ["too_easy"] and h.prompt != c.prompt
+        assert h.extra["value"] != c.extra["value"]
+        assert replay(server, _task(tid, h), h.solution, h.answer)["reward"] == 1.0
+        assert replay(server, _task(tid, h), h.solution, c.answer)["reward"] == 0.0
+        assert replay(server, _task(tid, h), h.solution, h.guess)["reward"] == 0.0
+        assert ci.harden(env_dir, key, 0, c, "too_easy") == h  # deterministic
+    server.close()
+    assert hardened >= 3
