@@ -46,9 +46,15 @@ class _Named:
     id: str
 
 
+STATE_VERIFIERS = ("check_state", "check_state_and_answer")
+"""Verifiers that compare the final database with an expected digest admission learns from the reference."""
+
+
 def answer_checked(c: Candidate) -> bool:
     """A task whose verifier compares the answer with an expected one (a state check ignores the answer)."""
-    return c.verifier != "check_state" and c.params.get("expected") is not None
+    if c.verifier in STATE_VERIFIERS:
+        return c.params.get("answer_expected") is not None
+    return c.params.get("expected") is not None
 
 
 @dataclass
@@ -71,7 +77,7 @@ class Outcome:
 def _expected_states(ops: EnvServerOps, cands: list[tuple[str, Candidate]], drops: Counter) -> list:
     """State-checking candidates learn the state they expect from their reference solution (set in their
     params); a reference whose calls fail, or that leaves the state as it was, is dropped."""
-    stateful = [(tid, c) for tid, c in cands if c.verifier == "check_state"]
+    stateful = [(tid, c) for tid, c in cands if c.verifier in STATE_VERIFIERS]
     scripts = [Script(_task(tid, c), c.solution, None, digest=True) for tid, c in stateful]
     scripts += [Script(_task(tid, c), [], None, digest=True) for tid, c in stateful]
     verdicts = ops.replay_many(scripts)

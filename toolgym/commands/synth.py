@@ -34,8 +34,11 @@ def _tasks(args) -> int:
         "admission",
         "runtime_check",
         "random_policy",
+        "shortcuts",
+        "difficulty",
+        "diversity",
     )
-    print(json.dumps({k: m[k] for k in keys}, indent=2))
+    print(json.dumps({k: m[k] for k in keys if k in m}, indent=2))
     if m["runtime_check"]["disagreements"]:
         print("toolgym: the rollout runner disagrees with admission on some tasks (see manifest.json)")
         return 1

@@ -852,7 +852,7 @@ class _World:
             return None
         month = rng.choice(months)
         mine = [o for o in delivered if o["delivered"][:7] == month]
-        if len(mine) == len(self.of(c["id"])):
+        if len(mine) == len(delivered):  # summing every delivered order must not be the answer
             return None
         value = round(sum(o["total"] for o in mine), 2)
         label = dt.date.fromisoformat(month + "-01").strftime("%B %Y")
