@@ -722,20 +722,21 @@ class World:
         for x in self.reservations:
             if not self.in_horizon(x["starts_at"]) or not self._nameable(x):
                 continue
+            # times fall on quarter hours (half-hour reservations, buffers of 15 or 30): so does the latest end
             best = None
-            for k in range(1, 2 * self.p["max_hours"] + 1):
-                if self._extension(x, 30 * k):
-                    best = k
+            for k in range(1, 4 * self.p["max_hours"] + 1):
+                if self._extension(x, 15 * k):
+                    best = 15 * k
                 else:
                     break
-            if best and best < 2 * self.p["max_hours"]:
-                ask = best + rng.randint(1, 3)
+            if best:
+                ask = best + 15 * rng.randint(1, 4)
                 cases.append((x, best, ask))
         if not cases:
             return None
         x, best, ask = rng.choice(cases)
         m, r = self.members[x["member_id"]], self.resources[x["resource_id"]]
-        want_end = (_t(x["ends_at"]) + dt.timedelta(minutes=30 * ask)).strftime(FMT)
+        want_end = (_t(x["ends_at"]) + dt.timedelta(minutes=ask)).strftime(FMT)
         if want_end[:10] != x["ends_at"][:10]:
             return None
         i, text = phrase(
@@ -760,7 +761,7 @@ class World:
                 reservation_id=x["id"],
                 resource_id=r["id"],
                 starts_at=x["starts_at"],
-                ends_at=self._extension(x, 30 * best),
+                ends_at=self._extension(x, best),
             )
         )
         return self._cand(
@@ -910,8 +911,8 @@ class World:
             value = max(
                 (
                     minutes
-                    for minutes in range(30, 60 * self.p["max_hours"] + 1, 30)
-                    for a, b in self.day_slots(date, minutes, 30)
+                    for minutes in range(15, 60 * self.p["max_hours"] + 1, 15)
+                    for a, b in self.day_slots(date, minutes, 15)
                     if _t(a) > self.now and self.clash(r["id"], a, b) is None
                 ),
                 default=0,
