@@ -9,12 +9,14 @@ input generator for each. Bugs are mutants of a function's source: an operator o
 wrong arithmetic operator, off-by-one constant or bound, dropped or inverted condition, dropped branch, swapped
 arguments, min/max swap, wrong default) rewrites one source span. A mutant is admitted only when it changes the
 output on some generated inputs, never raises TypeError and always terminates (a trace budget), so hidden tests
-whose expected values come from the correct function fail on it.
+whose expected values come from the correct function fail on it. A two-site mutant applies two admitted ones
+at separate places of one function (two related bugs, or a bug and a dropped edge-case guard): its hidden tests
+include calls each site alone breaks, so both need a fix.
 
 An environment is a repository: a package named from a fixed word list, 2-4 modules (one per library section)
 holding 6-10 functions (callers pull in what they call), a README, visible tests in tests/ for the functions
-that neither are buggy nor call a buggy one (so they pass at the start), and 3-5 bugs, one per function, no
-bug reachable from another. A variant fixes
+that neither are buggy nor call a buggy one (so they pass at the start), and 3-6 bugs, one per function (about
+a third of them two-site where the function has such mutants), no bug reachable from another. A variant fixes
 
 - the tool set (from `TOOL_AXES`): a paged, line-numbered `read_file` or the reference's whole-file one, an
   optional `search_code`, an optional `run_shell`, `write_file` exposed or not, the edit tool named
@@ -25,16 +27,20 @@ bug reachable from another. A variant fixes
 - the data: the repository.
 
 Tasks are issues from jinja2 templates, each with a failing call computed from the correct vs the buggy
-function; the verifier runs the task's hidden tests and the original visible tests in one interpreter.
-Difficulty: 1 the issue names the function, its file and the failing call; 2 the function and the call only;
-3 a symptom only (a caller of the buggy function fails); 4 two bugs in one issue; 5 three wrong results, shown
-through callers where the repository has them. The reference solution locates (search_code or list_files),
-reads, edits with replace_in_file/apply_edit (a snippet occurring exactly once), runs the tests and ends with
-answer text (no submit tool).
+function; the verifier judges by behaviour (`toolgym_env.same_behaviour`: the task's hidden cases and the
+original visible cases in one child interpreter; an unchanged package scores 0 without one). Difficulty: 1 the
+issue names the function, its file and the failing call; 2 the function and the call only; 3 a symptom only (a
+caller of the buggy function fails); 4 a two-site bug (a failing call per site) or two bugs in one issue; 5
+three bugs, shown through callers where the repository has them. The reference solution locates (search_code
+or list_files), reads, edits each site with replace_in_file/apply_edit (a snippet occurring exactly once), runs
+the tests and ends with answer text (no submit tool). Each candidate records its features (fixes needed as
+constraints, functions to leave alone as distractors); `harden` reports one more bug beside an issue found too
+easy.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 from pathlib import Path
@@ -58,7 +64,7 @@ PROMPTS = {
     "named": [
         "`{{ fn }}` in {{ pkg }} gives a wrong result: `{{ call }}` {{ got }}; it should return {{ want }}. "
         "Find the bug and fix it.",
-        "Users of {{ pkg }} report that {{ fn }}() misbehaves: for `{{ call }}` they expect {{ want }}. Please "
+        "Users of {{ pkg }} report that `{{ fn }}()` misbehaves: for `{{ call }}` they expect {{ want }}. Please "
         "track the bug down and fix it.",
     ],
     "symptom": [
@@ -70,8 +76,16 @@ PROMPTS = {
     "pair": [
         "Two bugs were reported against {{ pkg }}:\n1. `{{ a.call }}` {{ a.got }}; it should return "
         "{{ a.want }}.\n2. `{{ b.call }}` {{ b.got }}; it should return {{ b.want }}.\nPlease fix both.",
-        "Please fix {{ a.fn }} and {{ b.fn }} in {{ pkg }}: `{{ a.call }}` should return {{ a.want }} and "
+        "Please fix `{{ a.fn }}` and `{{ b.fn }}` in {{ pkg }}: `{{ a.call }}` should return {{ a.want }} and "
         "`{{ b.call }}` should return {{ b.want }}, but neither does.",
+    ],
+    "double": [
+        "`{{ a.fn }}` in {{ pkg }} has more than one thing wrong:\n- `{{ a.call }}` {{ a.got }}; it should return "
+        "{{ a.want }}.\n- `{{ b.call }}` {{ b.got }}; it should return {{ b.want }}.\nThe two failures have different "
+        "causes. Please fix the function so both calls are right.",
+        "Two failing calls of `{{ a.fn }}()` in {{ path }}: `{{ a.call }}` should return {{ a.want }} (it {{ a.got }}), "
+        "and `{{ b.call }}` should return {{ b.want }} (it {{ b.got }}). Fixing one of them is not enough; fix "
+        "the whole function.",
     ],
     "report": [
         "QA found {{ items | length }} wrong results in {{ pkg }}:\n{% for x in items %}- `{{ x.call }}` "
@@ -80,7 +94,7 @@ PROMPTS = {
         "(expected {{ x.want }}; it {{ x.got }})\n{% endfor %}Please fix every underlying bug.",
     ],
 }
-LEVEL = {"located": 1, "named": 2, "symptom": 3, "pair": 4, "report": 5}
+LEVEL = {"located": 1, "named": 2, "symptom": 3, "double": 4, "pair": 4, "report": 5}
 
 
 # -- tasks ---------------------------------------------------------------------------------------------------
@@ -106,8 +120,19 @@ def snippet(text: str, buggy_fn: str, correct_fn: str) -> tuple[str, str]:
         lo, hi = max(0, lo - 1), min(len(lines), hi + 1)
 
 
+def _edits(repo: Repo, fn: str) -> list[tuple[str, str]]:
+    """The buggy function's sources from shipped to correct, one fix at a time: a two-site bug is fixed in two
+    edits (first site, then the second), each a separate step of the reference."""
+    m = repo.bugs[fn]
+    return (
+        [(m.source, m.parts[1]), (m.parts[1], library()[fn].source)]
+        if m.parts
+        else [(m.source, library()[fn].source)]
+    )
+
+
 def _solution(repo: Repo, cfg: dict, bugs: list[str], callers: list[str], level: int) -> list[ToolCall]:
-    """Tool calls that fix `bugs`: locate (search_code, or list_files), read, edit each, run the tests."""
+    """Tool calls that fix `bugs`: locate (search_code, or list_files), read, edit each site, run the tests."""
     calls: list[ToolCall] = []
     texts = {m: module_source(repo, m) for m in repo.modules}
 
@@ -137,12 +162,14 @@ def _solution(repo: Repo, cfg: dict, bugs: list[str], callers: list[str], level:
         locate(fn)
         read(fn)
     name, old_arg, new_arg = cfg["edit"]
-    lib = library()
     for fn in bugs:
         m = repo.module_of(fn)
-        old, new = snippet(texts[m], repo.bugs[fn].source, lib[fn].source)
-        texts[m] = texts[m].replace(old, new)
-        calls.append(ToolCall(name=name, arguments={"path": repo.path_of(fn), old_arg: old, new_arg: new}))
+        for before, after in _edits(repo, fn):
+            old, new = snippet(texts[m], before, after)
+            texts[m] = texts[m].replace(old, new)
+            calls.append(
+                ToolCall(name=name, arguments={"path": repo.path_of(fn), old_arg: old, new_arg: new})
+            )
     calls.append(ToolCall(name="run_tests"))
     return calls
 
@@ -152,33 +179,64 @@ def _answer(repo: Repo, bugs: list[str]) -> str:
     return f"I fixed {fixed}; the tests pass."
 
 
+def _site_items(repo: Repo, fn: str, ex: dict) -> list:
+    """For a two-site bug, one failing call per site (what the shipped repository answers), else the first."""
+    if not repo.bugs[fn].parts:
+        return [ex[fn][0]]
+    items = []
+    for wrong in repo.part_failing[fn]:
+        args = {repr(x.args) for x in wrong}
+        pick = next((x for x in ex[fn] if repr(x.args) in args and x not in items), None)
+        if pick is None:
+            return []
+        items.append(pick)
+    return items
+
+
 def _issues(repo: Repo, rng: random.Random) -> dict[str, list[dict]]:
-    """Per kind, the issues the repository supports: {bugs, callers, items (examples), kind}."""
+    """Per kind, the issues the repository supports: {bugs, callers, items (examples)}. A two-site bug is only
+    ever reported with a failing call per site, so its issue shows both problems."""
     bugs = sorted(repo.bugs)
     callers_of = {b: sorted(c for c, r in repo.root_of.items() if r == b) for b in bugs}
     ex = {f: unique_examples(repo.failing[f]) for f in repo.failing if repo.failing[f]}
     out: dict[str, list[dict]] = {k: [] for k in PROMPTS}
+    single = [b for b in bugs if not repo.bugs[b].parts]
     for b in bugs:
+        if repo.bugs[b].parts:
+            items = _site_items(repo, b, ex)
+            if len(items) == 2:
+                out["double"].append({"bugs": [b], "callers": [], "items": items})
+            continue
         out["located"].append({"bugs": [b], "callers": [], "items": [ex[b][0]]})
         out["named"].append({"bugs": [b], "callers": [], "items": [ex[b][min(1, len(ex[b]) - 1)]]})
         for c in callers_of[b]:
             out["symptom"].append({"bugs": [b], "callers": [c], "items": [ex[c][0]]})
-    pairs = [(a, b) for i, a in enumerate(bugs) for b in bugs[i + 1 :]]
-    for a, b in pairs:
+    for a, b in itertools.combinations(single, 2):
         out["pair"].append({"bugs": [a, b], "callers": [], "items": [ex[a][-1], ex[b][-1]]})
-    triples = [
-        (a, b, c)
-        for i, a in enumerate(bugs)
-        for j, b in enumerate(bugs[i + 1 :], i + 1)
-        for c in bugs[j + 1 :]
-    ]
-    for trio in triples:
-        via = [rng.choice(callers_of[b]) if callers_of[b] else None for b in trio]
-        items = [ex[c][0] if c else ex[b][0] for b, c in zip(trio, via, strict=True)]
-        out["report"].append({"bugs": list(trio), "callers": [c for c in via if c], "items": items})
+    for trio in itertools.combinations(bugs, 3):
+        items, via = [], []
+        for b in trio:
+            if repo.bugs[b].parts:
+                items += _site_items(repo, b, ex)
+                continue
+            c = rng.choice(callers_of[b]) if callers_of[b] else None
+            via += [c] if c else []
+            items.append(ex[c][0] if c else ex[b][0])
+        if len(items) >= 3 and all(items):
+            out["report"].append({"bugs": list(trio), "callers": via, "items": items})
     for kind in out:
         rng.shuffle(out[kind])
     return out
+
+
+def features(repo: Repo, bugs: list[str]) -> dict[str, int]:
+    """What a task measures: the fixes it needs (a two-site bug counts twice) as constraints, the repository's
+    other functions (to leave alone, their tests passing) as distractors."""
+    return {
+        "constraints": sum(repo.bugs[b].sites for b in bugs),
+        "distractors": len(repo.functions()) - len(bugs),
+        "user_facts": 0,
+    }
 
 
 class CodeFamily(Family):
@@ -186,11 +244,12 @@ class CodeFamily(Family):
 
     NAME = "code"
     CATEGORY = "code"
-    VERSION = "2"
-    SCALES = {"tiny": (2, 4), "demo": (4, 8), "small": (8, 12), "full": (60, 20)}
-    """scale -> (environments, candidate tasks per environment). Full: 60 repositories of 3-5 bugs give ~20
-    candidates each (one issue per bug and level, bug pairs and triples), ~1,100 tasks after validation. Every
-    validation episode runs Python subprocesses (tests), so the counts stay modest."""
+    VERSION = "3"
+    SCALES = {"tiny": (2, 5), "demo": (4, 10), "small": (8, 16), "full": (250, 28)}
+    """scale -> (environments, candidate tasks per environment). Full: 250 repositories of 3-6 bugs give up to
+    28 candidates each (issues per bug and level, two-site bugs, bug pairs and triples), about 5,500. An episode
+    that leaves the package unchanged is judged without running it, so admission starts an interpreter for the
+    reference and for the few edits random episodes make."""
 
     def plan(self, scale: str) -> list[Key]:
         if scale not in self.SCALES:
@@ -229,59 +288,108 @@ class CodeFamily(Family):
         )
         return self.write_spec(out, key, seed, description, LIMITS)
 
+    def _rule_params(self, env_dir: Path, key: Key, seed: int) -> dict:
+        """The rule parameters every task of the variant carries (the tests' digest, the file list)."""
+        cfg = self.variant_config(key, seed)
+        verify = load_tools_module(Path(env_dir) / "verify.py", "verify")
+        state = Path(env_dir) / "state"
+        out = {}
+        if cfg["keep_tests"]:
+            out["tests_digest"] = verify.tree_digest(str(state / "tests"))
+        if cfg["keep_files"]:
+            out["files"] = verify.repo_files(str(state))
+        return out
+
+    def _candidate(
+        self, repo: Repo, cfg: dict, rule_params: dict, kind: str, issue: dict, variant: int
+    ) -> Candidate:
+        """The candidate of one issue ({bugs, callers, items}) in one phrasing."""
+        items = [x.slots() for x in issue["items"]]
+        slots = {"pkg": repo.pkg, **items[0], "items": items, "a": items[0], "b": items[-1]}
+        slots["path"] = repo.path_of(issue["bugs"][0])
+        bugs = issue["bugs"]
+        checked = sorted(set(bugs) | set(issue["callers"]))
+        others = [b for b in sorted(repo.bugs) if b not in bugs]  # the guess: a sibling issue's answer
+        solution = _solution(repo, cfg, bugs, issue["callers"], LEVEL[kind])
+        return self.candidate(
+            kind,
+            variant,
+            difficulty=LEVEL[kind],
+            prompt=[render_prompt(PROMPTS[kind][variant], **slots)],
+            verifier="check_fix",
+            params={"hidden_cases": hidden_cases(repo, checked), **rule_params},
+            solution=solution,
+            answer=_answer(repo, bugs),
+            guess=_answer(repo, [others[0]]) if others else _answer(repo, bugs[:-1]),
+            extra={
+                "features": features(repo, bugs),
+                "issue": {
+                    "bugs": bugs,
+                    "callers": issue["callers"],
+                    "items": [[x.fn, repr(x.args)] for x in issue["items"]],
+                },
+            },
+        )
+
     def make_tasks(self, env_dir: Path, key: Key, seed: int, n_tasks: int) -> list[Candidate]:
         """Candidate tasks: the issue kinds in turn (levels 1-5), then second phrasings of single-bug issues."""
         key = tuple(key)
         repo = compose(key, seed)
         cfg = self.variant_config(key, seed)
-        rng = random.Random(f"{seed}:{key[0]}:{key[1]}:tasks")
-        verify = load_tools_module(Path(env_dir) / "verify.py", "verify")
-        state = Path(env_dir) / "state"
-        rule_params = {}
-        if cfg["keep_tests"]:
-            rule_params["tests_digest"] = verify.tree_digest(str(state / "tests"))
-        if cfg["keep_files"]:
-            rule_params["files"] = verify.repo_files(str(state))
-        issues = _issues(repo, rng)
+        rule_params = self._rule_params(env_dir, key, seed)
+        issues = _issues(repo, random.Random(f"{seed}:{key[0]}:{key[1]}:tasks"))
         order = []
         for i in range(max(len(v) for v in issues.values())):
             order += [(k, issues[k][i], i % len(PROMPTS[k])) for k in PROMPTS if i < len(issues[k])]
-        for k in (
-            "symptom",
-            "located",
-            "named",
-        ):  # the other phrasing, with another failing call if there is one
+        for k in ("symptom", "located", "named", "double", "pair"):  # the other phrasing, other failing calls
             for i, issue in enumerate(issues[k]):
-                other = unique_examples(repo.failing[issue["items"][0].fn])[-1]
-                order.append((k, {**issue, "items": [other]}, (i + 1) % len(PROMPTS[k])))
-        answers = {b: _answer(repo, [b]) for b in repo.bugs}
+                if k == "double":
+                    other = issue["items"][::-1]
+                elif k == "pair":
+                    other = [unique_examples(repo.failing[x.fn])[0] for x in issue["items"]]
+                else:
+                    other = [unique_examples(repo.failing[issue["items"][0].fn])[-1]]
+                order.append((k, {**issue, "items": other}, (i + 1) % len(PROMPTS[k])))
         out = []
         for kind, issue, variant in order:
             if len(out) == n_tasks:
                 break
-            items = [x.slots() for x in issue["items"]]
-            slots = {"pkg": repo.pkg, **items[0], "items": items, "a": items[0], "b": items[-1]}
-            slots["path"] = repo.path_of(issue["bugs"][0])
-            prompt = [render_prompt(PROMPTS[kind][variant], **slots)]
-            if asked(out, prompt):
-                continue
-            bugs = issue["bugs"]
-            checked = sorted(set(bugs) | set(issue["callers"]))
-            others = [b for b in sorted(repo.bugs) if b not in bugs]  # the guess: a sibling issue's answer
-            out.append(
-                self.candidate(
-                    kind,
-                    variant,
-                    difficulty=LEVEL[kind],
-                    prompt=prompt,
-                    verifier="check_fix",
-                    params={"hidden_cases": hidden_cases(repo, checked), **rule_params},
-                    solution=_solution(repo, cfg, bugs, issue["callers"], LEVEL[kind]),
-                    answer=_answer(repo, bugs),
-                    guess=answers[others[0]] if others else _answer(repo, bugs[:-1]),
-                )
-            )
+            c = self._candidate(repo, cfg, rule_params, kind, issue, variant)
+            if not asked(out, c.prompt):
+                out.append(c)
         return out
+
+    def harden(
+        self, env_dir: Path, key: Key, seed: int, candidate: Candidate, reason: str
+    ) -> Candidate | None:
+        """A harder variant of an issue found too easy: one more bug of the repository (a two-site one first,
+        where there is one) reported beside it; None when every bug is already in it."""
+        issue = candidate.extra.get("issue")
+        if not issue:
+            return None
+        key = tuple(key)
+        repo = compose(key, seed)
+        others = sorted(
+            (b for b in repo.bugs if b not in issue["bugs"]), key=lambda b: (-repo.bugs[b].sites, b)
+        )
+        if not others:
+            return None
+        ex = {f: unique_examples(repo.failing[f]) for f in repo.failing if repo.failing[f]}
+        by_args = {(x.fn, repr(x.args)): x for xs in ex.values() for x in xs}
+        items = [by_args[tuple(i)] for i in issue["items"]]
+        added = _site_items(repo, others[0], ex)
+        if not added:
+            return None
+        harder = {"bugs": [*issue["bugs"], others[0]], "callers": issue["callers"], "items": items + added}
+        variant = int(candidate.template.rsplit("/", 1)[1]) % len(PROMPTS["report"])
+        return self._candidate(
+            repo,
+            self.variant_config(key, seed),
+            self._rule_params(env_dir, key, seed),
+            "report",
+            harder,
+            variant,
+        )
 
 
 FAMILY = CodeFamily()

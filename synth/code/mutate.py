@@ -5,6 +5,7 @@ terminate."""
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -30,8 +31,16 @@ NONSENSE = [r"[-+]=? 0\b(?!\.)", r"-0\b"]
 class Mutant:
     name: str
     operator: str
+    """The operator, or two joined by "+" for a two-site mutant ("comparison+branch")."""
     source: str
     """The whole mutated function."""
+    parts: tuple[str, ...] = ()
+    """A two-site mutant's two one-site mutants (each site alone), in source order; () for one site."""
+
+    @property
+    def sites(self) -> int:
+        """How many separate fixes the function needs."""
+        return max(1, len(self.parts))
 
 
 def mutation_sites(src: str) -> list[tuple[str, int, int, str]]:
@@ -134,6 +143,54 @@ def _default_sites(node: ast.arguments, span, seg) -> list:
         elif isinstance(d, ast.Tuple) and len(d.elts) >= 3:
             out.append(("default", *span(d), "(" + ", ".join(seg(e) for e in d.elts[:-1]) + ")"))
     return out
+
+
+def _admitted(name: str, src: str) -> bool:
+    """Whether a mutated source of `name` compiles, differs from the correct function on some admission input,
+    never raises TypeError and always terminates."""
+    cases = inputs(name, "admission")
+    correct = namespace(closure(name))[name]
+    want = [run(correct, a, traced=False) for a in cases]
+    try:
+        fn = namespace(closure(name), {name: src})[name]
+    except SyntaxError:
+        return False
+    got = [run(fn, args, traced=True) for args in cases]
+    return all(g is not None for g in got) and any(not g.same(w) for g, w in zip(got, want, strict=True))
+
+
+DOUBLES_PER_FUNCTION = 8
+
+
+@cache
+def double_mutants(name: str) -> tuple[Mutant, ...]:
+    """Two-site mutants of a library function: two admitted one-site mutants whose spans do not touch, applied
+    together, admitted themselves. Fixing one site leaves the other's failures, so the task needs both fixes (a
+    dropped guard among them is a bug plus a missing edge case). At most DOUBLES_PER_FUNCTION, spread over the
+    operator pairs."""
+    f = library()[name]
+    singles = {m.source: m for m in mutants(name)}
+    sites = []
+    for op, a, b, new in mutation_sites(f.source):
+        src = f.source[:a] + new + f.source[b:]
+        if src in singles and all(src != s[4] for s in sites):
+            sites.append((op, a, b, new, src))
+    out, seen = [], set()
+    for (op1, a1, b1, n1, s1), (op2, a2, b2, n2, s2) in itertools.combinations(
+        sorted(sites, key=lambda s: s[1]), 2
+    ):
+        if a2 <= b1 or f.source[b1:a2].strip() == "":  # overlapping or adjacent spans are one edit
+            continue
+        src = f.source[:a1] + n1 + f.source[b1:a2] + n2 + f.source[b2:]
+        ops = f"{op1}+{op2}"
+        if src in seen or ops in {m.operator for m in out} and len(out) >= DOUBLES_PER_FUNCTION // 2:
+            continue
+        seen.add(src)
+        if _admitted(name, src):
+            out.append(Mutant(name, ops, src, parts=(s1, s2)))
+        if len(out) == DOUBLES_PER_FUNCTION:
+            break
+    return tuple(out)
 
 
 @cache

@@ -10,10 +10,12 @@ from functools import cache
 
 from ..family import jinja
 from .library import Outcome, call_text, closure, inputs, library, namespace, run
-from .mutate import Mutant, mutants
+from .mutate import Mutant, double_mutants, mutants
 
 PREFIXES = ["tidy", "quick", "mini", "neat", "plain", "bright", "swift", "lean", "calm", "bold"]
-SUFFIXES = ["kit", "tools", "utils", "lib", "box", "bits", "forge", "works"]
+PREFIXES += ["brisk", "clear", "deft", "handy", "keen", "snug", "spry", "trim", "vivid", "zest"]
+SUFFIXES = ["kit", "tools", "utils", "lib", "box", "bits", "forge", "works", "craft", "base", "core", "stack"]
+SUFFIXES += ["belt", "shed"]
 MODULE_NAMES = {
     "text": ["text", "strings", "wording"],
     "lists": ["lists", "seqs", "listtools"],
@@ -37,6 +39,8 @@ GROUP_DOCS = {
     "money": "Money helpers; amounts are integers in cents.",
 }
 GROUPS = list(MODULE_NAMES)
+DOUBLE_SHARE = 0.3
+"""The share of a repository's bugs (where the function has one) that are two-site mutants."""
 
 
 @dataclass
@@ -74,6 +78,8 @@ class Repo:
     """every function -> calls the buggy repository still gets right."""
     root_of: dict[str, str] = field(default_factory=dict)
     """caller -> the one bug it reaches."""
+    part_failing: dict[str, list[list[Example]]] = field(default_factory=dict)
+    """two-site bug -> per site, calls that site alone makes wrong (a fix of the other site leaves them)."""
 
     def module_of(self, fn: str) -> str:
         return next(m for m, fns in self.modules.items() if fn in fns)
@@ -120,11 +126,11 @@ def _pick_functions(groups: list[str], rng: random.Random) -> list[str]:
 
 
 def _pick_bugs(functions: list[str], rng: random.Random) -> list[str]:
-    """3-5 mutable functions, none calling another (each bug's tests see only its own bug), favouring those a
+    """3-6 mutable functions, none calling another (each bug's tests see only its own bug), favouring those a
     caller in the repository reaches; at least two functions stay clean for the visible tests."""
     reached = {d for f in functions for d in closure(f) if d != f}
     order = sorted(rng.sample(functions, len(functions)), key=lambda f: f not in reached)
-    want = rng.choice([3, 4, 4, 5, 5])
+    want = rng.choice([3, 4, 4, 5, 5, 6])
     bugs: list[str] = []
     for f in order:
         if len(bugs) == want or not mutants(f):
@@ -160,9 +166,12 @@ def compose(key: tuple, seed: int) -> Repo:
         group_of[name] = g
     chosen = {}
     for b in sorted(bugs):
-        ops = sorted({m.operator for m in mutants(b)})
+        pool = list(mutants(b))
+        if rng.random() < DOUBLE_SHARE and double_mutants(b):
+            pool = list(double_mutants(b))  # two related bugs in one function: both sites need a fix
+        ops = sorted({m.operator for m in pool})
         op = rng.choice(ops)
-        chosen[b] = rng.choice([m for m in mutants(b) if m.operator == op])
+        chosen[b] = rng.choice([m for m in pool if m.operator == op])
     repo = Repo(pkg=pkg, modules=modules, group_of=group_of, bugs=chosen)
     _evaluate(repo, f"{seed}:{pkg}:{v}")
     return repo
@@ -189,6 +198,17 @@ def _evaluate(repo: Repo, salt: str) -> None:
             repo.root_of[f] = hit[0]
         if f in repo.bugs:
             assert repo.failing[f], f"mutant of {f} fails no generated input"
+        if f in repo.bugs and repo.bugs[f].parts:
+            repo.part_failing[f] = []
+            for part in repo.bugs[f].parts:
+                alone = namespace(names, {**buggy, f: part})[f]
+                wrong = []
+                for args in pool:
+                    want, got = run(correct, args, traced=False), run(alone, args, traced=True)
+                    if got is not None and not got.same(want):
+                        wrong.append(Example(f, args, want.value, got))
+                assert wrong, f"a site of the two-site mutant of {f} fails no generated input"
+                repo.part_failing[f].append(wrong)
 
 
 # -- the repository's files ---------------------------------------------------------------------------------
@@ -263,6 +283,13 @@ def behaviour_cases(repo: Repo, cases: dict[str, list[Example]]) -> list[list]:
 
 
 def hidden_cases(repo: Repo, fns: list[str]) -> list[list]:
-    """The hidden tests of a task: per function, calls the bugs break and calls that must stay right."""
-    cases = {f: (unique_examples(repo.failing[f])[:3] + unique_examples(repo.passing[f])[:3]) for f in fns}
+    """The hidden tests of a task: per function, calls the bugs break and calls that must stay right; for a
+    two-site bug also calls each site alone breaks, so fixing one site is not enough."""
+    cases = {}
+    for f in fns:
+        parts = [x for wrong in repo.part_failing.get(f, []) for x in unique_examples(wrong)[:2]]
+        cases[f] = (
+            unique_examples(unique_examples(repo.failing[f])[:3] + parts)
+            + unique_examples(repo.passing[f])[:3]
+        )
     return behaviour_cases(repo, cases)

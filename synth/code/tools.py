@@ -4,6 +4,7 @@ the repository under state/."""
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 
 from ..family import jinja
@@ -16,10 +17,11 @@ RULES = ("keep_tests", "keep_files", "test_after_edit")
 
 def tool_config(key: tuple) -> dict:
     """The tool set and rules of a variant, from its index alone: 37 is odd, so `v * 37 % 64` walks every tool
-    set once in 64 variants (v = 0 is the reference's); the rules cycle on their own."""
+    set once in 64 variants (v = 0 is the reference's); the rules cycle on their own and shift by one every 64
+    variants, so no two of the first 512 share both tool set and rules."""
     v = key[1]
     tools = v * 37 % 2 ** len(TOOL_AXES)
-    rules = (v * 3 + 1) % 2 ** len(RULES)
+    rules = (v * 3 + 1 + v // 2 ** len(TOOL_AXES)) % 2 ** len(RULES)
     cfg = {axis: bool(tools >> i & 1) for i, axis in enumerate(TOOL_AXES)}
     cfg |= {rule: bool(rules >> i & 1) for i, rule in enumerate(RULES)}
     cfg["page_lines"] = (40, 60, 80)[v % 3]
@@ -62,9 +64,20 @@ def render_sources(key: tuple, seed: int) -> dict[str, str]:
     files["tools.py"] = jinja(True).get_template("code/tools.py.j2").render(**ctx)
     visible = {f: x for cases in tests.values() for f, x in cases.items()}
     ctx["visible"] = repr(behaviour_cases(repo, visible))
+    shipped = sorted((rel, text) for rel, text in files.items() if rel.startswith(f"state/{repo.pkg}/"))
+    ctx["package_digest"] = package_digest([(rel.rsplit("/", 1)[1], text.encode()) for rel, text in shipped])
     ctx["edit_tools"] = [cfg["edit"][0]] + ([] if cfg["no_write_file"] else ["write_file"])
     files["verify.py"] = jinja(True).get_template("code/verify.py.j2").render(**ctx)
     return files
+
+
+def package_digest(files: list[tuple[str, bytes]]) -> str:
+    """sha256 over a package folder's (file name, bytes) in name order: verify.py's `tree_digest` of the package
+    as shipped, so the verifier knows an unchanged repository without running it."""
+    h = hashlib.sha256()
+    for rel, data in sorted(files):
+        h.update(rel.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
 
 
 def rules_text(cfg: dict) -> list[str]:

@@ -104,7 +104,7 @@ def test_same_seed_same_bytes_other_seed_differs(tiny, tmp_path):
     key, env, cands = tiny[0]
     again = code.build_env(tmp_path / "a", key, SEED)
     assert _tree_hash(again) == _tree_hash(env)
-    assert code.make_tasks(again, key, SEED, 4) == cands
+    assert code.make_tasks(again, key, SEED, len(cands)) == cands
     other = code.build_env(tmp_path / "b", key, SEED + 1)
     assert _tree_hash(other / "state") != _tree_hash(env / "state")
 
@@ -140,9 +140,13 @@ def test_full_plan_ids_and_distinctness(tmp_path):
     ids = [code.env_id(k) for k in keys]
     assert len(set(ids)) == len(ids) and not any("textkit" in i for i in ids)
     assert all(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,127}", i) for i in ids)
-    # every variant has its own tool set (the cheap input of the key); a sample of built ones differ in full
-    tool_sets = {json.dumps({a: code.variant_config(k, SEED)[a] for a in tools.TOOL_AXES}) for k in keys}
-    assert len(tool_sets) == len(keys)
+    # every variant has its own tool set and rules (the cheap inputs of the key); built ones differ in full
+    axes = tools.TOOL_AXES + tools.RULES
+    shapes = {json.dumps({a: code.variant_config(k, SEED)[a] for a in axes}) for k in keys}
+    assert len(shapes) == len(keys)
+    assert (
+        len({json.dumps({a: code.variant_config(k, SEED)[a] for a in tools.TOOL_AXES}) for k in keys}) == 64
+    )
     built = [code.build_env(tmp_path, k, SEED) for k in keys[::6]]
     assert len({family.distinctness_key(e) for e in built}) == len(built)
 
@@ -151,7 +155,7 @@ def test_difficulty_ladder_and_issue_content(tiny):
     levels = set()
     for key, _, cands in tiny:
         repo = repository.compose(key, SEED)
-        assert 3 <= len(repo.bugs) <= 5 and 2 <= len(repo.modules) <= 4 and 6 <= len(repo.functions()) <= 10
+        assert 3 <= len(repo.bugs) <= 6 and 2 <= len(repo.modules) <= 4 and 6 <= len(repo.functions()) <= 10
         for c in cands:
             levels.add(c.difficulty)
             prompt = c.prompt[0]
@@ -160,8 +164,9 @@ def test_difficulty_ladder_and_issue_content(tiny):
                 assert repo.path_of(bug_names[0]) in prompt
             if c.difficulty == 3:  # a symptom: neither the buggy function nor its file is named
                 assert not re.search(rf"\b{bug_names[0]}\b", prompt) and ".py" not in prompt
-            if c.difficulty >= 4:
-                assert len(bug_names) >= 2
+            if c.difficulty >= 4:  # two bugs, or one bug at two sites (two fixes either way)
+                assert c.extra["features"]["constraints"] >= 2
+                assert sum(repo.bugs[b].sites for b in bug_names) == c.extra["features"]["constraints"]
             assert c.guess != c.answer
     assert len(levels) >= 3
 
@@ -237,3 +242,58 @@ def test_exiting_early_does_not_pass(tiny, tmp_path):
     task = _task(env, 0, c)
     assert replay(server, task, [exit_early, *c.solution], c.answer)["reward"] == 0.0
     server.close()
+
+
+# -- breadth, measured features, hardening, prose ------------------------------------------------------------------
+def test_full_plan_has_over_200_distinct_fixes():
+    """Distinct (function, mutation) fixes over every other repository of the full plan: already >= 200, so
+    the whole plan's (repository, function, mutation) triples are too; some bugs need two fixes."""
+    fixes, triples, two_site = set(), set(), 0
+    for key in code.plan("full")[::2]:
+        repo = repository.compose(key, SEED)
+        for fn, m in repo.bugs.items():
+            fixes.add((fn, m.source))
+            triples.add((key[0], fn, m.source))
+            two_site += bool(m.parts)
+    assert len(fixes) >= 200 and len(triples) >= 400
+    assert two_site >= len(triples) // 10
+
+
+def test_features_count_fixes_and_functions_left_alone(tiny):
+    for key, _, cands in tiny:
+        repo = repository.compose(key, SEED)
+        for c in cands:
+            f = c.extra["features"]
+            bugs = c.extra["issue"]["bugs"]
+            assert f == {
+                "constraints": sum(repo.bugs[b].sites for b in bugs),
+                "distractors": len(repo.functions()) - len(bugs),
+                "user_facts": 0,
+            }
+            name = code.variant_config(key, SEED)["edit"][0]
+            assert sum(x.name == name for x in c.solution) == f["constraints"]  # one edit per fix
+
+
+def test_harden_adds_a_bug_and_the_harder_task_validates(tiny, tmp_path):
+    key, env, cands = tiny[0]
+    server = _server(env, tmp_path, "h")
+    c = cands[0]
+    h = code.harden(env, key, SEED, c, "too_easy")
+    assert h is not None and len(h.extra["issue"]["bugs"]) == len(c.extra["issue"]["bugs"]) + 1
+    assert h.extra["features"]["constraints"] > c.extra["features"]["constraints"]
+    task = _task(env, 0, h)
+    assert replay(server, task, h.solution, h.answer)["reward"] == 1.0
+    assert replay(server, task, c.solution, c.answer)["reward"] == 0.0  # the easier fix is not enough
+    server.close()
+
+
+def test_demo_prompts_read_as_written(tmp_path):
+    """No snake_case outside code spans, no broken article, no nested relative clauses in any demo prompt."""
+    from .test_search import prose_problems
+
+    n_tasks = code.SCALES["demo"][1]
+    for key in code.plan("demo"):
+        env = code.build_env(tmp_path, key, SEED)
+        for c in code.make_tasks(env, key, SEED, n_tasks):
+            prose = re.sub(r"`[^`]*`", "CODE", c.prompt[0])
+            assert not prose_problems(prose), c.prompt[0]
