@@ -37,7 +37,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolgym.envs.inside.toolgym_env import same_number
+from toolgym.envs.inside.toolgym_env import numbers_in, same_number
 from toolgym.envs.spec import EnvLimits, ToolCall
 
 from ..family import Candidate, Family, Key, asked, jinja
@@ -384,6 +384,8 @@ class CodeInterpreterFamily(Family):
         cfg = q.cfg
         words = q.words()
         prompt = [" ".join([OPENINGS[opening].format(src=words["src"]), *says])]
+        if any(same_number(n, value, cfg["decimals"]) for n in numbers_in(prompt[0])):
+            return None  # an answer that could be copied from the question (a year, a threshold)
         load = loader_code(q.th, cfg) + "\nlen(rows)"
         solution = [ToolCall(name=cfg["python"], arguments={"code": c}) for c in [load, *cells]]
         return self.candidate(

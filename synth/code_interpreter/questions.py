@@ -19,7 +19,7 @@ import random
 from .data import lookup_file, lookup_loader_code, main_files
 
 MONTHS = list(calendar.month_name)
-LITERAL_ORDER = ("year", "months", "weekend", "c1", "c2", "m2_min")
+LITERAL_ORDER = ("year", "c1", "c2", "months", "weekend", "m2_min")
 """The order scope conditions are stated in, whatever order they were drawn in."""
 FINALS = ("sum", "count", "mean", "max", "median", "days", "share")
 MIN_ROWS = {"sum": 15, "count": 15, "days": 15, "mean": 8, "max": 8, "median": 8, "share": 15}
@@ -129,7 +129,12 @@ def draw_plan(q: Q, shape: dict, rng: random.Random) -> dict:
         join_spec = ["attr", rng.choice(q.th["lookup"]["attr_values"])]
     elif join == "target":
         join_spec = ["target", target_year]
-    return {"scope": scope, "join": join_spec, "picks": picks, "final": rng.choice(shape["finals"])}
+    m2 = q.th["m2"]
+    coarse = (m2["hi"] - m2["lo"]) * 10 ** m2[
+        "dec"
+    ] < 20  # a 1-5 score: its median or maximum is a guess away
+    finals = [f for f in shape["finals"] if not (coarse and f in ("max", "median"))]
+    return {"scope": scope, "join": join_spec, "picks": picks, "final": rng.choice(finals)}
 
 
 def extra_literal(q: Q, plan: dict, rng: random.Random) -> dict | None:
@@ -199,10 +204,10 @@ def realize(q: Q, plan: dict) -> tuple[list[str], list[str], list[dict]]:
     w = q.words()
     conds = [_literal_code(q, c) for c in sorted(plan["scope"], key=lambda c: LITERAL_ORDER.index(c[0]))]
     cells, says, checks = [], [], []
-    phrases = [_literal_words(q, c) for c in sorted(plan["scope"], key=lambda c: LITERAL_ORDER.index(c[0]))]
+    phrases = plan["scope"]
     c1_domain = len(q.th["c1"]["values"])
     join = plan["join"]
-    scope = _scope_words(phrases)
+    scope = _scope_words([[c[0], _literal_words(q, c)] for c in plan["scope"]])
     if scope and not (join and join[0] == "target"):
         says.append(f"Throughout, use only the {w['rows']} {scope}.")
     if join and join[0] == "attr":
@@ -235,7 +240,7 @@ def realize(q: Q, plan: dict) -> tuple[list[str], list[str], list[dict]]:
             f"{w['c1']} on target when its total {w['m1']} over all its {w['rows']} of {year} exceeded it."
         )
         says.append(
-            f"From here on, use only the {w['rows']} of the {w['c1s']} on target{' ' + scope if scope else ''}."
+            f"From here on, use only the {w['c1s']} on target, and only their {w['rows']}{' ' + scope if scope else ''}."
         )
         conds.append(f"r[{q.c1!r}] in keep")
         c1_domain = None
@@ -264,6 +269,7 @@ def realize(q: Q, plan: dict) -> tuple[list[str], list[str], list[dict]]:
         else:
             says.append(f"Then, among the {w['rows']} {' '.join(picked)}, {ask}.")
         picked.append({"month": "in that month"}.get(dim, f"{'of' if dim == 'c1' else 'with'} that {label}"))
+        picked.sort(key=lambda p: p == "in that month")  # "of that ward in that month" reads best
         conds.append(f"{key} == {var}")
     final = plan["final"]
     if final == "share":  # the last pick's part of what the picks before it left: two dependent cells
@@ -307,13 +313,13 @@ def _months_in(plan: dict) -> int:
     return span[1] - span[0] + 1
 
 
-def _scope_words(phrases: list[str]) -> str:
-    """Scope phrases as one clause: the year first, the rest joined by commas and a last "and"."""
-    if not phrases:
-        return ""
-    if phrases[0].startswith("from "):
-        return phrases[0] + (" " + _join_words(phrases[1:]) if phrases[1:] else "")
-    return _join_words(phrases)
+def _scope_words(scope: list) -> str:
+    """Scope conditions ([kind, words] pairs) as one clause: the year and labels first ("from 2024 of ward "x""), then the clauses
+    about dates and thresholds joined by commas and a last "and"."""
+    ordered = sorted(scope, key=lambda c: LITERAL_ORDER.index(c[0]))
+    head = [text for kind, text in ordered if kind in ("year", "c1", "c2")]
+    tail = [text for kind, text in ordered if kind not in ("year", "c1", "c2")]
+    return " ".join([*head, _join_words(tail)] if tail else head)
 
 
 def _join_words(parts: list[str]) -> str:
