@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -162,7 +163,9 @@ def rules(v: Variant) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=65536)
 def _t(text: str) -> dt.datetime:
+    # Called millions of times on a few hundred distinct strings while tasks are made: strptime is slow.
     return dt.datetime.strptime(text, FMT)
 
 
