@@ -359,11 +359,12 @@ class EnvServer:
             key = (self.ctx.task_id, name, json.dumps(arguments, sort_keys=True, default=str))
             if key in self._read_cache:
                 return dict(self._read_cache[key])
-            ids, rng = self.ctx._ids, self.ctx.rng.getstate()
+            ids, rng, changes = self.ctx._ids, self.ctx.rng.getstate(), self.ctx.changes()
         result = self._run_tool(name, fn, arguments)
-        # Cache a read only where it left the episode's ids and random numbers as they were: a replay of the
-        # cached reply is then the same episode.
-        if key is not None and self.ctx._ids == ids and self.ctx.rng.getstate() == rng:
+        # Cache a read only where it changed no row and left the episode's ids and random numbers as they were:
+        # a replay of the cached reply is then the same episode.
+        unchanged = key is not None and self.ctx.changes() == changes
+        if unchanged and self.ctx._ids == ids and self.ctx.rng.getstate() == rng:
             self._read_cache[key] = dict(result)
         return result
 
