@@ -4,8 +4,9 @@ server's state directly.
 
 A candidate is kept when its reference solution scores 1.0, doing nothing scores 0, a plausible wrong answer
 scores 0 (alone and after every lookup of the reference), no random-tool episode wins, and no shortcut solver
-(`shortcuts.py`: policies that never reason) solves it. The shortcut gate costs one more request: its read-only
-probes ride along with the checks, its final scripts follow for the candidates still standing.
+(`shortcuts.py`: policies that never reason) solves it. The shortcut gate costs two more requests: its read-only
+probes ride along with the checks, the second-round reads built from their results (`chain`) follow for the
+candidates still standing, then their final scripts.
 """
 
 from __future__ import annotations
@@ -109,6 +110,27 @@ def _probes(cands: list[tuple[str, Candidate]], box: Toolbox) -> list[Script]:
     return scripts
 
 
+def _follows(cands: list[tuple[str, Candidate]], box: Toolbox, seen: dict) -> list[Script]:
+    """Every shortcut's second-round read calls for `cands`, built from the first round's results (`seen`), once
+    each and none already observed, as observing one-call scripts."""
+    scripts, keys = [], set(seen)
+    for tid, c in cands:
+        for s in SHORTCUTS:
+            for call in s.follow_calls(prompt_text(c), box, seen):
+                if call_key(call) not in keys:
+                    keys.add(call_key(call))
+                    task = {"id": tid, "verifier": PROBE_VERIFIER, "params": {}}
+                    scripts.append(Script(task, [call], None, observe=True))
+    return scripts
+
+
+def second_round(ops: EnvServerOps, cands: list[tuple[str, Candidate]], box: Toolbox, seen: dict) -> dict:
+    """`seen` and what the second-round reads of `cands` returned, in one request (none when no shortcut
+    follows anything)."""
+    follows = _follows(cands, box, seen)
+    return {**seen, **_observed(follows, ops.replay_many(follows))}
+
+
 def prompt_text(c: Candidate) -> str:
     """What a shortcut reads of a task: every scripted user turn (never the simulated user's hidden facts)."""
     return "\n".join(c.prompt)
@@ -142,11 +164,12 @@ def shortcut_solvers(
     ops: EnvServerOps, cands: list[tuple[str, Candidate]], tools: list[dict]
 ) -> dict[str, list[str]]:
     """task id -> the shortcuts that solve it, for `cands` on their own (no other check): the probes in one
-    request, the final scripts in another. Admission runs the same through `admit`, its probes riding along
-    with the other checks."""
+    request, the second-round reads in another, the final scripts in a third. Admission runs the same through
+    `admit`, its probes riding along with the other checks."""
     box = Toolbox.of(tools)
     probes = _probes(cands, box)
-    return _gate(ops, cands, box, _observed(probes, ops.replay_many(probes)))
+    seen = second_round(ops, cands, box, _observed(probes, ops.replay_many(probes)))
+    return _gate(ops, cands, box, seen)
 
 
 def _observed(probes: list[Script], verdicts: list[dict]) -> dict:
@@ -167,7 +190,7 @@ def admit(
     *,
     gate: bool = True,
 ) -> Outcome:
-    """Run every check of every candidate ((task id, Candidate) pairs) through `ops` in three requests, then keep
+    """Run every check of every candidate ((task id, Candidate) pairs) through `ops` in four requests, then keep
     the candidates that pass them all, in order. A dropped candidate is counted under the first check it
     fails; one a shortcut solves under `shortcut_<name>` of the first that did. `tools` are env.json's tool
     entries (their access and submit tags tell the shortcuts what writes and what submits); `gate=False` skips
@@ -209,7 +232,7 @@ def admit(
             out.too_easy.append((tid, c, "too_easy_random"))
             continue
         standing.append((tid, c))
-    solved = _gate(ops, standing, box, seen) if gate else {}
+    solved = _gate(ops, standing, box, second_round(ops, standing, box, seen)) if gate else {}
     for tid, c in standing:
         if gate:
             out.solved_by[tid] = solved[tid]

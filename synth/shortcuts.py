@@ -2,9 +2,10 @@
 
 A task that one of them solves teaches nothing a model should learn, so admission drops it (`admission.py`).
 Each solver sees what a policy sees before it thinks: the prompt, the tool schemas (with their access and submit
-tags) and, where it needs them, what a few read-only probe calls return. It works in two phases: `probes` names
-the read calls to make (replayed with `observe=True`), `attempts` turns what they returned into final scripts.
-Both are bounded (MAX_PROBES, MAX_ATTEMPTS) and deterministic.
+tags) and, where it needs them, what a few read-only probe calls return. It works in phases: `probes` names the
+read calls to make (replayed with `observe=True`), `follow` names a second round of reads built from what the
+first returned (only `chain` has one), and `attempts` turns what both returned into final scripts. Every phase
+is bounded (MAX_PROBES, MAX_FOLLOWS, MAX_ATTEMPTS) and deterministic.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from toolgym.envs.spec import ToolCall
 
 MAX_PROBES = 4
 """Read-only probe calls per shortcut and task."""
+MAX_FOLLOWS = 6
+"""Second-round read calls (built from first-round results) per shortcut and task."""
 MAX_ATTEMPTS = 8
 """Final scripts per shortcut and task."""
 DONE = "Done."
@@ -317,8 +320,12 @@ class Shortcut:
         """Read-only calls whose results `attempts` may use (phase 1)."""
         return []
 
+    def follow(self, c: Clues, tools: Toolbox, seen: Observed) -> list[ToolCall]:
+        """Read-only calls built from what the probes returned (`seen`), whose results `attempts` may also use."""
+        return []
+
     def attempts(self, c: Clues, tools: Toolbox, seen: Observed) -> list[Attempt]:
-        """The final scripts (phase 2), likeliest first."""
+        """The final scripts (last phase), likeliest first."""
         raise NotImplementedError
 
     def scripts(self, prompt: str, tools: Toolbox, seen: Observed) -> list[tuple[list[ToolCall], str | None]]:
@@ -336,6 +343,10 @@ class Shortcut:
 
     def probe_calls(self, prompt: str, tools: Toolbox) -> list[ToolCall]:
         return self.probes(clues(prompt), tools)[:MAX_PROBES]
+
+    def follow_calls(self, prompt: str, tools: Toolbox, seen: Observed) -> list[ToolCall]:
+        reads = {fn["name"] for fn in tools.reads}
+        return [x for x in self.follow(clues(prompt), tools, seen) if x.name in reads][:MAX_FOLLOWS]
 
 
 class PromptOnly(Shortcut):
@@ -541,6 +552,228 @@ class WriteAll(Shortcut):
         return [Attempt([calls[k % len(calls)] for calls in per_tool], DONE) for k in range(depth)]
 
 
-SHORTCUTS: tuple[Shortcut, ...] = (PromptOnly(), CopyNumber(), OneCall(), ListPick(), WriteAll())
+def id_field(name: str) -> bool:
+    """An id-like field or parameter: `id`, `customer_id`, `slotId`."""
+    low = name.lower()
+    return low == "id" or low.endswith("_id") or name.endswith("Id")
+
+
+_VERBS = frozenset(
+    {"get", "find", "list", "search", "browse", "lookup", "look", "show", "fetch", "read", "all"}
+)
+"""Words of a tool's name that say what it does, not what it returns."""
+
+
+def _noun(field_name: str, tool: str) -> set[str]:
+    """What an id names: `customer_id` -> {"customer"}; a bare `id` names the noun of the tool that returned it
+    (`find_customer`, `list_accounts`), less the tool's verb."""
+    if field_name.lower() == "id":
+        return stems(tool) - _VERBS
+    return stems(re.sub(r"(?<=[a-z])(?=[A-Z])", "_", field_name)) - {"id"}
+
+
+@dataclass(frozen=True)
+class Found:
+    """An id seen in a result: what it names, its value, the call that returned it and the row it sits in."""
+
+    noun: frozenset
+    value: Any
+    source: ToolCall
+    row: dict
+
+
+def row_ids(rec: dict, call: ToolCall) -> list[Found]:
+    """The id fields of one row `call` returned."""
+    return [
+        Found(frozenset(_noun(k, call.name)), v, call, rec)
+        for k, v in rec.items()
+        if id_field(k) and isinstance(v, (str, int)) and not isinstance(v, bool) and v != ""
+    ]
+
+
+def found_ids(calls: list[ToolCall], seen: Observed, c: Clues) -> list[Found]:
+    """Every id field of the rows `calls` returned: the rows the prompt names most first (the technician it
+    names, wherever listed), then in call and row order."""
+    ranked = []
+    for n, call in enumerate(calls):
+        for k, rec in enumerate(rows(seen.get(call_key(call)))):
+            ranked.append((-mentions(rec, c), n, k, row_ids(rec, call)))
+    return [f for *_, found in sorted(ranked, key=lambda x: x[:3]) for f in found]
+
+
+def numeric_columns(recs: list[dict], c: Clues) -> list[str]:
+    """The numeric columns of `recs` that are not ids: those the prompt names first, then price-like ones."""
+    cols = _dedupe(k for r in recs for k, v in r.items() if _num(v) and not id_field(k))
+    return sorted(
+        cols,
+        key=lambda k: (not (stems(k) & c.words), not any(p in k.lower() for p in _PRICE_KEYS), cols.index(k)),
+    )
+
+
+def _as_param(value: Any, schema: dict) -> Any:
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    if "string" in kinds:
+        return str(value)
+    if "integer" in kinds and str(value).lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def id_fill(fn: dict, found: list[Found], c: Clues, per_slot: int = 1) -> list[tuple[dict, list[Found]]]:
+    """Argument objects for `fn` whose id slots take ids of `found` that name the same thing (`customer_id` <-
+    the `id` of `find_customer`'s row, or a row's own `customer_id`), the rest from the prompt; the first matched
+    slot takes up to `per_slot` values. Each object comes with the ids it used; none when no slot matched."""
+    props = (fn.get("parameters") or {}).get("properties") or {}
+    matched: dict[str, list[Found]] = {}
+    for name in props:
+        if not id_field(name):
+            continue
+        want = _noun(name, fn["name"])
+        hits, values = [], set()
+        for f in found:
+            key = json.dumps(f.value)
+            if want & f.noun and key not in values:
+                values.add(key)
+                hits.append(f)
+        if hits:
+            matched[name] = hits
+    if not matched:
+        return []
+    lead, *rest = matched
+    out = []
+    for f in matched[lead][:per_slot]:
+        used = [f, *(matched[r][0] for r in rest)]
+        fixed = {name: _as_param(u.value, props[name]) for name, u in zip(matched, used, strict=True)}
+        args = fillings(fn, c, limit=1, fixed=fixed)
+        if args:
+            out.append((args[0], used))
+    return out
+
+
+class Chain(Shortcut):
+    """Follows ids without reasoning: looks up what the prompt names (by email, id, name), calls each read tool
+    whose id arguments the first results fill (the customer's `id` into `list_orders(customer_id)`), then answers
+    with an aggregate of the second result's rows (sum, count, least, most or mean of a numeric column; the name
+    of the first, last, cheapest or dearest row), of all of them or of those a prompt word names (a status, a
+    category), or calls a write tool with a second-round row's ids (the first row's, or every row's)."""
+
+    NAME = "chain"
+    PER_TOOL = 2
+    """Second-round calls per read tool (ids of different first-round rows)."""
+    EVERY_ROW_MAX = 8
+    """Calls of the one write tool when it is applied to every row."""
+    CUES = {
+        "sum": ("total", "sum", "altogether", "together", "add up", "combined", "in all", "spent", "owe"),
+        "count": ("how many", "count", "number of"),
+        "min": ListPick.CUES["cheapest"],
+        "max": ListPick.CUES["dearest"],
+        "mean": ("average", "mean", "typical"),
+    }
+    AGGREGATES = {
+        "sum": sum,
+        "min": min,
+        "max": max,
+        "mean": lambda xs: sum(xs) / len(xs),
+    }
+
+    def probes(self, c: Clues, tools: Toolbox) -> list[ToolCall]:
+        """Lookups whose required arguments the prompt fills, likeliest first, then argument-free listings."""
+        lookups, listings = [], []
+        for fn in sorted(tools.reads, key=lambda fn: -relevance(fn, c)):
+            required = (fn.get("parameters") or {}).get("required") or []
+            args = fillings(fn, c, limit=1)
+            if args:
+                (lookups if required else listings).append(ToolCall(name=fn["name"], arguments=args[0]))
+        return (lookups + listings)[:MAX_PROBES]
+
+    def _plan(self, c: Clues, tools: Toolbox, seen: Observed) -> list[tuple[ToolCall, ToolCall]]:
+        """(first-round call, second-round call) pairs: each read tool, likeliest first, with ids the first round
+        returned."""
+        firsts = self.probe_calls(c.text, tools)
+        done = {call_key(x) for x in firsts}
+        found = found_ids(firsts, seen, c)
+        out = []
+        for fn in sorted(tools.reads, key=lambda fn: -relevance(fn, c)):
+            for args, used in id_fill(fn, found, c, per_slot=self.PER_TOOL):
+                call = ToolCall(name=fn["name"], arguments=args)
+                if call_key(call) not in done:
+                    done.add(call_key(call))
+                    out.append((used[0].source, call))
+        return out[:MAX_FOLLOWS]
+
+    def follow(self, c: Clues, tools: Toolbox, seen: Observed) -> list[ToolCall]:
+        return [second for _, second in self._plan(c, tools, seen)]
+
+    def _cued(self, c: Clues) -> set[str]:
+        text = c.text.lower()
+        return {k for k, words in self.CUES.items() if any(w in text for w in words)}
+
+    def attempts(self, c: Clues, tools: Toolbox, seen: Observed) -> list[Attempt]:
+        cued = self._cued(c)
+        ranked: list[tuple[int, int, Attempt]] = []  # (priority, order, attempt)
+
+        def add(priority: int, kind: str, attempt: Attempt) -> None:
+            ranked.append((priority - (10 if kind in cued else 0), len(ranked), attempt))
+
+        firsts = found_ids(self.probe_calls(c.text, tools), seen, c)
+        for first, second in self._plan(c, tools, seen):
+            recs = rows(seen.get(call_key(second)))
+            if not recs:
+                continue
+            calls = [first, second]
+            named = focused(recs, c)
+            for focus, bonus in ((named, -1), (recs, 0)):
+                if focus:
+                    self._answers(focus, c, calls, bonus, add)
+            picked = sorted(named or recs, key=lambda r: (-mentions(r, c), recs.index(r)))
+            self._writes(picked, firsts, c, tools, calls, add)
+        return [a for *_, a in sorted(ranked, key=lambda x: x[:2])]
+
+    def _answers(self, recs: list[dict], c: Clues, calls: list[ToolCall], bonus: int, add) -> None:
+        add(3 + bonus, "count", Attempt(calls, str(len(recs))))
+        for rank, col in enumerate(numeric_columns(recs, c)):
+            xs = [float(r[col]) for r in recs if _num(r.get(col))]
+            for kind, agg in self.AGGREGATES.items():
+                base = {"sum": 2, "min": 4, "max": 4, "mean": 5}[kind]
+                add(base + bonus + min(rank, 3), kind, Attempt(calls, number_text(agg(xs))))
+        priced = [r for r in recs if row_price(r) is not None]
+        picks = {"first": recs[0], "last": recs[-1]}
+        if priced:
+            picks["min"] = min(priced, key=row_price)
+            picks["max"] = max(priced, key=row_price)
+        for kind, rec in picks.items():
+            if row_name(rec):
+                add((4 if kind in ("min", "max") else 6) + bonus, kind, Attempt(calls, row_name(rec)))
+        if len(recs) == 1:
+            # a record, not a list: each of its text fields may be the answer (a tier, a status, a date)
+            for k, v in recs[0].items():
+                if isinstance(v, str) and v and not id_field(k):
+                    add(5 + bonus, "field", Attempt(calls, v))
+
+    def _writes(
+        self, recs: list[dict], firsts: list[Found], c: Clues, tools: Toolbox, calls: list, add
+    ) -> None:
+        """Each write tool with the first row's ids (`recs` hold the rows the prompt names most first; ids of the
+        first round fill the slots no row fills: the customer found by email); the write tool the prompt names
+        most, once for every row."""
+        second = calls[-1]
+        writes = sorted(tools.writes, key=lambda fn: -relevance(fn, c))
+        for n, fn in enumerate(writes):
+            per_row = []
+            for rec in recs[: self.EVERY_ROW_MAX if n == 0 else 1]:
+                filled = id_fill(fn, [*row_ids(rec, second), *firsts], c)
+                if filled:
+                    per_row.append(ToolCall(name=fn["name"], arguments=filled[0][0]))
+            if not per_row:
+                continue
+            named = bool(stems(fn["name"]) & c.words)
+            add(3 - (10 if named else 0), "write", Attempt([*calls, per_row[0]], DONE))
+            every = list({call_key(x): x for x in per_row}.values())
+            if len(every) > 1:
+                add(4 - (10 if named else 0), "write", Attempt([*calls, *every], DONE))
+
+
+SHORTCUTS: tuple[Shortcut, ...] = (PromptOnly(), CopyNumber(), OneCall(), ListPick(), WriteAll(), Chain())
 """Every shortcut admission tries, in the order a solved task is counted under the first that solved it."""
 NAMES = tuple(s.NAME for s in SHORTCUTS)

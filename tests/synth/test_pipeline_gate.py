@@ -4,13 +4,13 @@ to the family's `harden`), the rest is kept with its measured features."""
 from __future__ import annotations
 
 import pytest
-from toolgym.envs.runtime import LocalEnvServer
+from toolgym.envs.runtime import EnvServerOps, LocalEnvServer
 from toolgym.synth.admission import admit
 from toolgym.synth.family import Family
 from toolgym.synth.pipeline import admit_env
 from toolgym.synth.shortcuts import NAMES
 
-from tests.synth.test_shortcuts import EASY, HARD, tools_of, write_shop
+from tests.synth.test_shortcuts import CHAIN_MORE, EASY, HARD, tools_of, write_shop
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,48 @@ def test_gate_drops_what_a_shortcut_solves_and_keeps_the_rest(shop):
     assert {tid for tid, _, reason in out.too_easy if reason.startswith("shortcut_")} == set(EASY)
 
 
+class CountingOps(EnvServerOps):
+    """The env server's operations, recording the episodes of every replay request."""
+
+    def __init__(self, inner: EnvServerOps) -> None:
+        self.inner = inner
+        self.replays: list[list[dict]] = []
+
+    def request(self, op: str, timeout_s: float | None = None, **fields) -> dict:
+        if op == "replay":
+            self.replays.append(fields["episodes"])
+        return self.inner.request(op, timeout_s=timeout_s, **fields)
+
+
+def test_second_round_costs_one_request_of_distinct_reads(shop):
+    env, ops = shop
+    counting = CountingOps(ops)
+    # three tasks of one customer: their second-round reads are the same calls, made once
+    cands = [("chain", EASY["chain"]), ("kept", HARD["payments_kept"]), *CHAIN_MORE.items()]
+    out = admit(counting, cands, submit_of(env), tools_of(env))
+    assert out.solved_by == {
+        "chain": ["chain"],
+        "kept": [],
+        "chain_write": ["chain"],
+        "chain_filtered": ["chain"],
+    }
+    checks, follows, finals = counting.replays  # no state verifier here: no request for expected states
+    assert all(e["observe"] and len(e["calls"]) == 1 for e in follows)
+    keys = [repr(e["calls"][0]) for e in follows]
+    assert len(keys) == len(set(keys)) and not set(keys) & {
+        repr(e["calls"][0]) for e in checks if e["observe"]
+    }
+    listed = [e["calls"][0]["arguments"] for e in follows if e["calls"][0]["name"] == "list_payments"]
+    assert listed == [{"customer_id": "A001"}, {"customer_id": "A002"}]
+    assert not any(e["observe"] for e in finals)
+
+
 def test_gate_off_keeps_them(shop):
     env, ops = shop
-    out = admit(ops, list(EASY.items()), submit_of(env), tools_of(env), gate=False)
+    counting = CountingOps(ops)
+    out = admit(counting, list(EASY.items()), submit_of(env), tools_of(env), gate=False)
     assert [tid for tid, _ in out.kept] == list(EASY) and out.solved_by == {}
+    assert len(counting.replays) == 1 and not any(e["observe"] for e in counting.replays[0])
 
 
 class ShopFamily(Family):

@@ -61,6 +61,28 @@ def find_customer(ctx, email: str) -> dict:
 
 
 @tool
+def list_orders(ctx, customer_id: str) -> list:
+    """A customer's orders (id, item_id, quantity, status).
+
+    Args:
+        customer_id: The customer's id.
+    """
+    return ctx.rows(
+        "SELECT id, item_id, quantity, status FROM orders WHERE customer_id = ? ORDER BY id", (customer_id,)
+    )
+
+
+@tool
+def list_payments(ctx, customer_id: str) -> list:
+    """A customer's payments (id, amount, status), oldest first.
+
+    Args:
+        customer_id: The customer's id.
+    """
+    return ctx.rows("SELECT id, amount, status FROM payments WHERE customer_id = ? ORDER BY id", (customer_id,))
+
+
+@tool
 def dump(ctx, size: int) -> str:
     """A long report of the given size.
 
@@ -140,6 +162,14 @@ ITEMS = [
     ("I006", "Amber Canyon", "book", 8.75, 6),
 ]
 
+PAYMENTS = [
+    ("P1", "A001", 40.0, "settled"),
+    ("P2", "A001", 15.5, "refunded"),
+    ("P3", "A001", 22.25, "settled"),
+    ("P4", "A001", 9.0, "pending"),
+    ("P5", "A002", 12.0, "settled"),
+]
+
 
 def write_shop(store: Path) -> Path:
     env = store / "shop"
@@ -150,6 +180,8 @@ def write_shop(store: Path) -> Path:
     db.execute("CREATE TABLE items (id TEXT, name TEXT, category TEXT, price REAL, stock INTEGER)")
     db.execute("CREATE TABLE customers (id TEXT, name TEXT, email TEXT)")
     db.execute("CREATE TABLE orders (id TEXT, customer_id TEXT, item_id TEXT, quantity INTEGER, status TEXT)")
+    db.execute("CREATE TABLE payments (id TEXT, customer_id TEXT, amount REAL, status TEXT)")
+    db.executemany("INSERT INTO payments VALUES (?, ?, ?, ?)", PAYMENTS)
     db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", ITEMS)
     db.executemany(
         "INSERT INTO customers VALUES (?, ?, ?)",
@@ -191,6 +223,7 @@ def answer(value: str, *calls: ToolCall) -> list[ToolCall]:
 
 
 LIST = ToolCall(name="list_items", arguments={})
+FIND_ANA = ToolCall(name="find_customer", arguments={"email": "ana@example.com"})
 EASY = {
     # the product of the prompt's two numbers
     "prompt_only": cand(
@@ -224,6 +257,33 @@ EASY = {
         {"order_id": "R0041", "others_open": 1},
         [ToolCall(name="cancel_order", arguments={"order_id": "R0041"})],
     ),
+    # two dependent reads: the customer by email, then the customer's payments by the id it returned; summed
+    "chain": cand(
+        "I'm ana@example.com. What do all my payments add up to?",
+        "check_answer",
+        {"expected": "86.75"},
+        answer("86.75", FIND_ANA, ToolCall(name="list_payments", arguments={"customer_id": "A001"})),
+    ),
+}
+CHAIN_MORE = {
+    # the same chain, then the customer's one order cancelled with the id the second read returned
+    "chain_write": cand(
+        "I'm bo@example.com: please cancel my open order.",
+        "check_cancelled",
+        {"order_id": "R0042", "others_open": 1},
+        [
+            ToolCall(name="find_customer", arguments={"email": "bo@example.com"}),
+            ToolCall(name="list_orders", arguments={"customer_id": "A002"}),
+            ToolCall(name="cancel_order", arguments={"order_id": "R0042"}),
+        ],
+    ),
+    # the chain, then a count of the rows a prompt word ("pending") names
+    "chain_filtered": cand(
+        "I'm ana@example.com. How many of my payments are still pending?",
+        "check_answer",
+        {"expected": "1"},
+        answer("1", FIND_ANA, ToolCall(name="list_payments", arguments={"customer_id": "A001"})),
+    ),
 }
 HARD = {
     # two dearest toys summed: a listing, then arithmetic over chosen rows
@@ -243,6 +303,14 @@ HARD = {
             LIST,
             ToolCall(name="buy_item", arguments={"customer_id": "A002", "item_id": "I006", "quantity": 3}),
         ],
+    ),
+    # the same chain, but what the shop keeps is a policy no prompt word names: settled payments only (neither
+    # the refunded nor the pending one), which no aggregate of all rows, or of rows a prompt word names, equals
+    "payments_kept": cand(
+        "I'm ana@example.com. Of what I have paid, how much does the shop keep after refunds and holds?",
+        "check_answer",
+        {"expected": "62.25"},
+        answer("62.25", FIND_ANA, ToolCall(name="list_payments", arguments={"customer_id": "A001"})),
     ),
     # the customer's other order, by email
     "cancel_other": cand(
@@ -270,7 +338,7 @@ def tools_of(env: Path) -> list[dict]:
 
 def test_references_pass(shop):
     env, ops = shop
-    for name, c in {**EASY, **HARD}.items():
+    for name, c in {**EASY, **HARD, **CHAIN_MORE}.items():
         task = {"id": name, "verifier": c.verifier, "params": c.params}
         assert replay(ops, task, c.solution, c.answer)["reward"] == 1.0, name
 
@@ -288,17 +356,94 @@ def test_no_shortcut_solves_a_task_that_needs_reasoning(shop):
     assert solved == {name: [] for name in HARD}
 
 
-def test_bounded_and_deterministic(shop):
-    env, _ = shop
+def test_chain_solves_two_dependent_reads_that_one_round_misses(shop):
+    env, ops = shop
+    solved = shortcut_solvers(ops, [("chain", EASY["chain"]), *CHAIN_MORE.items()], tools_of(env))
+    assert solved == {name: ["chain"] for name in ["chain", *CHAIN_MORE]}
+
+
+def test_chain_follows_ids_by_name(shop):
+    env, ops = shop
     box = Toolbox.of(tools_of(env))
-    for c in [*EASY.values(), *HARD.values()]:
+    chain = SHORTCUTS[NAMES.index("chain")]
+    prompt = EASY["chain"].prompt[0]
+    probes = chain.probe_calls(prompt, box)
+    assert probes[0] == FIND_ANA
+    seen = observed(ops, probes)
+    follows = chain.follow_calls(prompt, box, seen)
+    # the customer's id goes to every `customer_id` slot, never to `item_id` or `email`; get_item takes the
+    # ids of the rows of the listing the first round also made
+    by_customer = {(x.name, x.arguments["customer_id"]) for x in follows if "customer_id" in x.arguments}
+    assert by_customer == {("list_payments", "A001"), ("list_orders", "A001")}
+    items = [x.arguments["item_id"] for x in follows if x.name == "get_item"]
+    assert items and set(items) <= {row[0] for row in ITEMS}
+    assert len(follows) == len({(x.name, str(x.arguments)) for x in follows})
+    # no customer found, no customer's records read
+    anon = "What do all my payments add up to?"
+    assert all(
+        x.name == "get_item"
+        for x in chain.follow_calls(anon, box, observed(ops, chain.probe_calls(anon, box)))
+    )
+
+
+def observed(ops, calls: list[ToolCall]) -> dict:
+    """What each call returns alone from a fresh state, keyed as the shortcuts key it."""
+    from toolgym.synth.shortcuts import call_key, parse
+
+    out = {}
+    for x in calls:
+        got = replay(ops, {"id": "p", "verifier": "", "params": {}}, [x], observe=True)["observed"][0]
+        out[call_key(x)] = parse(got["content"]) if got["ok"] else None
+    return out
+
+
+def test_chain_second_round_is_bounded():
+    reads = [
+        {"function": {"name": "find_customer", "parameters": {"properties": {"email": {"type": "string"}}}}},
+        *(
+            {
+                "function": {
+                    "name": f"list_things_{k}",
+                    "parameters": {
+                        "properties": {"customer_id": {"type": "string"}},
+                        "required": ["customer_id"],
+                    },
+                }
+            }
+            for k in range(12)
+        ),
+    ]
+    box = Toolbox.of(reads)
+    chain = SHORTCUTS[NAMES.index("chain")]
+    prompt = "I'm ana@example.com."
+    (probe,) = [p for p in chain.probe_calls(prompt, box) if p.name == "find_customer"]
+    from toolgym.synth.shortcuts import MAX_FOLLOWS, call_key
+
+    seen = {call_key(probe): [{"id": f"A{k:03}"} for k in range(5)]}
+    follows = chain.follow_calls(prompt, box, seen)
+    assert len(follows) == MAX_FOLLOWS
+    assert follows == chain.follow_calls(prompt, box, dict(reversed(seen.items())))
+    rows = {call_key(x): [{"id": f"T{k}", "amount": k, "status": "open"} for k in range(20)] for x in follows}
+    scripts = chain.scripts(prompt, box, {**seen, **rows})
+    assert 0 < len(scripts) <= 8 and scripts == chain.scripts(prompt, box, {**seen, **rows})
+
+
+def test_bounded_and_deterministic(shop):
+    env, ops = shop
+    box = Toolbox.of(tools_of(env))
+    for c in [*EASY.values(), *HARD.values(), *CHAIN_MORE.values()]:
         for s in SHORTCUTS:
             probes = s.probe_calls(c.prompt[0], box)
             assert len(probes) <= 4
-            assert all(not box.is_write(p.name) and p.name != "submit_answer" for p in probes)
-            first = s.scripts(c.prompt[0], box, {})
+            seen = observed(ops, probes)
+            follows = s.follow_calls(c.prompt[0], box, seen)
+            assert len(follows) <= 6 and follows == s.follow_calls(c.prompt[0], box, seen)
+            reads = probes + follows
+            assert all(not box.is_write(p.name) and p.name != "submit_answer" for p in reads)
+            seen |= observed(ops, follows)
+            first = s.scripts(c.prompt[0], box, seen)
             assert len(first) <= 8
-            assert first == s.scripts(c.prompt[0], box, {})
+            assert first == s.scripts(c.prompt[0], box, seen)
 
 
 def test_answers_go_through_the_submit_tool(shop):
