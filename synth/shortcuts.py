@@ -10,6 +10,7 @@ is bounded (MAX_PROBES, MAX_FOLLOWS, MAX_ATTEMPTS) and deterministic.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -44,10 +45,16 @@ _QUERY_PARAMS = ("query", "q", "terms", "keywords", "keyword", "text", "search",
 _PRICE_KEYS = ("price", "cost", "fee", "amount", "total", "rate")
 
 
-def stems(text: str) -> set[str]:
+def stems(text: str) -> frozenset[str]:
     """The content words of `text`, lower-cased, a plural `s` dropped (`list_parts` and "part" meet)."""
+    return _stems(text) if len(text) < 2000 else _stems.__wrapped__(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stems(text: str) -> frozenset[str]:
+    # Cached: the same tool names, descriptions and row values are stemmed for every task of an environment.
     words = _WORD.findall(text.replace("_", " ").lower())
-    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words if w not in STOPWORDS}
+    return frozenset(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words if w not in STOPWORDS)
 
 
 def _dedupe(values) -> list:
