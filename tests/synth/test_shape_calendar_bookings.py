@@ -95,7 +95,7 @@ def policy_breaks(db: sqlite3.Connection, p: dict) -> list[str]:
 def test_each_variant_admits_enough_varied_tasks(corpus):
     for key, _env, cands, outcome in corpus:
         kept = [c for _, c in outcome.kept]
-        assert len(cands) == 48 and len(kept) >= 45, (key, outcome.drops)
+        assert len(cands) == 48 and len(kept) >= 42, (key, outcome.drops)  # the shortcut gate may drop a few
         kinds = Counter(kind(c) for c in kept)
         assert len(kinds) >= 6, kinds
         assert max(kinds.values()) <= 0.25 * len(kept), kinds
