@@ -188,7 +188,7 @@ class CodeInterpreterFamily(Family):
 
     NAME = "code_interpreter"
     CATEGORY = "code_interpreter"
-    VERSION = "3"
+    VERSION = "4"
     """3: data questions only (the maths puzzles are gone), each a chain of dependent cells (2 to 6 calls by
     level); answers read by the shared normalizer in any clear format; measured features; `harden`."""
     SCALES = {"tiny": (2, 6), "demo": (5, 12), "small": (10, 20), "full": (80, 70)}

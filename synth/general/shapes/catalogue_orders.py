@@ -207,6 +207,7 @@ VOCABS = [
 ]
 
 COLOURS = ["Sage", "Slate", "Sand", "Charcoal", "Ivory", "Rust", "Navy", "Olive"]
+EDITIONS = ["Hardback", "Paperback", "Large Print", "Signed Edition", "Illustrated Edition", "Pocket Edition"]
 
 
 def _params(v: Variant) -> dict:
@@ -268,7 +269,10 @@ class CatalogueOrders(Shape):
         products = []
         for cat, names in v.vocab["catalogue"].items():
             for name in names:
-                for colour in rng.sample(COLOURS, rng.choice([1, 1, 2])):
+                kinds = (
+                    EDITIONS if v.vocab["name"] == "bookshop" else COLOURS
+                )  # a book has editions, not colours
+                for colour in rng.sample(kinds, rng.choice([1, 1, 2])):
                     label = name if len(products) % 3 else f"{name} ({colour})"
                     if any(x[1] == label for x in products):
                         continue
