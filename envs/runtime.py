@@ -99,6 +99,11 @@ def pushed_files(env_dir: Path) -> dict[str, str]:
     return {p.relative_to(env_dir).as_posix(): base64.b64encode(p.read_bytes()).decode() for p in paths}
 
 
+REPLAY_CHUNK = 256
+"""Episodes per replay request at most: the sandboxed server builds each request's reply (observed results
+included) in its memory, so an environment with thousands of admission scripts goes in several requests."""
+
+
 @dataclass
 class Script:
     """A scripted episode: the task (a TaskSpec or its dict), the tool calls to make in order, and the final
@@ -167,14 +172,15 @@ class EnvServerOps:
         return self.replay_many([Script(task, list(calls), answer, digest, observe)])[0]
 
     def replay_many(self, scripts: list[Script]) -> list[dict]:
-        """Several scripted episodes in one request (one round trip to a sandboxed server)."""
-        if not scripts:
-            return []
-        episodes = [s.request() for s in scripts]
-        timeout = 60 + sum(self.call_timeout_s * (len(e["calls"]) + 1) for e in episodes)
-        return self.request("replay", timeout_s=timeout, episodes=episodes, source=self._verify_source)[
-            "verdicts"
-        ]
+        """Several scripted episodes, REPLAY_CHUNK to a request (one round trip each to a sandboxed server)."""
+        out = []
+        for start in range(0, len(scripts), REPLAY_CHUNK):
+            episodes = [s.request() for s in scripts[start : start + REPLAY_CHUNK]]
+            timeout = 60 + sum(self.call_timeout_s * (len(e["calls"]) + 1) for e in episodes)
+            out += self.request("replay", timeout_s=timeout, episodes=episodes, source=self._verify_source)[
+                "verdicts"
+            ]
+        return out
 
     def state_hash(self) -> str:
         return self.request("hash", timeout_s=60)["hash"]
@@ -248,7 +254,8 @@ class EnvServerHandle(EnvServerOps):
     def _cell(self, code: str, timeout_s: float) -> str | None:
         r = self.session.run(code, timeout_s=timeout_s)
         if r.restarted:
-            raise EnvRuntimeError("the env server's Python session was restarted (a tool would not stop)")
+            why = r.error.message if r.error is not None else "a tool would not stop"
+            raise EnvRuntimeError(f"the env server's Python session was restarted: {why}")
         if r.timed_out:
             raise EnvRuntimeError(f"the env server did not answer within {timeout_s:g} s")
         if r.error is not None:

@@ -10,13 +10,16 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from multiprocessing import Pool
 from pathlib import Path
 
+from toolgym.envs.runtime import EnvRuntimeError
 from toolgym.envs.shards import write_task_shards
 from toolgym.envs.spec import Provenance, TaskSpec
+from toolgym.sandbox import SandboxError
 
 from .admission import RANDOM_EPISODES, admit
 from .difficulty import RULE as DIFFICULTY_RULE
@@ -198,15 +201,24 @@ def _task_job(job) -> dict:
     if marker.exists():
         return json.loads(marker.read_text())
     env_dir = Path(out) / "envs" / eid
-    cands = m.make_tasks(env_dir, key, seed, n_tasks)
-    ops, close = _admission_ops(env_dir, in_sandbox, backend)
-    try:
-        got = admit_env(
-            m, env_dir, key, seed, ops, [(f"{eid}-{i:03d}", c) for i, c in enumerate(cands)], gate
-        )
-    finally:
-        if close:
-            ops.close()
+    for attempt in (1, 2):
+        cands = m.make_tasks(env_dir, key, seed, n_tasks)  # admission fills their params: fresh each try
+        ops, close = _admission_ops(env_dir, in_sandbox, backend)
+        try:
+            got = admit_env(
+                m, env_dir, key, seed, ops, [(f"{eid}-{i:03d}", c) for i, c in enumerate(cands)], gate
+            )
+            break
+        except (EnvRuntimeError, SandboxError) as exc:
+            # The worker's sandbox failed (its session died or stopped answering): infrastructure, not the
+            # candidates. Admission is deterministic, so one retry in a fresh sandbox gives the same tasks.
+            if attempt == 2 or not in_sandbox:
+                raise EnvRuntimeError(f"admitting {eid} failed twice: {exc}") from exc
+            print(f"toolgym synth: {eid}: {exc}; retrying in a fresh sandbox", file=sys.stderr)
+            _close_lease()
+        finally:
+            if close:
+                ops.close()
     drops = got["drops"]
     seen, unique = set(), []
     for tid, c, feats in got["kept"]:
