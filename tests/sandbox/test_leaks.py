@@ -15,7 +15,10 @@ from toolgym.sandbox.backend import Owner
 
 WORKER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # A job started in the background of a shell (nohup ... &) inherits SIGINT ignored, and Python then keeps
+    # it ignored: restore the KeyboardInterrupt a user's Ctrl-C gives, which is what the test is about.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from toolgym.sandbox import open_sandbox
     boxes = [open_sandbox("docker") for _ in range(int(sys.argv[1]))]
     boxes[0].run("sleep 300 &")
