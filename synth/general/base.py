@@ -171,6 +171,41 @@ def candidate(
     )
 
 
+def asked_version(c: Candidate) -> Candidate | None:
+    """A candidate with its facts moved from the prompt to the user, from the version its maker left in
+    `extra["asked"]` ({"kind", "phrasing", "prompt", "user", "facts"}); None where it left none. Shapes use it
+    as their `harden` and for their user-held kinds."""
+    import copy
+
+    alt = c.extra.get("asked")
+    if not alt:
+        return None
+    shape = c.template.split("/")[1]
+    out = copy.deepcopy(c)
+    out.template = f"general/{shape}/{alt['kind']}/{alt['phrasing']}"
+    out.prompt = [alt["prompt"]]
+    out.user_instructions = alt["user"]
+    out.difficulty = min(5, c.difficulty + 1)
+    out.extra = {**c.extra, "asked": None}
+    out.extra["features"] = {**c.extra["features"], "user_facts": alt["facts"]}
+    return out
+
+
+def take_turns(makers: list, v: Variant, n: int, tries: int = 8) -> list[Candidate]:
+    """At most `n` candidates from `makers` taken in turn (the k-th call gets `v.rng("task", k)`; a maker returns
+    None when the data offers nothing), no prompt asked twice, at most `n * tries` calls."""
+    out, seen = [], set()
+    for k in range(n * tries):
+        if len(out) >= n:
+            break
+        made = makers[k % len(makers)](v.rng("task", k))
+        if made is None or made.prompt[0] in seen:
+            continue
+        seen.add(made.prompt[0])
+        out.append(made)
+    return out
+
+
 def phrase(rng: random.Random, templates: list[str], **slots: Any) -> tuple[int, str]:
     """One of a kind's phrasings, picked by `rng`, rendered (jinja2 syntax): (its index, the text)."""
     i = rng.randrange(len(templates))

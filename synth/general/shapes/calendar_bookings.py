@@ -8,14 +8,26 @@ costs a fee or is refused, and a freed place goes to the waitlist in the variant
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import itertools
 import json
 from pathlib import Path
 
-from ..base import Shape, Variant, call, candidate, money, people, phrase, read_db, render, write_db
+from ..base import (
+    Shape,
+    Variant,
+    asked_version,
+    call,
+    candidate,
+    money,
+    people,
+    phrase,
+    read_db,
+    render,
+    take_turns,
+    write_db,
+)
 
 NAME = "calendar_bookings"
 
@@ -308,35 +320,11 @@ class CalendarBookings(Shape):
             w.user_cancel,
             w.plan_week,
         ]
-        out, seen = [], set()
-        for k in range(n * 8):
-            if len(out) >= n:
-                break
-            made = makers[k % len(makers)](v.rng("task", k))
-            if made is None or made.prompt[0] in seen:
-                continue
-            seen.add(made.prompt[0])
-            out.append(made)
-        return out
+        return take_turns(makers, v, n)
 
     def harden(self, env_dir: Path, v: Variant, c, reason: str):
         """A booking the prompt spelled out becomes one the user holds: who they are, what and when."""
         return asked_version(c)
-
-
-def asked_version(c):
-    """The candidate with its facts moved from the prompt to the user (None when it has no such version)."""
-    alt = c.extra.get("asked")
-    if not alt:
-        return None
-    out = copy.deepcopy(c)
-    out.template = f"general/{NAME}/{alt['kind']}/{alt['phrasing']}"
-    out.prompt = [alt["prompt"]]
-    out.user_instructions = alt["user"]
-    out.difficulty = min(5, c.difficulty + 1)
-    out.extra = {**c.extra, "asked": None}
-    out.extra["features"] = {**c.extra["features"], "user_facts": alt["facts"]}
-    return out
 
 
 class World:

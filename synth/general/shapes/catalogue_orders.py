@@ -12,7 +12,19 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from ..base import Shape, Variant, call, candidate, money, people, phrase, read_db, render, write_db
+from ..base import (
+    Shape,
+    Variant,
+    call,
+    candidate,
+    money,
+    people,
+    phrase,
+    read_db,
+    render,
+    take_turns,
+    write_db,
+)
 
 SCHEMA = """
 CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT, email TEXT UNIQUE, tier TEXT, credit REAL);
@@ -346,16 +358,7 @@ class CatalogueOrders(Shape):
             lambda rng: w.gift_plan(rng, held=True),
             lambda rng: w.cancel_unshipped(rng, held=True),
         ]
-        out, seen = [], set()
-        for k in range(n * 6):
-            if len(out) >= n:
-                break
-            made = makers[k % len(makers)](v.rng("task", k))
-            if made is None or made.prompt[0] in seen:
-                continue
-            seen.add(made.prompt[0])
-            out.append(made)
-        return out
+        return take_turns(makers, v, n, tries=6)
 
 
 class _World:

@@ -15,7 +15,7 @@ import itertools
 import sqlite3
 from pathlib import Path
 
-from ..base import Shape, Variant, call, candidate, phrase, read_db, render, write_db
+from ..base import Shape, Variant, call, candidate, phrase, read_db, render, take_turns, write_db
 
 NAME = "recipes_bom"
 
@@ -473,16 +473,7 @@ class _Maker:
     def make(self, n: int) -> list:
         makers = [self.can_build, self.start_run, self.plan_line, self.usage, self.start_user, self.two_runs]
         makers += [self.plan_line, self.start_user]
-        out, seen = [], set()
-        for k in range(n * 8):
-            if len(out) >= n:
-                break
-            made = makers[k % len(makers)](self.v.rng("task", k))
-            if made is None or made.prompt[0] in seen:
-                continue
-            seen.add(made.prompt[0])
-            out.append(made)
-        return out
+        return take_turns(makers, self.v, n)
 
     def reads(self, prod: dict) -> list:
         out = [call("list_products"), call("get_bom", product_id=prod["id"])]

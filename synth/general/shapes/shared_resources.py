@@ -8,7 +8,6 @@ higher group may take a lower group's time, which moves the lower reservation to
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import functools
 import hashlib
@@ -16,7 +15,19 @@ import itertools
 import json
 from pathlib import Path
 
-from ..base import Shape, Variant, call, candidate, people, phrase, read_db, render, write_db
+from ..base import (
+    Shape,
+    Variant,
+    asked_version,
+    call,
+    candidate,
+    people,
+    phrase,
+    read_db,
+    render,
+    take_turns,
+    write_db,
+)
 
 NAME = "shared_resources"
 FMT = "%Y-%m-%d %H:%M"
@@ -279,34 +290,11 @@ class SharedResources(Shape):
             w.series_asked,
             w.event_plan,
         ]
-        out, seen = [], set()
-        for k in range(n * 8):
-            if len(out) >= n:
-                break
-            made = makers[k % len(makers)](v.rng("task", k))
-            if made is None or made.prompt[0] in seen:
-                continue
-            seen.add(made.prompt[0])
-            out.append(made)
-        return out
+        return take_turns(makers, v, n)
 
     def harden(self, env_dir: Path, v: Variant, c, reason: str):
         """A request the prompt spelled out becomes one the user holds (who they are, what, when)."""
         return asked_version(c)
-
-
-def asked_version(c):
-    alt = c.extra.get("asked")
-    if not alt:
-        return None
-    out = copy.deepcopy(c)
-    out.template = f"general/{NAME}/{alt['kind']}/{alt['phrasing']}"
-    out.prompt = [alt["prompt"]]
-    out.user_instructions = alt["user"]
-    out.difficulty = min(5, c.difficulty + 1)
-    out.extra = {**c.extra, "asked": None}
-    out.extra["features"] = {**c.extra["features"], "user_facts": alt["facts"]}
-    return out
 
 
 class World:

@@ -18,7 +18,7 @@ import math
 import sqlite3
 from pathlib import Path
 
-from ..base import Shape, Variant, call, candidate, people, phrase, read_db, render, write_db
+from ..base import Shape, Variant, call, candidate, people, phrase, read_db, render, take_turns, write_db
 
 SCHEMA = """
 CREATE TABLE warehouses (id TEXT PRIMARY KEY, name TEXT UNIQUE, city TEXT, safety_stock INTEGER);
@@ -601,16 +601,7 @@ class _Maker:
             self.reserve,
             self.network_available,
         ]
-        out, seen = [], set()
-        for k in range(n * 8):
-            if len(out) >= n:
-                break
-            made = makers[k % len(makers)](self.v.rng("task", k))
-            if made is None or made.prompt[0] in seen:
-                continue
-            seen.add(made.prompt[0])
-            out.append(made)
-        return out
+        return take_turns(makers, self.v, n)
 
     def harden(self, cand):
         """A too-easy order task, with the order's number and the customer's email moved to the user."""
