@@ -98,7 +98,13 @@ class PingWatch:
 
 def assert_contained_and_serving(sb, elapsed: float) -> None:
     assert elapsed < TIMEOUT_S + KILL_SLACK_S, f"the command took {elapsed:.1f} s"
+    # A killed orphan is a zombie until the server (its PID 1) reaps it, which its reaper does within moments:
+    # give it that moment; a process still running, or a zombie never reaped, fails.
+    deadline = time.monotonic() + 2.0
     left = survivors(sb)
+    while left and all(p["state"] == "Z" for p in left) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = survivors(sb)
     assert not left, f"{len(left)} processes of the command survived it: {left[:5]}"
     started = time.monotonic()
     r = sb.run(["echo", "alive"])
@@ -121,7 +127,8 @@ def test_bomb_in_one_command_is_contained(backend, bomb):
         assert r.timed_out or not must_time_out, r
         assert not watch.errors, f"the server stopped answering during the bomb: {watch.errors[:3]}"
         assert watch.worst < 1.0, f"slowest ping during the bomb: {watch.worst:.2f} s"
-        assert watch.count >= 10 or elapsed < 1.0, "the server answered too few pings during the bomb"
+        # At least one answered ping a second of bomb (each is under a second, above): the watch really ran.
+        assert watch.count >= min(10, int(elapsed)), "the server answered too few pings during the bomb"
         assert_contained_and_serving(sb, elapsed)
         sb.reset()  # and the verified reset still verifies
         assert not survivors(sb)
