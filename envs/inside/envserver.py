@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import sys
 import threading
 import traceback
@@ -29,6 +30,8 @@ Context, ToolError = toolgym_env.Context, toolgym_env.ToolError
 
 FILE_CATEGORIES = ("code", "code_interpreter")  # the agent works on files: state goes to /workspace
 OBSERVE_MAX_CHARS = 20000
+READ_CACHE_MAX = 50_000
+"""Cached read replies a server keeps for admission's replays at most (then it starts again)."""
 """The most of one call's result an observing replay sends back (a probe needs the rows, not a whole file)."""
 _TYPE_NAMES = {
     str: "a string",
@@ -241,40 +244,120 @@ class EnvServer:
         self._wrote = False
         """Whether this episode called a tool that is not a plain read (a write, a submit, an unknown one)."""
         self._snapshot: tuple | None = None
+        self._state: tuple | None = None
+        """state/'s (files, folders, folder set), read on the first reset."""
+        self._tree: dict | None = None
+        """The scratch folder as scanned right after the last reset: what the next reset may keep."""
+        self._agent_ran = False
+        """Whether a tool ran since the agent's processes were last stopped (a file category's tools run its code)."""
         """The scratch folder's files (name, size, mtime) right after a full reset, where state is a database."""
         self._read_cache: dict | None = None
-        """Within one replay request: (task id, tool, arguments) -> the reply of a read on untouched state."""
+        """While replaying: [task id,] tool, arguments -> the reply of a read on untouched state."""
+        self._replay_reads: dict = {}
+        """The read cache of every replay request (the state they start from never changes)."""
 
     # -- episode ---------------------------------------------------------------------------------------
-    def _copy_state(self) -> None:
-        if self.files is not None:
-            for rel, data in sorted(self.files.items()):
-                if not rel.startswith("state/"):
-                    continue
-                path = os.path.join(self.scratch, rel[len("state/") :])
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
-                    f.write(data)
-            return
-        state = os.path.join(self.env_dir, "state")
-        if os.path.isdir(state):
-            shutil.copytree(state, self.scratch, dirs_exist_ok=True)
-            for root, dirs, files in os.walk(self.scratch):  # the store is read-only; the copy must not be
-                for name in dirs + files:
-                    os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+    def _state_files(self) -> tuple[dict, list, set]:
+        """state/'s files (relative path -> bytes) and folders (sorted, and as a set), read once: every reset
+        writes these bytes, so nothing an episode does to the store (or a later edit of it) reaches another
+        episode."""
+        if self._state is None:
+            files, dirs = {}, set()
+            if self.files is not None:
+                for rel, data in sorted(self.files.items()):
+                    if rel.startswith("state/"):
+                        files[rel[len("state/") :]] = data
+            else:
+                state = os.path.join(self.env_dir, "state")
+                for root, subdirs, names in os.walk(state):
+                    rel_root = os.path.relpath(root, state)
+                    for name in subdirs:
+                        dirs.add(os.path.normpath(os.path.join(rel_root, name)))
+                    for name in sorted(names):
+                        with open(os.path.join(root, name), "rb") as f:
+                            files[os.path.normpath(os.path.join(rel_root, name))] = f.read()
+            for rel in files:
+                parent = os.path.dirname(rel)
+                while parent:
+                    dirs.add(parent)
+                    parent = os.path.dirname(parent)
+            self._state = (files, sorted(dirs), dirs)
+        return self._state
 
-    def reset(self, task: dict) -> dict:
-        """A fresh copy of state/ in the scratch folder, a new call log, the task's fixed clock and ids."""
-        if self.ctx is not None:
-            self.ctx.close()
+    def _scan(self) -> dict:
+        """Every entry under the scratch folder (relative path -> what lstat says of it): mode, inode, size,
+        owner, links and both change times. Writing, truncating, chmod, chown, xattrs, links and renames all move
+        the ctime, which no one can set back, so an entry that scans the same holds the same bytes."""
+        out = {}
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            with os.scandir(os.path.join(self.scratch, rel_dir)) as it:
+                for entry in it:
+                    rel = os.path.join(rel_dir, entry.name) if rel_dir else entry.name
+                    st = entry.stat(follow_symlinks=False)
+                    out[rel] = (
+                        st.st_mode,
+                        st.st_ino,
+                        st.st_size,
+                        st.st_uid,
+                        st.st_gid,
+                        st.st_nlink,
+                        st.st_mtime_ns,
+                        st.st_ctime_ns,
+                    )
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(rel)
+        return out
+
+    def _restore_state(self) -> None:
+        """Make the scratch folder hold exactly state/ again, rewriting only what the last episode changed
+        (admission replays thousands of episodes that change one file or none: copying all of state/ was most of
+        a reset's cost). An entry scanned as it was right after the last restore is kept; any other entry is
+        removed (a changed folder with everything under it), then state/ is written again where missing."""
+        files, dirs, dir_set = self._state_files()
         os.makedirs(self.scratch, exist_ok=True)
-        for name in os.listdir(self.scratch):  # empty it in place: /workspace is a mount point
-            path = os.path.join(self.scratch, name)
-            if os.path.isdir(path) and not os.path.islink(path):
+        before = self._tree or {}
+        now = self._scan()
+        gone: list[str] = []
+        for rel in sorted(now):
+            if any(rel.startswith(g + os.sep) for g in gone):
+                continue
+            if before.get(rel) == now[rel] and (rel in files or rel in dir_set):
+                continue
+            path = os.path.join(self.scratch, rel)
+            if stat.S_ISDIR(now[rel][0]):
                 shutil.rmtree(path)
             else:
                 os.remove(path)
-        self._copy_state()
+            gone.append(rel)
+        for rel in dirs:
+            path = os.path.join(self.scratch, rel)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                if self.files is None:  # the store is read-only; the copy must not be
+                    os.chmod(path, 0o755)
+        for rel, data in files.items():
+            path = os.path.join(self.scratch, rel)
+            if not os.path.lexists(path):
+                with open(path, "wb") as f:
+                    f.write(data)
+                if self.files is None:
+                    os.chmod(path, 0o644)
+        self._tree = self._scan()
+
+    def reset(self, task: dict) -> dict:
+        """The scratch folder back to state/ (only what changed is rewritten), a new call log, the task's fixed
+        clock and ids."""
+        if self.ctx is not None:
+            self.ctx.close()
+        if self.sandboxed and self.category in FILE_CATEGORIES and self._agent_ran:
+            # Nothing of the agent's may live on to write into the files kept for the next episode.
+            survivors = stop_agent_processes()
+            if survivors:
+                raise RuntimeError(f"{survivors} of the agent's processes could not be stopped")
+        self._agent_ran = False
+        self._restore_state()
         self._snapshot = None if self.category in FILE_CATEGORIES else self._files()
         return self._new_episode(task)
 
@@ -306,6 +389,7 @@ class EnvServer:
             self.reset({"id": ""})
         entry = {"name": name, "arguments": arguments, "ok": False}
         self.calls.append(entry)
+        self._agent_ran = True
         result = self._call(name, arguments, entry)
         entry["ok"] = result["ok"]
         entry["digest"] = _digest(result["content"])
@@ -356,16 +440,25 @@ class EnvServer:
             self._wrote = True
         key = None
         if plain_read and not self._wrote and self._read_cache is not None:
-            key = (self.ctx.task_id, name, json.dumps(arguments, sort_keys=True, default=str))
-            if key in self._read_cache:
-                return dict(self._read_cache[key])
-            ids, rng, changes = self.ctx._ids, self.ctx.rng.getstate(), self.ctx.changes()
+            # A read that used nothing of its task (no id, seed, clock or random number) answered the same for
+            # every task: it is kept under (tool, arguments); any other under (task, tool, arguments). A tool
+            # takes the same path on the same state and arguments until it reads something of its task, so
+            # one that never did would not now either.
+            key = (name, json.dumps(arguments, sort_keys=True, default=str))
+            mine = (self.ctx._task_id, *key)
+            for k in (key, mine):
+                if k in self._read_cache:
+                    return dict(self._read_cache[k])
+            ids, rng, changes = self.ctx._ids, self.ctx._rng.getstate(), self.ctx.changes()
+            personal = self.ctx._personal
         result = self._run_tool(name, fn, arguments)
         # Cache a read only where it changed no row and left the episode's ids and random numbers as they were:
         # a replay of the cached reply is then the same episode.
         unchanged = key is not None and self.ctx.changes() == changes
-        if unchanged and self.ctx._ids == ids and self.ctx.rng.getstate() == rng:
-            self._read_cache[key] = dict(result)
+        if unchanged and self.ctx._ids == ids and self.ctx._rng.getstate() == rng:
+            if len(self._read_cache) > READ_CACHE_MAX:
+                self._read_cache.clear()
+            self._read_cache[key if self.ctx._personal == personal else mine] = dict(result)
         return result
 
     def _run_tool(self, name: str, fn, arguments: dict) -> dict:
@@ -414,6 +507,7 @@ class EnvServer:
             survivors = stop_agent_processes()
             if survivors:
                 return {"reward": 0.0, "reason": f"{survivors} of the agent's processes could not be stopped"}
+            self._agent_ran = False
         try:
             out = fn(self.ctx, answer, [dict(c) for c in self.calls], **(params or {}))
         except Exception as exc:  # noqa: BLE001 - a verifier crash scores 0 with the reason
@@ -488,7 +582,7 @@ class EnvServer:
             reply = {"hash": self.state_hash()}
         elif op == "replay":
             source = req.get("source")
-            self._read_cache = {}
+            self._read_cache = self._replay_reads
             try:
                 reply = {
                     "verdicts": [

@@ -46,13 +46,15 @@ class Context:
         """The scratch copy of the environment's state/ for this episode (writable)."""
         self.call_timeout_s = call_timeout_s
         """The env server stops a tool call past this; a tool with its own deadline keeps below it."""
-        self.task_id = task_id
-        self.seed = int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big")
-        """Fixed per task: the same task always sees the same clock, ids and random numbers."""
-        self.rng = random.Random(self.seed)
+        self._task_id = task_id
+        self._seed = int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big")
+        self._rng = random.Random(self._seed)
         self._now = now or _dt.datetime(2025, 6, 1, 9, 0, 0) + _dt.timedelta(
-            minutes=self.seed % (60 * 24 * 90)
+            minutes=self._seed % (60 * 24 * 90)
         )
+        self._personal = 0
+        """How often a tool read what differs from task to task (the id, seed, clock, ids, random numbers): a read
+        that never did returns the same for every task of the environment, which admission's replays exploit."""
         self._ids = 0
         self._db: sqlite3.Connection | None = None
         self._changes = 0
@@ -60,17 +62,37 @@ class Context:
         self.submitted = False
         self.answer = None
 
+    @property
+    def task_id(self) -> str:
+        self._personal += 1
+        return self._task_id
+
+    @property
+    def seed(self) -> int:
+        """Fixed per task: the same task always sees the same clock, ids and random numbers."""
+        self._personal += 1
+        return self._seed
+
+    @property
+    def rng(self) -> random.Random:
+        """The task's random numbers (seeded by `seed`)."""
+        self._personal += 1
+        return self._rng
+
     def now(self) -> _dt.datetime:
         """The episode's clock: fixed per task, so every replay sees the same time."""
+        self._personal += 1
         return self._now
 
     def today(self) -> str:
+        self._personal += 1
         return self._now.date().isoformat()
 
     def new_id(self, prefix: str = "") -> str:
         """A new id, the same sequence on every replay of the task."""
+        self._personal += 1
         self._ids += 1
-        return f"{prefix}{self.seed % 0xFFFF:04X}{self._ids:04d}"
+        return f"{prefix}{self._seed % 0xFFFF:04X}{self._ids:04d}"
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -79,11 +101,13 @@ class Context:
             path = os.path.join(self.state_dir, "db.sqlite")
             if not os.path.exists(path):
                 raise ToolError("this environment has no database")
-            self._db = sqlite3.connect(path, isolation_level=None)
+            db = sqlite3.connect(path, isolation_level=None, factory=_Watched)
             # The episode's scratch copy is thrown away after it: no fsync per write (it cost 20-60 ms a write).
-            self._db.execute("PRAGMA synchronous = OFF")
-            self._db.execute("PRAGMA journal_mode = MEMORY")
-            self._db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute("PRAGMA journal_mode = MEMORY")
+            db.row_factory = sqlite3.Row
+            db.watch(path)
+            self._db = db
         return self._db
 
     def rows(self, sql: str, params: tuple | list = ()) -> list[dict]:
@@ -127,6 +151,68 @@ _NEW_ID_TAIL = _re.compile(r"(?<=[A-Za-z])-?[0-9A-F]{4}\d{4}\b")  # the same ids
 
 
 _DIGESTS: dict = {}
+_BASES: dict = {}
+"""Content hash of a database file -> (its tables, each table's digest piece): what a watched connection opened."""
+_CONTENT: dict = {}
+"""A database file's (path, inode, size, mtime, ctime) -> the hash of its bytes."""
+
+
+def _stat_key(path: str) -> tuple:
+    st = os.stat(path)
+    # ctime too: no one can set it back (utime can forge mtime), so a changed file never keeps its key.
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _content_hash(path: str) -> str:
+    key = _stat_key(path)
+    if key not in _CONTENT:
+        if len(_CONTENT) > 256:
+            _CONTENT.clear()
+        with open(path, "rb") as f:
+            _CONTENT[key] = hashlib.sha256(f.read()).hexdigest()
+    return _CONTENT[key]
+
+
+_UNWRITTEN = frozenset(
+    getattr(sqlite3, name)
+    for name in ("SQLITE_SELECT", "SQLITE_READ", "SQLITE_TRANSACTION", "SQLITE_SAVEPOINT", "SQLITE_FUNCTION")
+    + ("SQLITE_RECURSIVE",)
+)
+_ROW_WRITES = frozenset((sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE))
+_READ_PRAGMAS = frozenset(
+    ("data_version", "database_list", "table_info", "table_xinfo", "index_list", "index_info")
+)
+
+
+class _Watched(sqlite3.Connection):
+    """The episode's connection. Its authorizer sees every statement as SQLite prepares it (trigger bodies
+    included), so it knows which tables the episode's statements may have written; `state_digest` re-reads only
+    those. Anything it cannot follow (a schema change, a pragma, another connection's commit, a deserialize)
+    makes every table count as written."""
+
+    def watch(self, path: str) -> None:
+        self.written: set | None = set()
+        self.version = self.execute("PRAGMA data_version").fetchone()[0]
+        self.content = _content_hash(path)  # after data_version: a commit between the two reads is seen
+        self.memo: tuple | None = None
+        self.set_authorizer(self._authorize)
+
+    def _authorize(self, action, arg1, arg2, db_name, source) -> int:
+        if self.written is not None and action not in _UNWRITTEN:
+            if action == sqlite3.SQLITE_PRAGMA and arg1 in _READ_PRAGMAS:
+                pass  # read-only pragmas, whatever their argument
+            elif action in _ROW_WRITES and arg1 and not arg1.startswith("sqlite_"):
+                self.written.add(arg1)
+            else:
+                self.written = None
+        return sqlite3.SQLITE_OK
+
+    def deserialize(self, *args, **kwargs):
+        self.written = None
+        return super().deserialize(*args, **kwargs)
+
+    def untouched_by_others(self) -> bool:
+        return self.execute("PRAGMA data_version").fetchone()[0] == self.version
 
 
 def state_digest(db) -> str:
@@ -138,12 +224,13 @@ def state_digest(db) -> str:
     if db.total_changes == 0:
         path = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
         if path:
-            st = os.stat(path)
-            # ctime too: no one can set it back (utime can forge mtime), so a changed file is never a hit.
-            key = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            key = _stat_key(path)
             if key in _DIGESTS:
                 return _DIGESTS[key]
-    digest = _state_digest(db)
+    digest = _watched_digest(db) if isinstance(db, _Watched) else None
+    if digest is None:
+        tables = _tables(db)
+        digest = _combine(tables, _pieces(db, tables))
     if key is not None:
         if len(_DIGESTS) > 64:
             _DIGESTS.clear()
@@ -151,16 +238,51 @@ def state_digest(db) -> str:
     return digest
 
 
-def _state_digest(db) -> str:
-    h = hashlib.sha256()
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+def _watched_digest(db: _Watched) -> str | None:
+    """The digest from the pieces of the tables the connection wrote and the pieces every other table had when
+    it opened; None where that cannot be trusted (then the whole database is read)."""
+    if not db.untouched_by_others():
+        return None
+    memo_key = (db.total_changes, None if db.written is None else frozenset(db.written))
+    if db.memo is not None and db.memo[0] == memo_key:
+        return db.memo[1]
+    tables = _tables(db)
+    base = _BASES.get(db.content)
+    if db.written == set() and base is None:
+        pieces = _pieces(db, tables)  # nothing written: these are the pieces of the file it opened
+        if len(_BASES) > 32:
+            _BASES.clear()
+        _BASES[db.content] = (tables, pieces)
+        digest = _combine(tables, pieces)
+    elif db.written is None or base is None or base[0] != tables:
+        return None
+    else:
+        fresh = _pieces(db, [t for t in tables if t in db.written])
+        digest = _combine(tables, {t: fresh.get(t, base[1][t]) for t in tables})
+    db.memo = (memo_key, digest)
+    return digest
+
+
+def _tables(db) -> list[str]:
+    return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
+
+def _pieces(db, tables: list[str]) -> dict[str, bytes]:
+    out = {}
     for table in tables:
         # One repr per row (never a newline: repr escapes it) and one masking pass over the whole table.
         cur = db.cursor()
         cur.row_factory = None  # plain tuples: no sqlite3.Row per row
-        text = "\n".join(map(repr, cur.execute("SELECT * FROM " + table)))
+        text = "\n".join(map(repr, cur.execute('SELECT * FROM "' + table.replace('"', '""') + '"')))
         rows = sorted(_NEW_ID_TAIL.sub("<new>", text).split("\n")) if text else []
-        h.update(table.encode() + b"\0" + "\n".join(rows).encode() + b"\0")
+        out[table] = table.encode() + b"\0" + "\n".join(rows).encode() + b"\0"
+    return out
+
+
+def _combine(tables: list[str], pieces: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for table in tables:
+        h.update(pieces[table])
     return h.hexdigest()
 
 
@@ -360,19 +482,36 @@ def same_number(given: float | None, expected: float, places: int = 2) -> bool:
     return abs(round(given, places) - round(float(expected), places)) < 0.5 * 10**-places + 1e-9
 
 
+_NORMALIZED: dict[str, str] = {}
+"""normalize_text's results: a verifier normalizes the same names (every choice of a question) on every verify."""
+
+
 def normalize_text(value) -> str:
     """A name or phrase compared the way a person reads it: case, accents of quotes, articles, punctuation and
     spacing do not count."""
+    raw = "" if value is None else str(value)
+    done = _NORMALIZED.get(raw)
+    if done is not None:
+        return done
     import unicodedata
 
-    text = unicodedata.normalize("NFKD", "" if value is None else str(value))
+    text = unicodedata.normalize("NFKD", raw)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
     text = _ARTICLES.sub(" ", _re.sub(r"[^\w@.+-]+", " ", text).replace("_", " "))
-    return " ".join(text.split()).strip(" .")
+    done = " ".join(text.split()).strip(" .")
+    if len(_NORMALIZED) > 50_000:
+        _NORMALIZED.clear()
+    _NORMALIZED[raw] = done
+    return done
 
 
 def _mentions(text: str, name: str) -> bool:
-    return bool(name) and _re.search(r"(?<!\w)" + _re.escape(name) + r"(?!\w)", text) is not None
+    # the substring test first: most names a verifier tries are not in the answer at all
+    return (
+        bool(name)
+        and name in text
+        and _re.search(r"(?<!\w)" + _re.escape(name) + r"(?!\w)", text) is not None
+    )
 
 
 def same_answer(answer, expected, choices=None) -> bool:

@@ -3,6 +3,9 @@ never in a live episode, and always with the same verdicts as fresh episodes."""
 
 from __future__ import annotations
 
+import json
+import textwrap
+
 from toolgym.envs import Script, ToolCall
 from toolgym.envs.runtime import LocalEnvServer
 
@@ -45,5 +48,70 @@ def test_a_read_that_writes_anyway_is_caught(tmp_path):
         bump = ToolCall(name="bump", arguments={"by": 3})
         verdicts = ops.replay_many([Script(_task(3), [bump]), Script(_task(0), []), Script(_task(3), [bump])])
         assert [v["reward"] for v in verdicts] == [1.0, 1.0, 1.0]
+    finally:
+        ops.close()
+
+
+def test_a_read_of_the_task_clock_is_never_shared_across_tasks(tmp_path):
+    """A read that used nothing of its task is answered once for every task; one that read the task's clock,
+    seed, id or random numbers is answered per task, exactly as a fresh episode would."""
+    env = write_toy_env(tmp_path)
+    tools = (env / "tools.py").read_text()
+    (env / "tools.py").write_text(
+        tools
+        + textwrap.dedent(
+            '''
+            RUNS = []
+
+
+            @tool
+            def plain(ctx) -> str:
+                """The same for every task."""
+                RUNS.append("plain")
+                return "constant"
+
+
+            @tool
+            def today(ctx) -> str:
+                """The task's date."""
+                RUNS.append("today")
+                return ctx.today()
+
+
+            @tool
+            def lucky(ctx) -> int:
+                """The task's random number."""
+                RUNS.append("lucky")
+                return ctx.rng.randint(0, 10**9)
+            '''
+        )
+    )
+    spec = json.loads((env / "env.json").read_text())
+    for name in ("plain", "today", "lucky"):
+        spec["tools"].append(
+            {
+                "type": "function",
+                "function": {"name": name, "parameters": {"type": "object", "properties": {}}},
+            }
+        )
+    (env / "env.json").write_text(json.dumps(spec))
+    ops = LocalEnvServer(env)
+    try:
+        calls = [ToolCall(name=n, arguments={}) for n in ("plain", "today", "lucky")]
+        tasks = [_task(0, f"task-{i}") for i in range(6)]
+        cached = ops.replay_many([Script(t, calls, observe=True) for t in tasks] * 2)
+        runs = ops.server.tools_module.RUNS
+        assert runs.count("plain") == 1
+        assert runs.count("today") == len(tasks)  # once per task
+        assert runs.count("lucky") == 2 * len(tasks)  # it moves the task's random numbers: never cached
+        fresh = []
+        for t in tasks:
+            alone = LocalEnvServer(env)
+            try:
+                fresh.append(alone.replay_many([Script(t, calls, observe=True)])[0])
+            finally:
+                alone.close()
+        assert [v["observed"] for v in cached] == [v["observed"] for v in fresh] * 2
+        assert len({v["observed"][1]["content"] for v in fresh}) > 1  # the clock does differ by task
     finally:
         ops.close()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import toolgym
@@ -99,7 +101,11 @@ def test_every_agent_process_is_dead_before_the_verifier_runs(docker_backend):
         env.reset(seed=0)
         _shell(env, "setsid nohup sh -c 'while true; do sleep 0.05; done' > /dev/null 2>&1 &")
         ps = "cat /proc/[0-9]*/cmdline | tr '\\\\0' ' '"
-        assert "while true" in env.lease.sandbox.run(ps, timeout_s=5).stdout
+        # the daemon starts after the shell returns: on a busy machine it may take a moment to show
+        deadline = time.monotonic() + 5
+        while "while true" not in env.lease.sandbox.run(ps, timeout_s=5).stdout:
+            assert time.monotonic() < deadline, "the agent's daemon never started"
+            time.sleep(0.05)
         env.step(call("replace_in_file", **FIX))
         _, reward, terminated, _, _ = env.step({"content": "Fixed it."})
         assert terminated and reward == 1.0
