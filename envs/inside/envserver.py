@@ -531,8 +531,11 @@ class EnvServer:
         state-checking task expects); `observe=True` adds what every call returned (`observed`, each content
         cut to OBSERVE_MAX_CHARS), for the shortcut solvers' probes."""
         if self._untouched():
+            db = self.ctx._release_db()  # a connection that changed nothing serves the next episode too
             self.ctx.close()
             self._new_episode(task)
+            if db is not None:
+                self.ctx._db = db
         else:
             self.reset(task)
         observed = []

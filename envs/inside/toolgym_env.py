@@ -134,6 +134,23 @@ class Context:
             self._db.close()
             self._db = None
 
+    def _release_db(self):
+        """The open database connection, handed over (this context forgets it) if it has changed nothing and
+        followed everything done to it: the next episode on the same untouched file may go on with it."""
+        db, self._db = self._db, None
+        if db is None:
+            return None
+        clean = isinstance(db, _Watched) and db.written == set() and db.total_changes == 0
+        # and as it was opened, in what a tool could have changed (rows, text, transactions)
+        clean = clean and db.row_factory is sqlite3.Row and db.text_factory is str
+        clean = clean and db.isolation_level is None and not db.in_transaction
+        if clean and db.untouched_by_others():
+            db.memo = None
+            return db
+        self._changes += db.total_changes
+        db.close()
+        return None
+
     def close(self) -> None:
         """End the episode: the database and everything registered with on_close."""
         self.close_db()
@@ -210,6 +227,11 @@ class _Watched(sqlite3.Connection):
     def deserialize(self, *args, **kwargs):
         self.written = None
         return super().deserialize(*args, **kwargs)
+
+    def set_authorizer(self, *args, **kwargs):
+        if args[:1] != (self._authorize,):
+            self.written = None  # someone else watches now: this connection can no longer follow its writes
+        return super().set_authorizer(*args, **kwargs)
 
     def untouched_by_others(self) -> bool:
         return self.execute("PRAGMA data_version").fetchone()[0] == self.version

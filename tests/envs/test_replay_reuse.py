@@ -115,3 +115,42 @@ def test_a_read_of_the_task_clock_is_never_shared_across_tasks(tmp_path):
         assert len({v["observed"][1]["content"] for v in fresh}) > 1  # the clock does differ by task
     finally:
         ops.close()
+
+
+def test_a_connection_a_tool_reconfigured_is_not_handed_to_the_next_episode(tmp_path):
+    env = write_toy_env(tmp_path)
+    tools = (env / "tools.py").read_text()
+    (env / "tools.py").write_text(
+        tools
+        + textwrap.dedent(
+            '''
+            @tool
+            def tuples(ctx) -> str:
+                """Rows as tuples (and the connection left that way)."""
+                ctx.db.row_factory = None
+                return repr(ctx.db.execute("SELECT value FROM counter").fetchall())
+
+
+            @tool
+            def dicts(ctx) -> str:
+                """Rows as dicts."""
+                return repr(ctx.rows("SELECT value FROM counter"))
+            '''
+        )
+    )
+    spec = json.loads((env / "env.json").read_text())
+    for name in ("tuples", "dicts"):
+        spec["tools"].append(
+            {
+                "type": "function",
+                "function": {"name": name, "parameters": {"type": "object", "properties": {}}},
+            }
+        )
+    (env / "env.json").write_text(json.dumps(spec))
+    ops = LocalEnvServer(env)
+    try:
+        dicts = Script(_task(0, "b"), [ToolCall(name="dicts", arguments={})], observe=True)
+        got = ops.replay_many([Script(_task(0, "a"), [ToolCall(name="tuples", arguments={})]), dicts])
+        assert got[1]["observed"][0]["content"] == "[{'value': 0}]"
+    finally:
+        ops.close()

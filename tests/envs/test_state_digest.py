@@ -179,3 +179,19 @@ def test_only_written_tables_are_read_again(tmp_path, monkeypatch):
     assert read == [["items"]]
     assert got == _full(state / "db.sqlite")
     ctx.close()
+
+
+def test_a_replaced_authorizer_makes_everything_count_as_written(tmp_path):
+    pristine = tmp_path / "pristine.sqlite"
+    _seed_db(pristine)
+    state = tmp_path / "state"
+    state.mkdir()
+    ctx = _episode(state, pristine, "t0")
+    state_digest(ctx.db)
+    ctx.close()
+    ctx = _episode(state, pristine, "t1")
+    ctx.db.set_authorizer(None)
+    ctx.db.execute("UPDATE people SET name = 'unwatched' WHERE id = 'P001'")
+    assert ctx.db.written is None
+    assert state_digest(ctx.db) == _full(state / "db.sqlite")
+    ctx.close()
