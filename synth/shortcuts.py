@@ -60,7 +60,9 @@ def _stems(text: str) -> frozenset[str]:
 def _dedupe(values) -> list:
     seen, out = set(), []
     for v in values:
-        k = json.dumps(v, sort_keys=True)
+        # A string is its own key (json.dumps of strings is one-to-one, and no string equals a tuple); anything
+        # else keys by its JSON text, so 1, 1.0 and True stay distinct.
+        k = v if v.__class__ is str else ("json", json.dumps(v, sort_keys=True))
         if v not in ("", None) and k not in seen:
             seen.add(k)
             out.append(v)
@@ -96,6 +98,13 @@ class Clues:
 
 
 def clues(prompt: str) -> Clues:
+    """The clues of a prompt. Cached: every shortcut reads the same prompt in each of its phases; the lists of a
+    cached Clues are shared, so callers copy before they change one."""
+    return _clues(prompt) if len(prompt) < 20000 else _clues.__wrapped__(prompt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clues(prompt: str) -> Clues:
     emails = _dedupe(_EMAIL.findall(prompt))
     rest = _EMAIL.sub(" ", prompt)
     quoted = _dedupe(next(g for g in m.groups() if g is not None).strip() for m in _QUOTED.finditer(rest))
@@ -104,9 +113,12 @@ def clues(prompt: str) -> Clues:
     numbers = _dedupe(n.replace(",", "") for n in _NUMBER.findall(_DATE.sub(" ", rest)))
     names = _dedupe(m.group(0).strip() for m in _NAME.finditer(rest))
     starts = {m.end() for m in re.finditer(r"(?:^|[.!?:]\s+|\n)", rest)}
-    initial = {m.group(0) for m in _NAME.finditer(rest) if m.start() in starts and " " not in m.group(0)}
+    # In order of appearance (a set here ordered them by string hash: another order in every process).
+    initial = _dedupe(
+        m.group(0) for m in _NAME.finditer(rest) if m.start() in starts and " " not in m.group(0)
+    )
     names = [n for n in names if " " in n] + [n for n in names if " " not in n and n not in initial]
-    names += [n for n in _dedupe(initial) if n not in names]
+    names += [n for n in initial if n not in names]
     paths = _dedupe(_PATH.findall(rest))
     bare = _NAME.sub(" ", _QUOTED.sub(" ", _DATE.sub(" ", rest)))
     free = _dedupe(n.replace(",", "") for n in _NUMBER.findall(bare))
@@ -125,6 +137,9 @@ class Toolbox:
     """An environment's tools as env.json lists them (OpenAI function dicts with `access` and `submit`)."""
 
     tools: tuple[dict, ...]
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+    """Work the shortcuts share across a candidate's phases (its probes, `chain`'s plan), by key; one admission
+    round holds one Toolbox, so this lives as long as the probe results it may refer to."""
 
     @classmethod
     def of(cls, tools: list[dict]) -> Toolbox:
@@ -147,6 +162,12 @@ class Toolbox:
     @cached_property
     def usable(self) -> list[dict]:
         return [t["function"] for t in self.tools if not t.get("submit")]
+
+    def remember(self, key: tuple, make):
+        """`make()`, computed once per key for this toolbox."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     def is_write(self, name: str) -> bool:
         return any(f["name"] == name for f in self.writes)
@@ -288,9 +309,16 @@ def row_id(rec: dict) -> str | None:
 
 
 def row_price(rec: dict) -> float | None:
-    k = next((k for k in rec if any(p in k.lower() for p in _PRICE_KEYS) and _num(rec[k])), None)
+    k = next((k for k in rec if _price_key(k) and _num(rec[k])), None)
     k = k or next((k for k in rec if _num(rec[k]) and not k.lower().endswith("id")), None)
     return float(rec[k]) if k is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _price_key(name: str) -> bool:
+    # Cached: the same few column names come back in every row of every listing.
+    low = name.lower()
+    return any(p in low for p in _PRICE_KEYS)
 
 
 def _num(v) -> bool:
@@ -349,7 +377,11 @@ class Shortcut:
         return out
 
     def probe_calls(self, prompt: str, tools: Toolbox) -> list[ToolCall]:
-        return self.probes(clues(prompt), tools)[:MAX_PROBES]
+        # Remembered: the probes depend on the prompt and the tools only, and the later phases ask for them again.
+        made = tools.remember(
+            (self.NAME, "probes", prompt), lambda: self.probes(clues(prompt), tools)[:MAX_PROBES]
+        )
+        return list(made)
 
     def follow_calls(self, prompt: str, tools: Toolbox, seen: Observed) -> list[ToolCall]:
         reads = {fn["name"] for fn in tools.reads}
@@ -448,7 +480,7 @@ class ListPick(Shortcut):
         return {k for k, words in self.CUES.items() if any(w in text for w in words)}
 
     def attempts(self, c: Clues, tools: Toolbox, seen: Observed) -> list[Attempt]:
-        listed = [(x, rows(seen.get(call_key(x)))) for x in self.probes(c, tools)]
+        listed = [(x, rows(seen.get(call_key(x)))) for x in self.probe_calls(c.text, tools)]
         listed = [(x, recs) for x, recs in listed if recs]
         sources = [(x.name, recs[0]) for x, recs in listed if len(recs) == 1]
         cued = self._cued(c)
@@ -559,6 +591,7 @@ class WriteAll(Shortcut):
         return [Attempt([calls[k % len(calls)] for calls in per_tool], DONE) for k in range(depth)]
 
 
+@functools.lru_cache(maxsize=4096)
 def id_field(name: str) -> bool:
     """An id-like field or parameter: `id`, `customer_id`, `slotId`."""
     low = name.lower()
@@ -613,7 +646,7 @@ def numeric_columns(recs: list[dict], c: Clues) -> list[str]:
     cols = _dedupe(k for r in recs for k, v in r.items() if _num(v) and not id_field(k))
     return sorted(
         cols,
-        key=lambda k: (not (stems(k) & c.words), not any(p in k.lower() for p in _PRICE_KEYS), cols.index(k)),
+        key=lambda k: (not (stems(k) & c.words), not _price_key(k), cols.index(k)),
     )
 
 
@@ -639,7 +672,7 @@ def id_fill(fn: dict, found: list[Found], c: Clues, per_slot: int = 1) -> list[t
         want = _noun(name, fn["name"])
         hits, values = [], set()
         for f in found:
-            key = json.dumps(f.value)
+            key = (f.value.__class__ is str, f.value)  # a found id is a str or an int: "7" and 7 differ
             if want & f.noun and key not in values:
                 values.add(key)
                 hits.append(f)
@@ -694,10 +727,24 @@ class Chain(Shortcut):
                 (lookups if required else listings).append(ToolCall(name=fn["name"], arguments=args[0]))
         return (lookups + listings)[:MAX_PROBES]
 
-    def _plan(self, c: Clues, tools: Toolbox, seen: Observed) -> list[tuple[ToolCall, ToolCall]]:
+    def _plan(
+        self, c: Clues, tools: Toolbox, seen: Observed
+    ) -> tuple[list[tuple[ToolCall, ToolCall]], list[Found]]:
         """(first-round call, second-round call) pairs: each read tool, likeliest first, with ids the first round
-        returned."""
+        returned; and those ids. Both phases ask for it: it is made once while the first round's results are the
+        same objects (the second round's `seen` holds the first's)."""
         firsts = self.probe_calls(c.text, tools)
+        results = [seen.get(call_key(x)) for x in firsts]
+        held = tools.memo.get((self.NAME, "plan", c.text))
+        if held is not None and all(a is b for a, b in zip(held[0], results, strict=True)):
+            return held[1], held[2]
+        plan = self._make_plan(c, tools, seen, firsts)
+        tools.memo[(self.NAME, "plan", c.text)] = (results, *plan)
+        return plan
+
+    def _make_plan(
+        self, c: Clues, tools: Toolbox, seen: Observed, firsts: list[ToolCall]
+    ) -> tuple[list[tuple[ToolCall, ToolCall]], list[Found]]:
         done = {call_key(x) for x in firsts}
         found = found_ids(firsts, seen, c)
         out = []
@@ -707,10 +754,10 @@ class Chain(Shortcut):
                 if call_key(call) not in done:
                     done.add(call_key(call))
                     out.append((used[0].source, call))
-        return out[:MAX_FOLLOWS]
+        return out[:MAX_FOLLOWS], found
 
     def follow(self, c: Clues, tools: Toolbox, seen: Observed) -> list[ToolCall]:
-        return [second for _, second in self._plan(c, tools, seen)]
+        return [second for _, second in self._plan(c, tools, seen)[0]]
 
     def _cued(self, c: Clues) -> set[str]:
         text = c.text.lower()
@@ -723,8 +770,8 @@ class Chain(Shortcut):
         def add(priority: int, kind: str, attempt: Attempt) -> None:
             ranked.append((priority - (10 if kind in cued else 0), len(ranked), attempt))
 
-        firsts = found_ids(self.probe_calls(c.text, tools), seen, c)
-        for first, second in self._plan(c, tools, seen):
+        plan, firsts = self._plan(c, tools, seen)
+        for first, second in plan:
             recs = rows(seen.get(call_key(second)))
             if not recs:
                 continue

@@ -464,6 +464,29 @@ def test_clues():
     assert c.free_numbers == ["2", "1204.50"]
 
 
+def test_clues_same_in_every_process():
+    """Sentence-initial names keep the prompt's order, whatever the process's string hashing (the probes and so
+    the admitted tasks depend on it)."""
+    import os
+    import subprocess
+    import sys
+
+    prompt = "One of my trains has been cancelled, I'm told. Please rebook me. Thanks, Ana."
+    code = f"from toolgym.synth.shortcuts import clues; print(clues({prompt!r}).names)"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert seen == {str(clues(prompt).names) + "\n"}
+    assert clues(prompt).names == ["I'm", "Ana", "One", "Please", "Thanks"]
+
+
 def test_observe_returns_results_only_when_asked(shop):
     env, ops = shop
     task = {"id": "t", "verifier": "", "params": {}}

@@ -9,6 +9,7 @@ costs a fee or is refused, and a freed place goes to the waitlist in the variant
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -166,7 +167,9 @@ def late_rule(p: dict, client: str) -> str:
     return f"later cancellations are not allowed: the booking stays, and the {client} is told why."
 
 
+@functools.lru_cache(maxsize=65536)
 def _t(text: str) -> dt.datetime:
+    # Cached: the task makers parse the same few hundred slot times tens of thousands of times.
     return dt.datetime.strptime(text, FMT)
 
 

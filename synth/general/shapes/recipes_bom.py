@@ -262,9 +262,16 @@ class Works:
             self.bom.setdefault(b["product_id"], []).append((b["part_id"], b["quantity"]))
         self.lots = {x["id"]: dict(x) for x in data["lots"]}
         self.subs = {s["component_id"]: (s["substitute_id"], s["ratio"]) for s in data["substitutes"]}
+        self._raw: dict[str, dict[str, int]] = {}
 
     def raw(self, product: str) -> dict[str, int]:
-        """Raw components per unit, sub-assemblies expanded."""
+        """Raw components per unit, sub-assemblies expanded (a copy: made once, the bill of materials never
+        changes)."""
+        if product not in self._raw:
+            self._raw[product] = self._expand(product)
+        return dict(self._raw[product])
+
+    def _expand(self, product: str) -> dict[str, int]:
         out: dict[str, int] = {}
         for part, q in self.bom[product]:
             if part in self.components:
@@ -285,7 +292,11 @@ class Works:
         )
 
     def stock(self, comp: str) -> int:
-        return sum(x["quantity"] for x in self.good_lots(comp))
+        return sum(
+            x["quantity"]
+            for x in self.lots.values()
+            if x["component_id"] == comp and x["expires"] >= self.today
+        )
 
     def physical(self, comp: str) -> int:
         return sum(x["quantity"] for x in self.lots.values() if x["component_id"] == comp)
@@ -340,13 +351,16 @@ class Works:
         for lot, n in picks:
             self.lots[lot]["quantity"] -= n
 
-    def fits(self, runs: dict[str, int]) -> bool:
-        """Whether runs (product -> units) fit current stock together, without substitutes."""
+    def fits(self, runs: dict[str, int], stock: dict[str, int] | None = None) -> bool:
+        """Whether runs (product -> units) fit current stock together, without substitutes (`stock`: each
+        component's, when the caller holds it for many questions on unchanged lots)."""
         total: dict[str, int] = {}
         for prod, units in runs.items():
             for c, n in self.need(prod, units).items():
                 total[c] = total.get(c, 0) + n
-        return all(self.stock(c) >= n for c, n in total.items())
+        if stock is None:
+            return all(self.stock(c) >= n for c, n in total.items())
+        return all(stock[c] >= n for c, n in total.items())
 
 
 class RecipesBom(Shape):
@@ -748,17 +762,19 @@ class _Maker:
         if len(prods) < 2:
             return None
         prods = rng.sample(prods, min(3, len(prods)))
+        # The lots do not change while a plan is sought: each component's stock is read once.
+        stock = {c: self.w.stock(c) for x in prods for c in self.w.raw(x["id"])}
         ranges = []
         for x in prods:
             top = 0
-            while top < 400 and self.w.fits({x["id"]: top + 1}):
+            while top < 400 and self.w.fits({x["id"]: top + 1}, stock):
                 top += 1
             ranges.append([0] + list(range(x["min_batch"], top + 1)))
         best = 0
         feasible = []
         for combo in itertools.product(*ranges):
             runs = {x["id"]: u for x, u in zip(prods, combo, strict=True) if u}
-            if runs and self.w.fits(runs):
+            if runs and self.w.fits(runs, stock):
                 feasible.append((sum(combo), combo))
                 best = max(best, sum(combo))
             if len(feasible) > 200000:

@@ -311,6 +311,7 @@ class World:
         self.reservations = [dict(r) for r in data["reservations"]]
         self.seed = data["reservations"]
         self.buffer = dt.timedelta(minutes=p["buffer"])
+        self._slots: dict[tuple, tuple] = {}
 
     # -- the policy ------------------------------------------------------------------------------------
     def trained(self, m: dict, r: dict) -> bool:
@@ -318,10 +319,11 @@ class World:
 
     def clash(self, rid: str, a: str, b: str, skip: str | None = None, rows=None) -> dict | None:
         """The reservation of `rid` that [a, b) comes within the buffer of (skip: the one being changed)."""
+        start, end = _t(a), _t(b) + self.buffer
         for x in self.reservations if rows is None else rows:
             if x["resource_id"] != rid or x["status"] != "active" or x["id"] == skip:
                 continue
-            if _t(a) < _t(x["ends_at"]) + self.buffer and _t(x["starts_at"]) < _t(b) + self.buffer:
+            if start < _t(x["ends_at"]) + self.buffer and _t(x["starts_at"]) < end:
                 return x
         return None
 
@@ -344,11 +346,20 @@ class World:
     def rank(self, m: dict) -> int:
         return self.voc["groups"].index(m["grp"])
 
-    def day_slots(self, date: str, minutes: int, step: int = 30):
-        start = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(OPENS))
-        for k in range(0, (CLOSES - OPENS) * 60 - minutes + 1, step):
-            a = start + dt.timedelta(minutes=k)
-            yield a.strftime(FMT), (a + dt.timedelta(minutes=minutes)).strftime(FMT)
+    def day_slots(self, date: str, minutes: int, step: int = 30) -> tuple[tuple[str, str], ...]:
+        """Every (start, end) of `minutes` on `date` within opening hours, `step` apart (made once per World:
+        the makers ask for the same days again and again)."""
+        key = (date, minutes, step)
+        if key not in self._slots:
+            start = dt.datetime.combine(dt.date.fromisoformat(date), dt.time(OPENS))
+            self._slots[key] = tuple(
+                (
+                    (a := start + dt.timedelta(minutes=k)).strftime(FMT),
+                    (a + dt.timedelta(minutes=minutes)).strftime(FMT),
+                )
+                for k in range(0, (CLOSES - OPENS) * 60 - minutes + 1, step)
+            )
+        return self._slots[key]
 
     def dates(self, within: bool = True) -> list[str]:
         days = [(self.now.date() + dt.timedelta(days=d)).isoformat() for d in range(7)]
@@ -899,14 +910,17 @@ class World:
         for _ in range(40):
             r = rng.choice(list(self.resources.values()))
             date = rng.choice(self.dates())
-            value = max(
+            # The longest first: the first length with a free slot is the largest one.
+            value = next(
                 (
                     minutes
-                    for minutes in range(15, 60 * self.p["max_hours"] + 1, 15)
-                    for a, b in self.day_slots(date, minutes, 15)
-                    if _t(a) > self.now and self.clash(r["id"], a, b) is None
+                    for minutes in range(60 * self.p["max_hours"] // 15 * 15, 14, -15)
+                    if any(
+                        _t(a) > self.now and self.clash(r["id"], a, b) is None
+                        for a, b in self.day_slots(date, minutes, 15)
+                    )
                 ),
-                default=0,
+                0,
             )
             naive = self._gap(r, date)
             if value >= 60 and value != naive and value != 60 * self.p["max_hours"]:
