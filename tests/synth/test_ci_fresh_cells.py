@@ -127,3 +127,17 @@ def test_fresh_cells_in_a_sandbox_read_as_its_session_answers_them(env, docker_b
             assert _contents(ops, python, [code]) == _contents(ops, python, ["pass", code])[1:], code
     finally:
         lease.close()
+
+
+def test_a_session_whose_cells_hide_traceback_still_answers(env, tmp_path):
+    """The session imports traceback only for a failing cell, after the agent's files are in the folder: one
+    that shadows it costs the traceback, never the session."""
+    session = env[2]._Session(str(tmp_path))
+    try:
+        session.run("open('traceback.py', 'w').write('raise ImportError(1)')\nx = 7", 10.0)
+        failed = session.run("1 / 0", 10.0)
+        after = session.run("x * 6", 10.0)
+    finally:
+        session.close()
+    assert failed is not None and failed["output"].startswith("ZeroDivisionError")
+    assert after == {"output": "", "result": "42"}
