@@ -118,6 +118,9 @@ class Script:
     observe: bool = False
     """Also report what each call returned (`observed`: {"name", "ok", "content"} per call, each content cut to
     OBSERVE_MAX_CHARS): how a shortcut solver's probe learns what it may pick from."""
+    also: list = field(default_factory=list)
+    """Other final answers for the same calls: each verdict in `also`, as if each were a script of its own (the
+    server verifies them on the same end state where that is the same thing)."""
 
     def request(self) -> dict:
         task = self.task if isinstance(self.task, dict) else self.task.model_dump(mode="json")
@@ -128,6 +131,7 @@ class Script:
             "answer": self.answer,
             "digest": self.digest,
             "observe": self.observe,
+            **({"also": list(self.also)} if self.also else {}),
         }
 
 
@@ -176,7 +180,9 @@ class EnvServerOps:
         out = []
         for start in range(0, len(scripts), REPLAY_CHUNK):
             episodes = [s.request() for s in scripts[start : start + REPLAY_CHUNK]]
-            timeout = 60 + sum(self.call_timeout_s * (len(e["calls"]) + 1) for e in episodes)
+            timeout = 60 + sum(
+                self.call_timeout_s * (len(e["calls"]) + 1) * (1 + len(e.get("also", []))) for e in episodes
+            )
             out += self.request("replay", timeout_s=timeout, episodes=episodes, source=self._verify_source)[
                 "verdicts"
             ]

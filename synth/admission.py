@@ -151,11 +151,16 @@ def shortcut_scripts(tid: str, c: Candidate, box: Toolbox, seen: dict) -> list[t
 
 def _gate(ops: EnvServerOps, cands: list[tuple[str, Candidate]], box: Toolbox, seen: dict) -> dict:
     """task id -> the shortcuts that solve it (in SHORTCUTS order), all candidates in one request."""
-    plans = [(tid, shortcut_scripts(tid, c, box, seen)) for tid, c in cands]
-    verdicts = iter(ops.replay_many([s for _, episodes in plans for s, _ in episodes]))
+    plans = []
+    for tid, c in cands:
+        episodes = shortcut_scripts(tid, c, box, seen)
+        plans.append((tid, episodes, _fold([e for e, _ in episodes])))
+    verdicts = iter(ops.replay_many([s for *_, (merged, _) in plans for s in merged]))
     solved = {}
-    for tid, episodes in plans:
-        names = {n for _, ns in episodes if next(verdicts)["reward"] == 1.0 for n in ns}
+    for tid, episodes, (merged, where) in plans:
+        own = [next(verdicts) for _ in merged]
+        rewards = [own[i]["reward"] if j < 0 else own[i]["also"][j]["reward"] for i, j in where]
+        names = {n for (_, ns), r in zip(episodes, rewards, strict=True) if r == 1.0 for n in ns}
         solved[tid] = [s.NAME for s in SHORTCUTS if s.NAME in names]
     return solved
 
@@ -180,6 +185,32 @@ def _observed(probes: list[Script], verdicts: list[dict]) -> dict:
         )
         for p, v in zip(probes, verdicts, strict=True)
     }
+
+
+def _fold(scripts: list[Script]) -> tuple[list[Script], list[tuple[int, int]]]:
+    """`scripts` with those that make the same calls folded into the first (their answers in its `also`: the
+    server runs the calls once and verifies each answer), and where each script's verdict is: (folded script,
+    -1 for its own verdict or the index in its `also`). A code-interpreter reference and its guess after
+    lookups make the same calls (no submit tool), so the guess costs no second interpreter."""
+    merged: list[Script] = []
+    first: dict = {}
+    where = []
+    for s in scripts:
+        key = (call_keys(s.calls), s.digest, s.observe)
+        if key in first and not s.also:
+            base = merged[first[key]]
+            base.also.append(s.answer)
+            where.append((first[key], len(base.also) - 1))
+            continue
+        first.setdefault(key, len(merged))
+        merged.append(Script(s.task, s.calls, s.answer, s.digest, s.observe, list(s.also)))
+        where.append((len(merged) - 1, -1))
+    return merged, where
+
+
+def call_keys(calls) -> tuple:
+    """A hashable form of a call list (names and arguments, key order aside)."""
+    return tuple(call_key(c) for c in calls)
 
 
 def admit(
@@ -213,14 +244,16 @@ def admit(
             lookups = [x for x in c.solution if x.name != submit]
             checks.append(("guess_after_lookups_passes", Script(task, lookups + guess, c.guess), 0.0))
         plans.append((tid, c, checks, random_scripts(task, tools)))
-    scripts = [s for *_, checks, rand in plans for s in [x[1] for x in checks] + rand]
+    folded = [_fold([x[1] for x in checks]) for _, _, checks, _ in plans]
+    scripts = [s for (*_, rand), (merged, _) in zip(plans, folded, strict=True) for s in merged + rand]
     probes = _probes(cands, box) if gate else []
     replies = ops.replay_many(scripts + probes)
     verdicts = iter(replies[: len(scripts)])
     seen = _observed(probes, replies[len(scripts) :])
     standing = []
-    for tid, c, checks, rand in plans:
-        got = [next(verdicts)["reward"] for _ in checks]
+    for (tid, c, checks, rand), (merged, where) in zip(plans, folded, strict=True):
+        own = [next(verdicts) for _ in merged]
+        got = [own[i]["reward"] if j < 0 else own[i]["also"][j]["reward"] for i, j in where]
         wins = sum(next(verdicts)["reward"] == 1.0 for _ in rand)
         failed = next((name for (name, _, want), r in zip(checks, got, strict=True) if r != want), None)
         if failed:

@@ -524,12 +524,16 @@ class EnvServer:
         source: str | None = None,
         digest: bool = False,
         observe: bool = False,
+        also: list | None = None,
     ) -> dict:
         """One whole episode from a fixed script: reset to the task, run `calls` ({"name", "arguments"} each) in
         order until one submits (its answer then replaces `answer`), and verify with the task's verifier.
         `digest=True` adds verify.py's `db_digest` of the final database (how a producer learns the state a
         state-checking task expects); `observe=True` adds what every call returned (`observed`, each content
-        cut to OBSERVE_MAX_CHARS), for the shortcut solvers' probes."""
+        cut to OBSERVE_MAX_CHARS), for the shortcut solvers' probes. `also`: other final answers, each verified
+        as the answer of the same calls (`also`: their verdicts, in order), on the same end state while the
+        verifier leaves it as it was (no row or file changed), else each in an episode of its own; where a call
+        submits, its answer is the answer, as in a script of its own."""
         if self._untouched():
             db = self.ctx._release_db()  # a connection that changed nothing serves the next episode too
             self.ctx.close()
@@ -539,6 +543,7 @@ class EnvServer:
         else:
             self.reset(task)
         observed = []
+        submitted = False
         for c in calls:
             reply = self.call(c["name"], c.get("arguments", {}))
             if observe:
@@ -547,8 +552,9 @@ class EnvServer:
                     {"name": c["name"], "ok": bool(reply["ok"]), "content": content[:OBSERVE_MAX_CHARS]}
                 )
             if reply.get("submitted"):
-                answer = reply.get("answer")
+                answer, submitted = reply.get("answer"), True
                 break
+        end = self._end_state() if also else None
         verdict = self.verify(task.get("verifier", ""), task.get("params"), answer, source)
         verdict["calls_ok"] = all(c["ok"] for c in self.calls)
         if digest:
@@ -557,7 +563,24 @@ class EnvServer:
             verdict["db_digest"] = fn(self.ctx.db) if fn is not None else None
         if observe:
             verdict["observed"] = observed
+        if also:
+            calls_ok, others = verdict["calls_ok"], []
+            for other in also:
+                if not submitted and self._end_state() == end:
+                    others.append(
+                        {
+                            **self.verify(task.get("verifier", ""), task.get("params"), other, source),
+                            "calls_ok": calls_ok,
+                        }
+                    )
+                else:  # the verifier changed the state (or a submit fixed the answer): an episode of its own
+                    others.append(self.replay(task, calls, other, source))
+            verdict["also"] = others
         return verdict
+
+    def _end_state(self) -> tuple:
+        """What a verifier could change of an episode's end: its rows and the scratch folder's files."""
+        return (self.ctx.changes(), self._scan())
 
     def close(self) -> None:
         """End the episode (close its database); the server can start another with `reset`."""
@@ -596,6 +619,7 @@ class EnvServer:
                             source,
                             e.get("digest", False),
                             e.get("observe", False),
+                            e.get("also"),
                         )
                         for e in req["episodes"]
                     ]

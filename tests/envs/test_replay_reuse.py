@@ -154,3 +154,34 @@ def test_a_connection_a_tool_reconfigured_is_not_handed_to_the_next_episode(tmp_
         assert got[1]["observed"][0]["content"] == "[{'value': 0}]"
     finally:
         ops.close()
+
+
+def test_other_answers_of_the_same_calls_get_the_verdicts_of_scripts_of_their_own(tmp_path):
+    env = write_toy_env(tmp_path)
+    (env / "verify.py").write_text(
+        (env / "verify.py").read_text()
+        + textwrap.dedent(
+            '''
+            def check_once(ctx, answer, calls, expected):
+                """A verifier that writes: a second verify on the same end state would see its own write."""
+                ctx.db.execute("UPDATE counter SET value = value + 1")
+                bumped = ctx.db.execute("SELECT value FROM counter").fetchone()[0]
+                return float(str(answer).strip() == expected and bumped == 1)
+            '''
+        )
+    )
+    ops = LocalEnvServer(env)
+    try:
+        add = ToolCall(name="add", arguments={"a": 2, "b": 3})
+        answers = ["5", "4", " 5 ", "five"]
+        for verifier in ("check_answer", "check_once"):
+            task = {"id": "t", "verifier": verifier, "params": {"expected": "5"}}
+            alone = [ops.replay_many([Script(task, [add], a)])[0] for a in answers]
+            folded = ops.replay_many([Script(task, [add], answers[0], also=answers[1:])])[0]
+            got = [folded, *folded.pop("also")]
+            assert [(v["reward"], v["calls_ok"]) for v in got] == [
+                (v["reward"], v["calls_ok"]) for v in alone
+            ]
+            assert [v["reward"] for v in alone] == [1.0, 0.0, 1.0, 0.0]
+    finally:
+        ops.close()
