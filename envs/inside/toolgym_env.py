@@ -308,6 +308,53 @@ def _combine(tables: list[str], pieces: dict[str, bytes]) -> str:
     return h.hexdigest()
 
 
+_Function = type(_combine)
+_TABLE_VALUES: dict = {}
+"""Content hash of a database file -> (its tables, {(table, code of fn): fn's value}): what `table_values`
+computed on connections that had changed nothing of the file they opened."""
+
+
+def table_values(db, fn) -> dict:
+    """{table: fn(db, table)} for every table of the main database, in name order.
+
+    For a table the episode's watched connection vouches it did not write (no other connection committed, no
+    change it could not follow), the value computed for the file the connection opened is reused: a verifier's
+    "everything else unchanged" digest then reads only what the episode wrote. So fn must depend on nothing but
+    that table's rows (no closure, default or per-environment global: its code object is its key), and callers
+    must not change what it returns (values are shared). Values are taken only from connections that changed
+    nothing, so nothing an episode does reaches another one's values; in any doubt fn runs afresh."""
+    tables = _tables(db)
+    known, clean = None, False
+    # a plain function of its arguments alone (not a method, closure or partial): then its code is its identity
+    pure = type(fn) is _Function and fn.__closure__ is None and not fn.__defaults__ and not fn.__kwdefaults__
+    code = fn.__code__ if pure else None
+    if pure and isinstance(db, _Watched) and db.written is not None and db.untouched_by_others():
+        clean = not db.written and db.total_changes == 0
+        entry = _TABLE_VALUES.get(db.content)
+        if entry is None and clean:
+            if len(_TABLE_VALUES) > 32:
+                _TABLE_VALUES.clear()
+            entry = _TABLE_VALUES[db.content] = (tables, {})
+        if entry is not None and entry[0] == tables:
+            known = entry[1]
+    out, fresh = {}, {}
+    for table in tables:
+        key = (table, code)
+        if known is not None and key in known and table not in db.written:
+            out[table] = known[key]
+        else:
+            out[table] = fresh[key] = fn(db, table)
+    # Still as opened after fn ran (it reads, and is trusted to): then these are the file's values.
+    if known is not None and clean and not db.written and db.total_changes == 0 and db.untouched_by_others():
+        for key, value in fresh.items():
+            try:
+                hash(value)  # immutable all the way down, so no caller can change the shared copy
+            except TypeError:
+                continue
+            known[key] = value
+    return out
+
+
 # -- judging agent code across a process boundary ---------------------------------------------------------------
 # A verifier never trusts the exit code, output or objects of a process that imported agent code. It sends the
 # calls to make to a fresh interpreter (the agent's process: it may print, patch builtins or exit as it likes),
