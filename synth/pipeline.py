@@ -138,15 +138,25 @@ def _shingles(text: str) -> set[str]:
     return {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
 
 
+_LSH: dict = {}
+
+
 def near_duplicates(prompts: list[str], threshold: float = NEAR_DUP_THRESHOLD) -> set[int]:
     """Indices of prompts that are near-duplicates (MinHash LSH, Jaccard >= threshold on word 3-shingles) of an
     earlier one; the first of each group is kept."""
     from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=64)
+    if threshold not in _LSH:
+        # datasketch finds the bands for a threshold by numeric integration (~16 ms) and draws a MinHash's
+        # permutations anew for each one: both the same every time, so made once per process
+        lsh = MinHashLSH(threshold=threshold, num_perm=64)
+        first = MinHash(num_perm=64, seed=1)
+        _LSH[threshold] = ((lsh.b, lsh.r), first.permutations, first.scheme)
+    params, permutations, scheme = _LSH[threshold]
+    lsh = MinHashLSH(threshold=threshold, num_perm=64, params=params)
     dropped = set()
     for i, p in enumerate(prompts):
-        m = MinHash(num_perm=64, seed=1)
+        m = MinHash(num_perm=64, seed=1, permutations=permutations, scheme=scheme)
         m.update_batch([s.encode() for s in sorted(_shingles(p))])
         if lsh.query(m):
             dropped.add(i)

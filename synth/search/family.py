@@ -38,7 +38,10 @@ from ..family import Candidate, Family, Key, asked, jinja, render_prompt
 from .corpus import SYLLABLES, make_corpus
 from .themes import THEME, THEMES
 
-VARIANTS_PER_THEME = 13
+VARIANTS_PER_THEME = 26
+FIRST_VARIANTS = 13
+"""The variants of a theme drawn first (the corpus had 13 per theme): later ones are drawn from the structures
+those left, so adding variants never changes an existing environment."""
 
 # -- variant axes ----------------------------------------------------------------------------------------------
 SEARCH_MODES = ["k", "page", "fixed"]
@@ -275,15 +278,15 @@ def _decoys(theme: dict, ents: dict, path: list[dict]) -> int:
 
 
 class SearchFamily(Family):
-    """Archives of long-tail entities over 16 themes, thirteen variants each."""
+    """Archives of long-tail entities over 16 themes, 26 variants each."""
 
     NAME = "search"
     CATEGORY = "search"
     VERSION = "2"
-    SCALES = {"tiny": (2, 12), "demo": (6, 24), "small": (16, 36), "full": (208, 110)}
-    """scale -> (environments, candidate tasks per environment): 16 themes x 13 variants at full scale (about
-    22,900 candidates; admission keeps nearly all of them); tiny, demo and small take the first variant of the
-    first themes, so even they span several themes."""
+    SCALES = {"tiny": (2, 12), "demo": (6, 24), "small": (16, 36), "full": (416, 140)}
+    """scale -> (environments, candidate tasks per environment): 16 themes x 26 variants at full scale (about
+    58,000 candidates; admission keeps nearly all of them: search leads the mix, as in DeepSeek-V3.2's); tiny,
+    demo and small take the first variant of the first themes, so even they span several themes."""
 
     def plan(self, scale: str) -> list[Key]:
         """(theme, variant) keys: variant-major, so every prefix (tiny, demo) spans as many themes as it can."""
@@ -301,7 +304,11 @@ class SearchFamily(Family):
         """Everything a variant fixes, from (seed, key) alone. A theme's variants draw distinct STRUCTURES, so two
         variants of one theme always differ in tool set or rules (and always in data)."""
         theme, v = key
-        structures = random.Random(f"{seed}:search:{theme}:structures").sample(STRUCTURES, VARIANTS_PER_THEME)
+        structures = random.Random(f"{seed}:search:{theme}:structures").sample(STRUCTURES, FIRST_VARIANTS)
+        rest = [x for x in STRUCTURES if x not in structures]
+        structures += random.Random(f"{seed}:search:{theme}:structures:more").sample(
+            rest, VARIANTS_PER_THEME - FIRST_VARIANTS
+        )
         mode, find, titles, submit, evidence = structures[v % VARIANTS_PER_THEME]
         rng = random.Random(f"{seed}:search:{theme}:{v}")
         names = {role: rng.choice(options) for role, options in NAMES.items()}

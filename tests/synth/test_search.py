@@ -56,7 +56,7 @@ def test_plan_sizes_and_ids():
         assert len(search.plan(scale)) == n_envs
     full = search.plan("full")
     ids = [search.env_id(k) for k in full]
-    assert len(set(ids)) == len(ids) == 208
+    assert len(set(ids)) == len(ids) == 416
     assert all(re.fullmatch(ID_PATTERN, i) and i.startswith("search_") for i in ids)
     assert {search.domain(k) for k in full} == set(THEME)
     assert len({search.domain(k) for k in search.plan("tiny")}) == 2
@@ -226,9 +226,9 @@ def test_full_plan_is_distinct(tmp_path):
         k = family.distinctness_key(env)
         keys.add(k)
         shapes.add(k.rsplit("-", 1)[0])
-    assert len(keys) == len(shapes) == 208
+    assert len(keys) == len(shapes) == 416
     configs = [json.dumps(search.variant_config(k, 0), sort_keys=True) for k in search.plan("full")]
-    assert len(set(configs)) == 208
+    assert len(set(configs)) == 416
 
 
 RELATIVE = re.compile(r"\b(?:that|which|who|whose)\b", re.IGNORECASE)
