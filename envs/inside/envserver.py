@@ -243,7 +243,6 @@ class EnvServer:
         self.calls: list[dict] = []
         self._wrote = False
         """Whether this episode called a tool that is not a plain read (a write, a submit, an unknown one)."""
-        self._snapshot: tuple | None = None
         self._state: tuple | None = None
         """state/'s (files, folders, folder set), read on the first reset."""
         self._tree: dict | None = None
@@ -358,7 +357,6 @@ class EnvServer:
                 raise RuntimeError(f"{survivors} of the agent's processes could not be stopped")
         self._agent_ran = False
         self._restore_state()
-        self._snapshot = None if self.category in FILE_CATEGORIES else self._files()
         return self._new_episode(task)
 
     def _new_episode(self, task: dict) -> dict:
@@ -367,20 +365,14 @@ class EnvServer:
         self._wrote = False
         return {"ok": True, "scratch": self.scratch}
 
-    def _files(self) -> tuple:
-        out = []
-        for name in sorted(os.listdir(self.scratch)):
-            st = os.stat(os.path.join(self.scratch, name))
-            out.append((name, st.st_size, st.st_mtime_ns))
-        return tuple(out)
-
     def _untouched(self) -> bool:
-        """Whether the last episode left the state exactly as the reset copied it: only reads, no row changed,
-        no file changed. Then the next replay may reuse the copy (admission replays thousands of read-only
-        scripts: the copy and the repeated reads were most of their cost)."""
-        if self._snapshot is None or self.ctx is None or self._wrote or self.ctx.changes():
+        """Whether the last episode left the state exactly as the reset wrote it: no row changed through its
+        database, and every file scans as the reset left it (the same strength as a reset's own check). Then
+        the next replay may reuse the copy (admission replays thousands of read-only scripts, and a submit
+        ends most of them). Never in a file category, where the agent's processes may still run."""
+        if self.category in FILE_CATEGORIES or self.ctx is None or self._tree is None or self.ctx.changes():
             return False
-        return self._files() == self._snapshot
+        return self._scan() == self._tree
 
     def call(self, name: str, arguments) -> dict:
         """Run one tool call. `arguments` is the JSON string the model wrote (or a dict). Always returns

@@ -245,9 +245,9 @@ class CodeFamily(Family):
     NAME = "code"
     CATEGORY = "code"
     VERSION = "3"
-    SCALES = {"tiny": (2, 5), "demo": (4, 10), "small": (8, 16), "full": (215, 28)}
-    """scale -> (environments, candidate tasks per environment). Full: 215 repositories of 3-6 bugs give up to
-    28 candidates each (issues per bug and level, two-site bugs, bug pairs and triples), about 5,500 admitted. An episode
+    SCALES = {"tiny": (2, 5), "demo": (4, 10), "small": (8, 16), "full": (250, 28)}
+    """scale -> (environments, candidate tasks per environment). Full: 250 repositories of 3-6 bugs give up to
+    28 candidates each (issues per bug and level, two-site bugs, bug pairs and triples), about 5,300 admitted. An episode
     that leaves the package unchanged is judged without running it, so admission starts an interpreter for the
     reference and for the few edits random episodes make."""
 

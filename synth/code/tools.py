@@ -76,8 +76,15 @@ def package_digest(files: list[tuple[str, bytes]]) -> str:
     as shipped, so the verifier knows an unchanged repository without running it."""
     h = hashlib.sha256()
     for rel, data in sorted(files):
-        h.update(rel.encode() + b"\0" + data + b"\0")
+        digest_entry(h, rel, b"file", data)
     return h.hexdigest()
+
+
+def digest_entry(h, rel: str, kind: bytes, data: bytes) -> None:
+    """One file of a tree digest, each part length-prefixed: no two trees (a file's bytes moved into another's,
+    a name ending in a separator) give the same byte stream. The same framing as verify.py's `tree_digest`."""
+    for part in (rel.encode(), kind, data):
+        h.update(len(part).to_bytes(8, "big") + part)
 
 
 def rules_text(cfg: dict) -> list[str]:
