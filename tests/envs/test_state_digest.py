@@ -12,27 +12,7 @@ import pytest
 from toolgym.envs.inside import toolgym_env
 from toolgym.envs.inside.toolgym_env import Context, state_digest
 
-
-def _seed_db(path) -> None:
-    db = sqlite3.connect(path)
-    db.executescript(
-        """
-        CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, credit REAL);
-        CREATE TABLE items (id TEXT PRIMARY KEY, title TEXT, stock INTEGER);
-        CREATE TABLE orders (id TEXT PRIMARY KEY, person TEXT, item TEXT, qty INTEGER);
-        """
-    )
-    db.executemany(
-        "INSERT INTO people VALUES (?, ?, ?)", [(f"P{i:03d}", f"name {i}", i * 1.5) for i in range(40)]
-    )
-    db.executemany(
-        "INSERT INTO items VALUES (?, ?, ?)", [(f"I{i:03d}", f"item {i}", i % 7) for i in range(60)]
-    )
-    db.executemany(
-        "INSERT INTO orders VALUES (?, ?, ?, ?)", [(f"R{i:04d}", "P001", "I002", i) for i in range(30)]
-    )
-    db.commit()
-    db.close()
+from .seed_db import seed_db
 
 
 def _full(path) -> str:
@@ -61,7 +41,7 @@ WRITES = [
 
 def test_watched_digest_equals_a_full_read(tmp_path):
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
     rng = random.Random(7)
@@ -96,7 +76,7 @@ def test_watched_digest_equals_a_full_read(tmp_path):
 )
 def test_writes_it_cannot_follow_read_everything(tmp_path, act):
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
     ctx = _episode(state, pristine, "t0")
@@ -143,7 +123,7 @@ def test_writes_it_cannot_follow_read_everything(tmp_path, act):
 def test_triggers_written_tables_are_followed(tmp_path):
     """A trigger in the seed schema: its body's writes are reported as the statement is prepared."""
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     db = sqlite3.connect(pristine)
     db.execute("CREATE TRIGGER t AFTER INSERT ON orders BEGIN UPDATE items SET stock = stock - 1; END")
     db.commit()
@@ -162,7 +142,7 @@ def test_triggers_written_tables_are_followed(tmp_path):
 
 def test_only_written_tables_are_read_again(tmp_path, monkeypatch):
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
     ctx = _episode(state, pristine, "t0")
@@ -183,7 +163,7 @@ def test_only_written_tables_are_read_again(tmp_path, monkeypatch):
 
 def test_a_replaced_authorizer_makes_everything_count_as_written(tmp_path):
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
     ctx = _episode(state, pristine, "t0")

@@ -13,6 +13,8 @@ import pytest
 from toolgym.envs.inside import toolgym_env
 from toolgym.envs.inside.toolgym_env import Context, table_values
 
+from .seed_db import seed_db
+
 CALLS: list[str] = []
 """Tables `_rows` was computed for (a spy that is still a plain function: a closure would not be cached)."""
 
@@ -35,28 +37,6 @@ def _fresh_cache(monkeypatch):
     CALLS.clear()
 
 
-def _seed_db(path) -> None:
-    db = sqlite3.connect(path)
-    db.executescript(
-        """
-        CREATE TABLE people (id TEXT PRIMARY KEY, name TEXT, credit REAL);
-        CREATE TABLE items (id TEXT PRIMARY KEY, title TEXT, stock INTEGER);
-        CREATE TABLE orders (id TEXT PRIMARY KEY, person TEXT, item TEXT, qty INTEGER);
-        """
-    )
-    db.executemany(
-        "INSERT INTO people VALUES (?, ?, ?)", [(f"P{i:03d}", f"name {i}", i * 1.5) for i in range(40)]
-    )
-    db.executemany(
-        "INSERT INTO items VALUES (?, ?, ?)", [(f"I{i:03d}", f"item {i}", i % 7) for i in range(60)]
-    )
-    db.executemany(
-        "INSERT INTO orders VALUES (?, ?, ?, ?)", [(f"R{i:04d}", "P001", "I002", i) for i in range(30)]
-    )
-    db.commit()
-    db.close()
-
-
 def _fresh(path, fn) -> dict:
     """fn over every table of the file, read by a plain connection."""
     db = sqlite3.connect(path)
@@ -68,7 +48,7 @@ def _fresh(path, fn) -> dict:
 @pytest.fixture
 def env(tmp_path):
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
 
@@ -190,7 +170,7 @@ def test_a_writing_episode_stores_nothing(tmp_path):
     """Values come only from connections that changed nothing: a first episode that wrote (and one whose
     writes the watcher missed) leaves no value behind for the episodes after it."""
     pristine = tmp_path / "pristine.sqlite"
-    _seed_db(pristine)
+    seed_db(pristine)
     state = tmp_path / "state"
     state.mkdir()
     pristine_values = _fresh(pristine, _rows)
