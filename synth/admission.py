@@ -158,8 +158,7 @@ def _gate(ops: EnvServerOps, cands: list[tuple[str, Candidate]], box: Toolbox, s
     verdicts = iter(ops.replay_many([s for *_, (merged, _) in plans for s in merged]))
     solved = {}
     for tid, episodes, (merged, where) in plans:
-        own = [next(verdicts) for _ in merged]
-        rewards = [own[i]["reward"] if j < 0 else own[i]["also"][j]["reward"] for i, j in where]
+        rewards = _unfold(verdicts, merged, where)
         names = {n for (_, ns), r in zip(episodes, rewards, strict=True) if r == 1.0 for n in ns}
         solved[tid] = [s.NAME for s in SHORTCUTS if s.NAME in names]
     return solved
@@ -208,6 +207,13 @@ def _fold(scripts: list[Script]) -> tuple[list[Script], list[tuple[int, int]]]:
     return merged, where
 
 
+def _unfold(verdicts, merged: list[Script], where: list[tuple[int, int]]) -> list[float]:
+    """The rewards of the scripts `_fold` folded, in their order, taking the folded scripts' verdicts from the
+    iterator `verdicts`."""
+    own = [next(verdicts) for _ in merged]
+    return [own[i]["reward"] if j < 0 else own[i]["also"][j]["reward"] for i, j in where]
+
+
 def call_keys(calls) -> tuple:
     """A hashable form of a call list (names and arguments, key order aside)."""
     return tuple(call_key(c) for c in calls)
@@ -252,8 +258,7 @@ def admit(
     seen = _observed(probes, replies[len(scripts) :])
     standing = []
     for (tid, c, checks, rand), (merged, where) in zip(plans, folded, strict=True):
-        own = [next(verdicts) for _ in merged]
-        got = [own[i]["reward"] if j < 0 else own[i]["also"][j]["reward"] for i, j in where]
+        got = _unfold(verdicts, merged, where)
         wins = sum(next(verdicts)["reward"] == 1.0 for _ in rand)
         failed = next((name for (name, _, want), r in zip(checks, got, strict=True) if r != want), None)
         if failed:
