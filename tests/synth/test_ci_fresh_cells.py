@@ -6,7 +6,6 @@ env server is another interpreter than the session's parent here."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from toolgym.envs.lease import EnvLease
@@ -96,14 +95,15 @@ def _contents(ops, python: str, cells: list[str]) -> list[str]:
 def test_fresh_cells_start_no_interpreter_until_one_needs_it(env, monkeypatch):
     env_dir, python, _ = env
     starts = []
-    popen = subprocess.Popen.__init__
-
-    def counted(self, args, *a, **kw):
-        starts.append(args)
-        popen(self, args, *a, **kw)
-
-    monkeypatch.setattr(subprocess.Popen, "__init__", counted)
     server = LocalEnvServer(env_dir)
+    session = server.server.tools_module._Session
+    start = session.__init__
+
+    def counted(self, cwd):
+        starts.append(cwd)
+        start(self, cwd)
+
+    monkeypatch.setattr(session, "__init__", counted)
     try:
         probes = ["What", "42", "'Paris'", "", "x = 'now a session'", "What", "x", "42"]
         got = _contents(server, python, probes)
