@@ -41,6 +41,10 @@ _CLIENT_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "LocalPolicy":  # torch and transformers load only when a local model is used
+        from .local import LocalPolicy
+
+        return LocalPolicy
     if name in _CLIENT_NAMES:
         from . import clients
 
@@ -53,6 +57,7 @@ __all__ = [
     "ChatClient",
     "CompletionsClient",
     "ContextLengthExceeded",
+    "LocalPolicy",
     "Message",
     "ModelContext",
     "ModelServerBadResponse",

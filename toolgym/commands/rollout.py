@@ -17,11 +17,13 @@ def policy_factory(args):
         return GiveUpPolicy
     if args.policy == "random":
         return lambda: RandomPolicy(seed=args.seed)
+    if args.policy == "local":
+        return local_policy(args).fork
     if not (args.base_url and args.model):
         raise ValueError("--policy llm needs --base-url and --model (start a server with `toolgym serve`).")
     from toolgym.agent.clients import ChatClient, CompletionsClient
 
-    if args.encoding == "chat":
+    if (args.encoding or "chat") == "chat":
         client = ChatClient(
             args.base_url, args.model, max_concurrency=args.in_flight, timeout_s=args.request_timeout
         )
@@ -37,6 +39,31 @@ def policy_factory(args):
     return lambda: LLMPolicy(client, thinking=args.thinking, **sampling)
 
 
+def local_policy(args):
+    """The in-process model of `--policy local` (its engine is shared by every worker's fork)."""
+    from toolgym.agent.local import LocalPolicy
+
+    if not args.model:
+        raise ValueError(
+            "--policy local needs --model: a checkpoint folder, or 'default' for the embedded model."
+        )
+    encoding = args.encoding or "hermes"
+    if encoding == "chat":
+        raise ValueError(
+            "--policy local renders prompts itself: use --encoding hermes or --encoding deepseek_v32."
+        )
+    return LocalPolicy.from_pretrained(
+        args.model,
+        encoding=encoding,
+        thinking=args.thinking,
+        seed=args.seed,
+        max_batch=getattr(args, "max_batch", None) or args.in_flight,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=getattr(args, "top_p", 1.0),
+    )
+
+
 def run(args) -> int:
     from toolgym.agent.loop import Budgets
     from toolgym.agent.rollout import rollout
@@ -47,10 +74,17 @@ def run(args) -> int:
     corpus = load_corpus(args.corpus).select(env_ids=args.env, category=args.category, limit=args.limit)
     budgets = Budgets(max_steps=args.max_steps)
     try:
+        factory = policy_factory(args)
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get("TOOLGYM_DEBUG"):
+            raise
+        print(f"toolgym: {exc}", file=sys.stderr)
+        return 2
+    try:
         stats = asyncio.run(
             rollout(
                 corpus,
-                policy_factory(args),
+                factory,
                 args.out,
                 samples_per_task=args.samples_per_task,
                 in_flight=args.in_flight,
@@ -68,6 +102,10 @@ def run(args) -> int:
             raise
         print(f"toolgym: {exc}", file=sys.stderr)
         return 2
+    finally:
+        close = getattr(getattr(factory, "__self__", None), "close", None)
+        if close is not None:  # the local engine's worker thread
+            close()
     print(
         f"{stats.episodes} episodes ({stats.skipped} already done) in {stats.wall_s:.1f} s "
         f"({stats.episodes_per_s:.1f}/s): {stats.successes} succeeded, {stats.timeouts} timed out, "
@@ -85,7 +123,8 @@ def add_parser(sub) -> None:
         "Run a policy over a task set in sandboxes; write trajectories (resumable: run it again).",
         "toolgym rollout reference --policy oracle --out runs/oracle\n"
         "toolgym rollout out/corpus --policy llm --base-url http://127.0.0.1:8000 --model DeepSeek-V3.2 \\\n"
-        "    --encoding deepseek_v32 --thinking --samples-per-task 8 --in-flight 32 --out runs/v32",
+        "    --encoding deepseek_v32 --thinking --samples-per-task 8 --in-flight 32 --out runs/v32\n"
+        "toolgym rollout reference --policy local --model default --in-flight 8 --out runs/local",
         run,
     )
     p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")
@@ -94,21 +133,32 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--policy",
-        choices=["oracle", "random", "give_up", "llm"],
+        choices=["oracle", "random", "give_up", "llm", "local"],
         default="oracle",
-        help="oracle: the reference solutions; random: random tools; give_up: answers with no tool call",
+        help="oracle: the reference solutions; random: random tools; give_up: answers with no tool call; "
+        "llm: a model behind a server; local: a model run in this process (in sandboxes like any model)",
     )
     p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
-    p.add_argument("--model", help="served model name, for --policy llm")
+    p.add_argument(
+        "--model",
+        help="--policy llm: the served model name; --policy local: a checkpoint folder (Hugging Face or "
+        "toolgym DSALM) or 'default' (the embedded model)",
+    )
     p.add_argument(
         "--encoding",
-        default="chat",
         choices=["chat", "deepseek_v32", "hermes"],
-        help="chat: the server's chat template; otherwise raw completions rendered by us",
+        help="chat (the default for --policy llm): the server's chat template; otherwise raw completions "
+        "rendered by us (hermes is the default for --policy local)",
     )
     p.add_argument("--thinking", action="store_true", help="thinking mode (reasoning kept across tool calls)")
     p.add_argument("--max-tokens", type=int, default=4096)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, for --policy local")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        help="--policy local: sequences decoded together (default: --in-flight)",
+    )
     p.add_argument("--samples-per-task", type=int, default=1, help="G rollouts per task (GRPO groups)")
     p.add_argument("--in-flight", type=int, default=8, help="episodes at once (and sandboxes in the pool)")
     p.add_argument(
