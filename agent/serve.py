@@ -1,17 +1,24 @@
 """The vLLM server command for a model, with the tool-call and reasoning parsers that match its chat format.
 
-A pure function so the CLI can print it (`toolgym serve`) and tests can check it. It uses
+`serve_command` is a pure function so the CLI can print it (`toolgym serve`) and tests can check it; it uses
 `python -m vllm.entrypoints.openai.api_server`, which works where the `vllm` console script does not.
+`start_server`, `wait_until_ready` and `stop_server` run it (`toolgym serve --start`, tests, benchmarks).
 Parser and tokenizer-mode names are those registered in vLLM 0.32 (vllm/tool_parsers, vllm/reasoning).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ _FAMILY_PATTERNS: list[tuple[str, str]] = [
     (r"deepseek.*v3[._-]?2", "deepseek_v32"),
     (r"qwen-?3", "qwen3"),
     (r"qwen-?2|qwq|hermes", "hermes"),
+    # SmolLM2 (the embedded default model) is a llama model in ChatML, tuned on <tool_call> JSON calls
+    (r"smollm", "hermes"),
 ]
 
 
@@ -49,6 +58,12 @@ def model_family(model: str) -> str:
     for pattern, family in _FAMILY_PATTERNS:
         if re.search(pattern, name):
             return family
+    if Path(model).is_dir():
+        from .template_check import chat_template_of
+
+        # a local ChatML checkpoint under any name: the hermes format is ChatML plus <tool_call> JSON
+        if "<|im_start|>" in (chat_template_of(model) or ""):
+            return "hermes"
     raise ValueError(
         f"cannot tell the chat format of model {model!r} from its name; pass family= one of {', '.join(RECIPES)}."
     )
@@ -96,3 +111,89 @@ def serve_command(
 def serve_command_line(model_dir: str, **kwargs: object) -> str:
     """`serve_command` as one shell-quoted line, for printing."""
     return shlex.join(serve_command(model_dir, **kwargs))  # type: ignore[arg-type]
+
+
+CPU_GPU_MEMORY_UTILIZATION = 0.3
+"""vLLM's CPU build sizes its KV cache from this share of the machine's memory; 0.9 would take most of it."""
+
+
+def cpu_only() -> bool:
+    """Whether this machine has no NVIDIA or AMD GPU device, so vLLM runs its CPU build."""
+    return not (Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists() or shutil.which("nvidia-smi"))
+
+
+def client_base_url(host: str, port: int) -> str:
+    """The URL clients use for a server bound to `host` (a wildcard address is reached on loopback)."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
+
+
+def rollout_command_line(
+    base_url: str, served_model_name: str, encoding: str, *, corpus: str = "reference", out: str | None = None
+) -> str:
+    """The `toolgym rollout` line that runs a served model with the encoding its chat format needs."""
+    out = out or f"runs/served-{re.sub(r'[^A-Za-z0-9._-]+', '-', served_model_name)}"
+    argv = ["toolgym", "rollout", corpus, "--policy", "llm", "--base-url", base_url]
+    argv += ["--model", served_model_name, "--encoding", encoding, "--out", out]
+    return shlex.join(argv)
+
+
+class ServerStartError(RuntimeError):
+    """The server exited, or did not answer, before it was ready."""
+
+
+def start_server(argv: Sequence[str], *, log: IO[bytes] | None = None) -> subprocess.Popen:
+    """Run a server command in a session of its own, so `stop_server` reaches vLLM's engine processes too.
+
+    Its output goes to `log` (a binary file), else to this process's stdout and stderr.
+    """
+    if log is None:
+        return subprocess.Popen(list(argv), start_new_session=True)
+    return subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until_ready(
+    proc: subprocess.Popen, base_url: str, *, timeout_s: float = 600.0, poll_s: float = 1.0
+) -> None:
+    """Block until `base_url`/v1/models answers 200; raise ServerStartError if `proc` exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise ServerStartError(f"the server exited with code {proc.returncode} before it answered")
+        try:
+            if (
+                httpx.get(base_url.rstrip("/") + "/v1/models", timeout=min(5.0, poll_s * 5)).status_code
+                == 200
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"the server did not answer {base_url}/v1/models within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def stop_server(proc: subprocess.Popen, *, timeout_s: float = 30.0) -> int:
+    """SIGTERM the server's session (vLLM shuts its engine processes down on it), SIGKILL whatever of the
+    session is left `timeout_s` later; returns the server's exit code."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+    while time.monotonic() < deadline and _signal_group(proc.pid, 0):
+        time.sleep(0.2)  # the engine processes finish their own shutdown
+    _signal_group(proc.pid, signal.SIGKILL)
+    return proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when none of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
