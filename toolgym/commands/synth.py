@@ -1,8 +1,12 @@
-"""`toolgym synth envs|tasks`: template-synthesized environments and validated task shards."""
+"""`toolgym synth envs|tasks|report|filter`: template-synthesized environments, validated task shards, their
+report, and the model-in-the-loop filter (tasks kept by a policy's measured pass@k)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 
 
 def _envs(args) -> int:
@@ -56,6 +60,173 @@ def _report(args) -> int:
     if not args.md:
         print(text)
     return 0
+
+
+def _filter_source(args, corpus) -> dict:
+    """What the filter read: the corpus as named, the subset asked for, and the source manifest's hash."""
+    source = {"corpus": args.corpus, "only": args.only, "sample": args.sample}
+    manifest = corpus.root / "manifest.json"
+    if manifest.is_file():
+        source["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        made = json.loads(manifest.read_text())
+        source["synthesis"] = {key: made[key] for key in ("seed", "scale") if key in made}
+    return source
+
+
+def _filter_policy(args) -> dict:
+    """The policy as recorded (manifest and run folder): what decides its episodes, not where it is served."""
+    policy: dict = {"policy": args.policy}
+    if args.policy in ("llm", "local"):
+        encoding = args.encoding or ("chat" if args.policy == "llm" else "hermes")
+        policy.update(
+            model=args.model,
+            encoding=encoding,
+            thinking=args.thinking,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+        )
+        if args.policy == "local":
+            policy["top_p"] = args.top_p
+    return policy
+
+
+def _filter(args) -> int:
+    from toolgym.agent.loop import Budgets
+    from toolgym.agent.runstore import RunFolderError
+    from toolgym.commands.rollout import policy_factory
+    from toolgym.envs import IN_PROCESS
+    from toolgym.envs.corpus import CorpusError, load_corpus
+    from toolgym.synth.filter import KeepError, filter_corpus, parse_keep
+
+    factory = None
+    try:
+        keep = parse_keep(args.keep, args.k)
+        if args.k < 1 or (args.samples is not None and args.samples < args.k):
+            raise ValueError("--k must be at least 1, and --samples (when given) at least --k.")
+        corpus = load_corpus(args.corpus)
+        if args.only:
+            from toolgym.envs.corpus import Corpus
+
+            tasks = [t for t in corpus.tasks if t.category in args.only]
+            corpus = Corpus(corpus.root, corpus.env_dirs, tasks).select()
+        if args.sample is not None:
+            corpus = corpus.select(sample=args.sample, seed=args.seed)
+        if not corpus.tasks:
+            raise CorpusError(f"{args.corpus} holds no tasks of {', '.join(args.only or [])}; check --only.")
+        factory = policy_factory(args)
+        manifest = filter_corpus(
+            corpus,
+            factory,
+            args.out,
+            k=args.k,
+            keep=keep,
+            policy=_filter_policy(args),
+            samples=args.samples,
+            seed=args.seed,
+            source=_filter_source(args, corpus),
+            in_flight=args.in_flight,
+            backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
+            budgets=Budgets(max_steps=args.max_steps),
+            episode_timeout_s=args.episode_timeout,
+            progress=not args.no_progress,
+        )
+    except (KeepError, CorpusError, RunFolderError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("TOOLGYM_DEBUG"):
+            raise
+        print(f"toolgym: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        close = getattr(getattr(factory, "__self__", None), "close", None)
+        if close is not None:  # the local engine's worker thread
+            close()
+    f = manifest["filter"]
+    dropped = ", ".join(f"{n} {why}" for why, n in f["dropped"].items()) or "none"
+    print(
+        f"kept {f['kept']} of {f['tasks']} tasks ({f['keep']}, pass@{f['k']} over {f['samples_per_task']} "
+        f"episodes each); dropped: {dropped} -> {args.out}"
+    )
+    if f["dropped"].get("infra_error"):
+        print(
+            "toolgym: some tasks were not measured (infrastructure failures); run the same command again to "
+            "retry their episodes",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _add_filter(s) -> None:
+    from toolgym.cli import add_command
+
+    p = add_command(
+        s,
+        "filter",
+        "Keep the tasks a policy solves sometimes: K episodes per task, pass@k measured, a filtered corpus "
+        "written to OUT (resumable: run the same command again).",
+        "toolgym synth filter ./corpus --out ./corpus-hard --policy llm --base-url http://127.0.0.1:8000 \\\n"
+        "    --model SmolLM2-135M-Instruct --encoding hermes --k 2 --samples 8 --keep '0<pass@k<1'\n"
+        "toolgym synth filter reference --out ./solvable --policy local --model default --k 2 --keep 'pass@k>0'\n"
+        "toolgym synth filter ./corpus --out ./o --policy oracle --k 1 --keep 'pass@k>0' --only search --sample 50",
+        _filter,
+    )
+    p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the filtered corpus (envs/, tasks/, manifest.json) and its episodes (OUT/rollout/, the run folder)",
+    )
+    p.add_argument(
+        "--policy",
+        choices=["oracle", "random", "llm", "local"],
+        required=True,
+        help="llm: a model behind a server; local: a model in this process; oracle and random: baselines",
+    )
+    p.add_argument(
+        "--k", type=int, required=True, help="the k of pass@k (episodes per task, unless --samples)"
+    )
+    p.add_argument(
+        "--keep",
+        required=True,
+        help='which tasks to keep: "0<pass@k<1" (solved sometimes), "pass@k>0", "pass@k<=0.5", ...',
+    )
+    p.add_argument("--samples", type=int, help="episodes per task, at least --k (default: --k)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="CATEGORY",
+        choices=["general", "search", "code_interpreter", "code"],
+        help="only the tasks of these categories",
+    )
+    p.add_argument("--sample", type=int, help="only a seeded random sample of N tasks (after --only)")
+    p.add_argument("--seed", type=int, default=0, help="episode seeds and the --sample draw")
+    p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
+    p.add_argument(
+        "--model",
+        help="--policy llm: the served model name; --policy local: a checkpoint folder or 'default'",
+    )
+    p.add_argument(
+        "--encoding",
+        choices=["chat", "deepseek_v32", "hermes"],
+        help="as for `toolgym rollout` (chat for --policy llm, hermes for --policy local by default)",
+    )
+    p.add_argument("--thinking", action="store_true", help="thinking mode (reasoning kept across tool calls)")
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, for --policy local")
+    p.add_argument(
+        "--max-batch", type=int, help="--policy local: sequences decoded together (default: --in-flight)"
+    )
+    p.add_argument("--in-flight", type=int, default=8, help="episodes at once (and sandboxes in the pool)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "docker", "namespace", "inprocess"],
+        help="inprocess: no sandbox (oracle and random only)",
+    )
+    p.add_argument("--max-steps", type=int, default=30)
+    p.add_argument("--episode-timeout", type=float, default=600.0, help="seconds per episode")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds one model request may take")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def add_parser(sub) -> None:
@@ -113,6 +284,7 @@ def add_parser(sub) -> None:
         default=pipeline.SANDBOX_FRACTION,
         help="share of environments whose candidates are admitted in Docker sandboxes (1: all; the rest in-process)",
     )
+    _add_filter(s)
     t.add_argument(
         "--runtime-check",
         type=float,
