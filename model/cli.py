@@ -1,5 +1,5 @@
 """`toolgym model ...`: benchmark DSA, train the DSA LM, report its sparse-attention quality, sample,
-and make the embedded default model (SmolLM2-135M-Instruct) a Hugging Face checkpoint.
+make the embedded default model (SmolLM2-135M-Instruct) a Hugging Face checkpoint, and retrofit DSA onto it.
 
 `add_parser(subparsers)` registers the `model` command on the toolgym CLI; every subcommand sets
 `args.func(args) -> int` (the exit code). `python -m toolgym.model.cli` runs it on its own.
@@ -33,6 +33,19 @@ GENERATE_EXAMPLE = """example:
   toolgym model generate --checkpoint runs/dsa/sparse --prompt "Once upon" --max-new-tokens 40 --stop "."
 """
 
+RETROFIT_DESCRIPTION = """Make a dense Llama/Qwen2 checkpoint (or the embedded default model) a sparse-attention one:
+attach a DSA lightning indexer to every layer, warm the indexers up by KL to the dense attention, then a short
+sparse stage (top-k on) trains them by KL over the keys they select. The dense weights stay frozen. Text: the
+exported trajectories given with --trajectories plus the bundled recall corpus; a held-out share of each gives
+the dense and sparse losses and the indexers' recall. OUT is a Hugging Face checkpoint with indexers.json and
+indexers.safetensors beside it and the report in retrofit.json; toolgym.model.retrofit.load_sparse_model(OUT)
+returns (model, tokenizer) with the model in sparse mode, ready for toolgym.agent.LocalPolicy(model, tokenizer)."""
+
+RETROFIT_EXAMPLE = """example:
+  toolgym model retrofit default --out runs/sparse-smollm2 --trajectories out/demo/data/synth-sft/sft.jsonl
+  toolgym model retrofit ~/models/qwen2-0.5b --out runs/sparse-qwen --top-k 256 --seq-len 1024
+(defaults: top-k 128 of 512-token windows, 40 warm-up and 20 sparse steps of 2 windows: a few CPU minutes)"""
+
 BENCH_DESCRIPTION = """Time one DSA attention layer against dense causal attention (torch SDPA) on this machine:
 prefill and decode, L = 1k..32k, k = 256 and 2048, with the indexer's share and attention FLOPs."""
 
@@ -42,7 +55,7 @@ BENCH_EXAMPLE = """example:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `model bench|train|quality|generate|corpus|default` on an argparse subparsers object."""
+    """Register `model bench|train|quality|generate|corpus|default|retrofit` on an argparse subparsers object."""
     model = subparsers.add_parser(
         "model",
         help="DSA sparse attention (benchmark, train, quality, generate) and the embedded default model",
@@ -50,7 +63,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  toolgym model bench --quick",
     )
-    sub = model.add_subparsers(dest="model_command", metavar="{bench,train,quality,generate,corpus,default}")
+    sub = model.add_subparsers(
+        dest="model_command", metavar="{bench,train,quality,generate,corpus,default,retrofit}"
+    )
     sub.required = True
 
     p = sub.add_parser(
@@ -152,7 +167,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print path, source GGUF, sha256 and versions as JSON")
     p.set_defaults(func=run_default)
+
+    p = sub.add_parser(
+        "retrofit",
+        help="attach DSA indexers to a dense model (or default), warm them up, a short sparse stage",
+        description=RETROFIT_DESCRIPTION,
+        epilog=RETROFIT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_retrofit_arguments(p)
+    p.set_defaults(func=run_retrofit)
     return model
+
+
+def add_retrofit_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `model retrofit`; their defaults are RetrofitPlan's (repeated here: no torch import)."""
+    p.add_argument(
+        "model", help='"default" (the embedded SmolLM2-135M-Instruct) or a local checkpoint folder'
+    )
+    p.add_argument("--out", required=True, help="folder to write the sparse model and its report to")
+    p.add_argument(
+        "--trajectories",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an SFT export JSONL (`toolgym export sft`) to train and evaluate on (repeatable)",
+    )
+    p.add_argument(
+        "--corpus-docs", type=int, default=600, help="bundled recall-corpus documents (default 600)"
+    )
+    p.add_argument("--top-k", type=int, default=128, help="keys per query in sparse mode (default 128)")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
+    p.add_argument("--batch-size", type=int, default=2, help="windows per step (default 2)")
+    p.add_argument("--warmup-steps", type=int, default=40, help="indexer warm-up steps (default 40)")
+    p.add_argument("--warmup-lr", type=float, default=1e-3, help="warm-up learning rate (default 1e-3)")
+    p.add_argument("--sparse-steps", type=int, default=20, help="sparse-stage steps (default 20)")
+    p.add_argument("--sparse-lr", type=float, default=3e-4, help="sparse-stage learning rate (default 3e-4)")
+    p.add_argument("--index-heads", type=int, default=4, help="indexer heads (default 4)")
+    p.add_argument("--index-dim", type=int, default=64, help="indexer head dimension (default 64)")
+    p.add_argument("--index-rope-dim", type=int, default=32, help="indexer dims with RoPE (default 32)")
+    p.add_argument("--eval-windows", type=int, default=4, help="held-out windows per text source (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the indexers and the data order (default 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -340,6 +396,47 @@ def run_default(args: argparse.Namespace) -> int:
         print(json.dumps(row, indent=1))
     else:
         print(path)
+    return 0
+
+
+def run_retrofit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .default import DefaultModelError
+    from .retrofit_run import RetrofitPlan, format_report, run_retrofit
+
+    plan = RetrofitPlan(
+        model=args.model,
+        out=args.out,
+        trajectories=list(args.trajectories),
+        corpus_docs=args.corpus_docs,
+        top_k=args.top_k,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        warmup_steps=args.warmup_steps,
+        warmup_lr=args.warmup_lr,
+        sparse_steps=args.sparse_steps,
+        sparse_lr=args.sparse_lr,
+        index_heads=args.index_heads,
+        index_dim=args.index_dim,
+        index_rope_dim=args.index_rope_dim,
+        eval_windows=args.eval_windows,
+        seed=args.seed,
+    )
+
+    def bar(name: str, total: int):
+        return tqdm(total=total, desc=f"{name:>16}", file=sys.stderr, dynamic_ncols=True)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        report = run_retrofit(plan, bar, log)
+    except (FileNotFoundError, ValueError, DefaultModelError) as err:
+        return _user_error(err)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if not args.json:
+        print(f"wrote {args.out} (load: toolgym.model.retrofit.load_sparse_model)")
     return 0
 
 
