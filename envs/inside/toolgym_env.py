@@ -427,6 +427,405 @@ out.flush()
 """The agent's side: import its code, make the calls, print one JSON line. Whatever it prints instead is only data."""
 
 
+# -- agent interpreters forked from a pristine one --------------------------------------------------------------
+# Verifiers and tools start thousands of short Python processes for the agent's code (test runs, behaviour checks,
+# code-interpreter sessions), and starting an interpreter costs 10-40 ms of CPU where a fork costs one or two. So
+# each kind of interpreter (its flags, its environment, what it preloads) is started once per process as a zygote;
+# every program of that kind is forked from it. The zygote never runs agent code and receives only folder names,
+# program text and file descriptors: a forked program holds what a freshly started one would (the zygote's own
+# modules are dropped; preloaded ones are what the program would import first anyway, and a folder whose files
+# would shadow one of them gets a fresh interpreter instead). The zygote keeps this process's user ids (in a
+# protected sandbox: real and saved uid trusted, effective uid the agent's), so agent code can neither signal nor
+# trace it and the reset's stop of the agent's processes leaves it; each program takes the agent's uid through and
+# through before it runs. Where a zygote cannot start or answer, programs start as fresh interpreters, as before.
+
+_ZYGOTE = r"""
+MAIN = dict(globals())  # the __main__ an interpreter makes for -c (a program gets a copy)
+import sys
+FRESH = set(sys.modules)  # what the interpreter loaded on its own (with -S, not even os)
+for _name in sys.argv[1].split(","):
+    if _name:
+        __import__(_name)
+BASE = set(sys.modules)  # and what the preloaded modules loaded: all a program keeps
+import os
+os.setresuid(-1, -1, os.getuid())  # the exec made the saved uid the effective one (the agent's): take it back
+import _signal, ctypes, select, socket
+ctl = socket.socket(fileno=3)
+ctl.send(b"m " + ",".join(sorted({name.split(".")[0] for name in BASE - FRESH})).encode())
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_r, False)
+os.set_blocking(wake_w, False)
+_signal.set_wakeup_fd(wake_w)
+_signal.signal(_signal.SIGCHLD, lambda *_: None)  # wakes the select below; children are reaped there
+
+
+def exit_code(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def become(cwd, fds, kind, target, argv):
+    code, interrupted = 1, False
+    try:
+        os.setsid()
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        agent = os.geteuid()
+        if os.getuid() != agent:
+            os.setresuid(agent, agent, agent)
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, as a program the agent started would be
+        for number, fd in enumerate(fds):
+            os.dup2(fd, number)
+        os.closerange(len(fds), os.sysconf("SC_OPEN_MAX"))
+        os.chdir(cwd)
+        for name in set(sys.modules) - BASE:
+            del sys.modules[name]
+        main = type(sys)("__main__")
+        main.__dict__.update(MAIN)
+        sys.modules["__main__"] = main
+        sys.argv[:] = argv
+        if kind == "m" and not sys.flags.isolated:
+            sys.path[0] = os.getcwd()
+        try:
+            if kind == "m":
+                import runpy
+                runpy._run_module_as_main(target)
+            else:
+                exec(compile(target, "<string>", "exec"), main.__dict__)
+            code = 0
+        except SystemExit as exc:
+            code = exit_code(exc)
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            exc.__traceback__ = exc.__traceback__.tb_next  # from the program's first frame, as the interpreter's
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+            code = 1
+        # what the interpreter's own shutdown does: wait for non-daemon threads, run atexit, flush
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            threading._shutdown()
+        import atexit
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        if interrupted:  # the interpreter ends an uncaught KeyboardInterrupt by the signal itself
+            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+            os.kill(os.getpid(), _signal.SIGINT)
+    finally:
+        os._exit(code)
+
+
+while True:
+    ready = select.select([ctl, wake_r], [], [])[0]
+    if wake_r in ready:
+        while True:
+            try:
+                if not os.read(wake_r, 512):
+                    break
+            except BlockingIOError:
+                break
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ctl.send(b"x %d %d" % (pid, status))
+    if ctl not in ready:
+        continue
+    try:
+        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+    except OSError:
+        break
+    if not msg:
+        break
+    cwd, kind, target, *argv = msg.decode().split("\0")
+    pid = os.fork()
+    if pid == 0:
+        ctl.close()
+        become(cwd, fds, kind, target, argv)
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)  # it is ours until reaped above: it cannot be gone yet
+    socket.send_fds(ctl, [b"p %d" % pid], [pidfd])
+    os.close(pidfd)
+"""
+
+
+class Zygote:
+    """One pristine interpreter of a kind (flags, environment, preloaded modules) that forks the agent's programs."""
+
+    def __init__(self, flags: tuple = (), env: dict | None = None, preload: tuple = ()) -> None:
+        import socket
+        import sys
+        import weakref
+
+        self.flags, self.preload = tuple(flags), tuple(preload)
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ctl.settimeout(10.0)
+        self.exits: dict[int, int] = {}
+        self.waiting: set[int] = set()
+        self.served = False
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            # posix_spawn, not subprocess: in a protected env server subprocess gives children the agent's uids.
+            self.pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, *self.flags, "-c", _ZYGOTE, ",".join(self.preload)],
+                os.environ if env is None else env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
+                    (os.POSIX_SPAWN_DUP2, null, 0),
+                    (os.POSIX_SPAWN_DUP2, null, 1),
+                    (os.POSIX_SPAWN_DUP2, null, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            theirs.close()
+            os.close(null)
+        self.stop = weakref.finalize(self, Zygote._stop, self.ctl, self.pid)  # once; at the latest at exit
+        try:
+            first = self.ctl.recv(1 << 16)
+        except OSError:
+            first = b""
+        if not first.startswith(b"m "):
+            self.stop()
+            raise OSError("the zygote did not start")
+        self.preloaded = set(filter(None, first[2:].decode().split(",")))
+        """Top-level names of the modules it loaded beyond a fresh interpreter's: what a program's folder would
+        shadow where it comes first on sys.path."""
+
+    @staticmethod
+    def _stop(ctl, pid: int) -> None:
+        import signal
+
+        ctl.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+
+    def _message(self, timeout: float | None) -> tuple[bytes, list[int]] | None:
+        """The next message: a spawn's reply (b"p PID" with its pidfd) or an exit (b"x PID STATUS", recorded for
+        a program someone waits on); None when none came within `timeout` (0: only what is there)."""
+        import socket
+
+        self.ctl.settimeout(timeout)
+        try:
+            msg, fds, _, _ = socket.recv_fds(self.ctl, 64, 1)
+        except (BlockingIOError, TimeoutError):
+            return None
+        if not msg:
+            raise OSError("the zygote is gone")
+        if msg.startswith(b"x "):
+            _, pid, status = msg.split()
+            if int(pid) in self.waiting:
+                self.exits[int(pid)] = os.waitstatus_to_exitcode(int(status))
+        return msg, fds
+
+    def spawn(self, cwd: str, fds: list[int], kind: str, target: str, argv: list[str]) -> tuple[int, int]:
+        """Fork a program: `fds` become its descriptors 0, 1, ...; `kind` "c" runs `target` as `-c` source, "m"
+        as `-m` module, with `argv` as sys.argv. (pid, pidfd); OSError where the zygote does not answer."""
+        import socket
+
+        while self._message(0) is not None:  # exits nobody waits for: drop them before they fill the socket
+            pass
+        fields = [cwd, kind, target, *argv]
+        if any("\0" in f for f in fields) or len(fds) > 4:
+            raise ValueError("a program the zygote cannot start")
+        socket.send_fds(self.ctl, ["\0".join(fields).encode()], fds)
+        while True:
+            got = self._message(10.0)
+            if got is None:
+                raise OSError("the zygote did not answer")
+            msg, pidfds = got
+            if msg.startswith(b"p ") and len(pidfds) == 1:
+                self.served = True
+                return int(msg.split()[1]), pidfds[0]
+            for fd in pidfds:
+                os.close(fd)
+
+    def returncode(self, pid: int, timeout: float) -> int | None:
+        """The exit code of a program this zygote forked (negative: killed by that signal), once it has exited;
+        None if no word came within `timeout`."""
+        import time
+
+        self.waiting.add(pid)
+        deadline = time.monotonic() + timeout
+        try:
+            while pid not in self.exits:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._message(left) is None:
+                    return None
+            return self.exits.pop(pid)
+        finally:
+            self.waiting.discard(pid)
+
+
+_ZYGOTES: dict = {}
+"""This process's zygotes by kind: absent until needed; None where one failed at once (programs of that kind then
+start their own interpreter). One that served and then failed (killed where it shares the agent's uid) is started
+again."""
+
+
+def fork_program(
+    flags: tuple, cwd: str, fds: list[int], kind: str, target: str, argv: list[str], *, env=None, preload=()
+) -> tuple | None:
+    """(zygote, pid, pidfd) of `python FLAGS -c TARGET` (kind "c") or `python FLAGS -m TARGET` (kind "m") forked
+    from the zygote of its kind, in `cwd`, `fds` as its descriptors 0, 1, ..., `argv` as sys.argv, `env` as its
+    environment (None: this process's). None where no zygote serves, or where `cwd` comes first on its sys.path
+    and holds a module a preloaded one would hide: the caller starts a fresh interpreter."""
+    key = (tuple(flags), None if env is None else tuple(sorted(env.items())), tuple(preload))
+    zygote = _ZYGOTES.get(key, False)
+    if zygote is None:
+        return None
+    if zygote is False:
+        try:
+            zygote = _ZYGOTES[key] = Zygote(flags, env, preload)
+        except OSError:
+            _ZYGOTES[key] = None
+            return None
+    if zygote.preloaded and "-I" not in flags:
+        try:
+            if any(name.split(".")[0] in zygote.preloaded for name in os.listdir(cwd)):
+                return None
+        except OSError:
+            return None
+    try:
+        pid, pidfd = zygote.spawn(cwd, fds, kind, target, argv)
+    except (OSError, ValueError):
+        if zygote.served:
+            del _ZYGOTES[key]
+        else:
+            _ZYGOTES[key] = None
+        zygote.stop()
+        return None
+    return zygote, pid, pidfd
+
+
+def run_python(
+    args: list,
+    *,
+    cwd: str,
+    env: dict | None = None,
+    input: str | None = None,
+    timeout: float,
+    new_session: bool = False,
+    preload: tuple = (),
+):
+    """`subprocess.run(args, cwd=, env=, input=, timeout=, capture_output=True, text=True)` for
+    `args` = [sys.executable, flags..., "-c" SOURCE | "-m" MODULE, arguments...], the program forked from the
+    zygote of its kind (`preload`: modules it imports first anyway, loaded once in the zygote): the same
+    CompletedProcess, or subprocess.TimeoutExpired once it is killed; a fresh interpreter where no zygote serves.
+    Its stdin is empty unless `input` is given."""
+    import subprocess
+    import sys
+
+    flags = []
+    rest = list(args[1:])
+    while rest and rest[0] in ("-I", "-S", "-B", "-E", "-s", "-u"):
+        flags.append(rest.pop(0))
+    if args[0] == sys.executable and len(rest) >= 2 and rest[0] in ("-c", "-m"):
+        kind, target = rest[0][1], rest[1]
+        argv = ["-c" if kind == "c" else "", *rest[2:]]  # -m: runpy puts the module's file first
+        done = _forked_run(tuple(flags), cwd, kind, target, argv, env, preload, input, timeout, new_session)
+        if done is not None:
+            return done
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=new_session,
+    )
+
+
+def _forked_run(flags, cwd, kind, target, argv, env, preload, input, timeout, new_session):
+    import select
+    import signal
+    import subprocess
+    import time
+
+    stdin_r, stdin_w = os.pipe() if input else (os.open(os.devnull, os.O_RDONLY), None)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        got = fork_program(flags, cwd, [stdin_r, out_w, err_w], kind, target, argv, env=env, preload=preload)
+    finally:
+        for fd in (stdin_r, out_w, err_w):
+            os.close(fd)
+    if got is None:
+        for fd in (stdin_w, out_r, err_r):
+            if fd is not None:
+                os.close(fd)
+        return None
+    zygote, pid, pidfd = got
+    deadline = time.monotonic() + timeout
+    data = input.encode() if input else b""
+    open_fds = [fd for fd in (stdin_w, out_r, err_r) if fd is not None]
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    try:
+        while open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            writing = [stdin_w] if stdin_w in open_fds else []
+            r, w, _ = select.select([fd for fd in open_fds if fd in chunks], writing, [], left)
+            if w:
+                try:
+                    data = data[os.write(stdin_w, data[:65536]) :]
+                except BrokenPipeError:
+                    data = b""
+                if not data:
+                    os.close(stdin_w)
+                    open_fds.remove(stdin_w)
+            for fd in r:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    chunks[fd].append(chunk)
+                else:
+                    os.close(fd)
+                    open_fds.remove(fd)
+        code = zygote.returncode(pid, max(deadline - time.monotonic(), 0.0))
+        if code is None:
+            raise subprocess.TimeoutExpired(argv, timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            (os.killpg if new_session else os.kill)(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        select.select([pidfd], [], [], 5.0)
+        raise
+    finally:
+        for fd in open_fds:
+            os.close(fd)
+        os.close(pidfd)
+    encoding = subprocess._text_encoding()
+    stdout, stderr = (
+        b"".join(chunks[fd]).decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+        for fd in (out_r, err_r)
+    )
+    return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
 def call_in_child(path: str, calls: list, timeout_s: float = 60.0) -> list | None:
     """Make `calls` ([module, function, arguments as a Python literal tuple], ...) in a fresh interpreter with
     `path` first on sys.path, and return what each returned as `plain` data ({"value": ...} or {"error": name}),
@@ -439,14 +838,12 @@ def call_in_child(path: str, calls: list, timeout_s: float = 60.0) -> list | Non
 
     with tempfile.TemporaryDirectory() as cwd:
         try:
-            r = subprocess.run(
+            r = run_python(
                 [sys.executable or "python3", "-I", "-S", "-B", "-c", _CALLER, path],
                 input=repr(calls),  # literals (strings): the child reads them without json
                 cwd=cwd,
-                capture_output=True,
-                text=True,
                 timeout=timeout_s,
-                start_new_session=True,
+                new_session=True,
             )
         except subprocess.TimeoutExpired:
             return None

@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from toolgym.envs.inside import toolgym_env
 from toolgym.envs.lease import EnvLease
 from toolgym.envs.schema import load_tools_module
 from toolgym.envs.spec import EnvSpec
@@ -46,12 +47,12 @@ def test_a_forked_session_is_a_fresh_interpreter(env, tmp_path):
     _, _, module = env
     forked, session = _run(module, str(tmp_path), PROBE)
     assert isinstance(session.proc, module._Forked)
-    saved = list(module._ZYGOTE)
-    module._ZYGOTE[:] = [None]  # no zygote: the session starts its own interpreter, as before
+    saved = dict(toolgym_env._ZYGOTES)
+    toolgym_env._ZYGOTES.update(dict.fromkeys(saved))  # none serves: the session starts its own interpreter
     try:
         fresh, session = _run(module, str(tmp_path), PROBE)
     finally:
-        module._ZYGOTE[:] = saved
+        toolgym_env._ZYGOTES.update(saved)
     assert not isinstance(session.proc, module._Forked)
     assert forked["output"] == fresh["output"] == ""
     got, want = eval(forked["result"]), eval(fresh["result"])  # noqa: S307 - our own probe's repr
@@ -96,12 +97,13 @@ def test_closing_a_session_stops_what_it_started(env, tmp_path):
 def test_a_dead_zygote_is_started_again(env, tmp_path):
     _, _, module = env
     assert _run(module, str(tmp_path), "1 + 1")[0]["result"] == "2"
-    zygote = module._ZYGOTE[0]
+    key = (("-u",), None, module._REPL_IMPORTS)
+    zygote = toolgym_env._ZYGOTES[key]
     assert zygote is not None and zygote.served
     os.kill(zygote.pid, signal.SIGKILL)
     assert _run(module, str(tmp_path), "1 + 2")[0]["result"] == "3"  # this one starts its own interpreter
     assert _run(module, str(tmp_path), "1 + 3")[0]["result"] == "4"
-    assert module._ZYGOTE[0] is not None and module._ZYGOTE[0] is not zygote
+    assert toolgym_env._ZYGOTES[key] is not None and toolgym_env._ZYGOTES[key] is not zygote
 
 
 HOSTILE = """
