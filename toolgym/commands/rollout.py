@@ -24,6 +24,10 @@ def policy_factory(args):
     from toolgym.agent.clients import ChatClient, CompletionsClient
 
     if (args.encoding or "chat") == "chat":
+        from toolgym.agent.template_check import require_tools_in_chat_template
+
+        # a chat template that drops `tools` would hide them from the model, and nothing would say so
+        require_tools_in_chat_template(args.base_url, args.model, timeout_s=args.request_timeout)
         client = ChatClient(
             args.base_url, args.model, max_concurrency=args.in_flight, timeout_s=args.request_timeout
         )

@@ -29,6 +29,10 @@ def run(args) -> int:
     if utilization is None and cpu_only():
         utilization = CPU_GPU_MEMORY_UTILIZATION
     extra = ["--gpu-memory-utilization", str(utilization)] if utilization else []
+    if args.model == "default" and "--dtype" not in args.extra:
+        from toolgym.model.default import VLLM_ARGS
+
+        extra += list(VLLM_ARGS)  # vLLM CPU's default bfloat16 cast makes this model answer nonsense
     argv = serve_command(
         model_dir,
         family=recipe.family,
