@@ -676,10 +676,18 @@ class Zygote:
             self.waiting.discard(pid)
 
 
-_ZYGOTES: dict = {}
-"""This process's zygotes by kind: absent until needed; None where one failed at once (programs of that kind then
-start their own interpreter). One that served and then failed (killed where it shares the agent's uid) is started
-again."""
+_LOCAL = __import__("threading").local()
+
+
+def zygotes() -> dict:
+    """This thread's zygotes by kind (in-process env servers run one per thread; a zygote serves one at a time
+    and goes with its thread): absent until needed; None where one failed at once (programs of that kind then
+    start their own interpreter). One that served and then failed (killed where it shares the agent's uid) is
+    started again."""
+    found = getattr(_LOCAL, "zygotes", None)
+    if found is None:
+        found = _LOCAL.zygotes = {}
+    return found
 
 
 def fork_program(
@@ -690,14 +698,15 @@ def fork_program(
     environment (None: this process's). None where no zygote serves, or where `cwd` comes first on its sys.path
     and holds a module a preloaded one would hide: the caller starts a fresh interpreter."""
     key = (tuple(flags), None if env is None else tuple(sorted(env.items())), tuple(preload))
-    zygote = _ZYGOTES.get(key, False)
+    kinds = zygotes()
+    zygote = kinds.get(key, False)
     if zygote is None:
         return None
     if zygote is False:
         try:
-            zygote = _ZYGOTES[key] = Zygote(flags, env, preload)
+            zygote = kinds[key] = Zygote(flags, env, preload)
         except OSError:
-            _ZYGOTES[key] = None
+            kinds[key] = None
             return None
     if zygote.preloaded and "-I" not in flags:
         try:
@@ -709,9 +718,9 @@ def fork_program(
         pid, pidfd = zygote.spawn(cwd, fds, kind, target, argv)
     except (OSError, ValueError):
         if zygote.served:
-            del _ZYGOTES[key]
+            kinds.pop(key, None)
         else:
-            _ZYGOTES[key] = None
+            kinds[key] = None
         zygote.stop()
         return None
     return zygote, pid, pidfd

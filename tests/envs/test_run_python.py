@@ -53,7 +53,7 @@ def test_a_forked_program_gives_what_a_fresh_one_gives(name, flags, tmp_path):
     extra = {"input": "line 1\nline 2\n"} if name == "stdin" else {}
     forked = run_python(args, cwd=str(tmp_path), env=env, timeout=20, **extra)
     key = (flags, tuple(sorted(env.items())), ())
-    assert toolgym_env._ZYGOTES.get(key) is not None, "the program was not forked"
+    assert toolgym_env.zygotes().get(key) is not None, "the program was not forked"
     _same(forked, _fresh(args, cwd=str(tmp_path), env=env, timeout=20, **extra))
 
 
@@ -97,11 +97,11 @@ def test_unittest_runs_forked_with_unittest_preloaded_read_as_fresh_ones(target,
 def test_a_folder_that_shadows_a_preloaded_module_gets_a_fresh_interpreter(tmp_path):
     # argparse is loaded with unittest: a fresh `-m unittest` here would import this file instead
     cwd = _repo(tmp_path, {**REPO, "argparse.py": "raise ImportError('the repository shadows argparse')\n"})
-    zygote_keys = set(toolgym_env._ZYGOTES)
+    zygote_keys = set(toolgym_env.zygotes())
     forked, fresh = _unittest(cwd, ("runpy", "unittest"), "discover", "-s", "tests", "-t", ".")
     assert forked.returncode == fresh.returncode != 0
     assert "shadows argparse" in forked.stderr and forked.stderr == fresh.stderr
-    assert set(toolgym_env._ZYGOTES) >= zygote_keys
+    assert set(toolgym_env.zygotes()) >= zygote_keys
 
 
 def test_a_program_past_its_time_is_killed(tmp_path):
@@ -116,11 +116,11 @@ def test_a_dead_zygote_is_replaced_and_the_program_still_runs(tmp_path):
     args = [PY, "-S", "-B", "-c", "print('hi')"]
     assert run_python(args, cwd=str(tmp_path), timeout=10).stdout == "hi\n"
     key = (("-S", "-B"), None, ())
-    zygote = toolgym_env._ZYGOTES[key]
+    zygote = toolgym_env.zygotes()[key]
     os.kill(zygote.pid, 9)
     assert run_python(args, cwd=str(tmp_path), timeout=10).stdout == "hi\n"  # a fresh interpreter
     assert run_python(args, cwd=str(tmp_path), timeout=10).stdout == "hi\n"  # a new zygote
-    assert toolgym_env._ZYGOTES[key] not in (None, zygote)
+    assert toolgym_env.zygotes()[key] not in (None, zygote)
 
 
 def test_many_programs_leave_no_zombies_and_no_descriptors(tmp_path):
@@ -130,6 +130,19 @@ def test_many_programs_leave_no_zombies_and_no_descriptors(tmp_path):
     for _ in range(30):
         assert run_python(args, cwd=str(tmp_path), timeout=10).stdout == "1\n"
     assert len(os.listdir("/proc/self/fd")) == before
-    zygote = toolgym_env._ZYGOTES[(("-I", "-S", "-B"), None, ())]
+    zygote = toolgym_env.zygotes()[(("-I", "-S", "-B"), None, ())]
     with open(f"/proc/{zygote.pid}/task/{zygote.pid}/children") as f:
         assert f.read().split() == []
+
+
+def test_threads_each_use_their_own_zygote(tmp_path):
+    """In-process env servers run one per thread: their programs must not cross on one zygote's channel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def many(i: int) -> list[str]:
+        args = [PY, "-S", "-c", f"import sys\nprint({i}, sys.argv[1])", str(i)]
+        return [run_python(args, cwd=str(tmp_path), timeout=20).stdout for _ in range(15)]
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(many, range(4)))
+    assert got == [[f"{i} {i}\n"] * 15 for i in range(4)]

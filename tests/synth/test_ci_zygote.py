@@ -47,12 +47,12 @@ def test_a_forked_session_is_a_fresh_interpreter(env, tmp_path):
     _, _, module = env
     forked, session = _run(module, str(tmp_path), PROBE)
     assert isinstance(session.proc, module._Forked)
-    saved = dict(toolgym_env._ZYGOTES)
-    toolgym_env._ZYGOTES.update(dict.fromkeys(saved))  # none serves: the session starts its own interpreter
+    saved = dict(toolgym_env.zygotes())
+    toolgym_env.zygotes().update(dict.fromkeys(saved))  # none serves: the session starts its own interpreter
     try:
         fresh, session = _run(module, str(tmp_path), PROBE)
     finally:
-        toolgym_env._ZYGOTES.update(saved)
+        toolgym_env.zygotes().update(saved)
     assert not isinstance(session.proc, module._Forked)
     assert forked["output"] == fresh["output"] == ""
     got, want = eval(forked["result"]), eval(fresh["result"])  # noqa: S307 - our own probe's repr
@@ -98,12 +98,12 @@ def test_a_dead_zygote_is_started_again(env, tmp_path):
     _, _, module = env
     assert _run(module, str(tmp_path), "1 + 1")[0]["result"] == "2"
     key = (("-u",), None, module._REPL_IMPORTS)
-    zygote = toolgym_env._ZYGOTES[key]
+    zygote = toolgym_env.zygotes()[key]
     assert zygote is not None and zygote.served
     os.kill(zygote.pid, signal.SIGKILL)
     assert _run(module, str(tmp_path), "1 + 2")[0]["result"] == "3"  # this one starts its own interpreter
     assert _run(module, str(tmp_path), "1 + 3")[0]["result"] == "4"
-    assert toolgym_env._ZYGOTES[key] is not None and toolgym_env._ZYGOTES[key] is not zygote
+    assert toolgym_env.zygotes()[key] is not None and toolgym_env.zygotes()[key] is not zygote
 
 
 HOSTILE = """
