@@ -6,12 +6,15 @@ thread, so the event loop keeps driving tools and sandboxes meanwhile. `LocalTra
 `CompletionsClient`'s HTTP requests from that engine without a socket, so `LocalPolicy` is `LLMPolicy` over a
 `CompletionsClient`: the same encodings, stop strings, thinking rule, budgets, parsing and usage as a served model.
 Each request samples with its own `torch.Generator` seeded per (episode, turn): what batch it shares never changes
-its tokens. Models: any Hugging Face causal LM (Llama, Qwen2, ...) and toolgym's own `DSALM`.
+its tokens. A finished sequence's KV cache stays in a `PrefixCache` (LRU, bounded in tokens), so the next turn of
+an episode, whose prompt begins with the previous prompt and completion, prefills only what is new (vLLM's prefix
+caching, in process). Models: any Hugging Face causal LM (Llama, Qwen2, ...) and toolgym's own `DSALM`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import itertools
@@ -56,6 +59,8 @@ class _Request:
     future: asyncio.Future
     out: list[int] = field(default_factory=list)
     generator: Any = None
+    reused: int = 0
+    """Prompt tokens whose keys and values came from the prefix cache."""
 
 
 @dataclass
@@ -64,6 +69,13 @@ class EngineStats:
 
     requests: int = 0
     prompt_tokens: int = 0
+    """Prompt tokens of every request: computed plus reused."""
+    prompt_tokens_computed: int = 0
+    """Prompt tokens run through the model at prefill (padding excluded)."""
+    prompt_tokens_reused: int = 0
+    """Prompt tokens whose keys and values came from the prefix cache instead."""
+    prefix_hits: int = 0
+    """Requests that reused a cached prefix."""
     completion_tokens: int = 0
     steps: int = 0
     """Decoding steps (one token for every row of the batch)."""
@@ -78,11 +90,141 @@ class EngineStats:
 
 
 # ---------------------------------------------------------------------------------------------
+# The prefix cache: finished sequences' keys and values, for the requests that begin with the same tokens.
+
+
+@dataclass
+class _Prefix:
+    ids: Any
+    """The token ids the keys and values cover (a 1-D LongTensor)."""
+    kv: list[tuple[Any, Any]]
+    """Per layer (keys, values), each (1, kv heads, len(ids), head dim)."""
+
+
+class PrefixCache:
+    """Keys and values of finished sequences, least recently used first out, at most `max_tokens` tokens in all.
+
+    An agent's next turn re-renders the whole conversation: its prompt begins with the previous prompt and most
+    of the completion. `find` returns the entry sharing the longest token prefix with a new prompt; an entry
+    that another one extends is dropped, so an episode holds one entry, its latest.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max(0, int(max_tokens))
+        self.tokens = 0
+        self._entries: dict[int, _Prefix] = {}  # insertion order = recency: the first is evicted first
+        self._ids = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _common(a: Any, b: Any) -> int:
+        n = min(len(a), len(b))
+        differ = (a[:n] != b[:n]).nonzero()
+        return int(differ[0]) if len(differ) else n
+
+    def find(self, ids: Any) -> tuple[_Prefix | None, int]:
+        """(entry, length of the longest prefix `ids` shares with it), or (None, 0); the entry becomes recent."""
+        best, best_key, length = None, None, 0
+        for key, entry in self._entries.items():
+            n = self._common(entry.ids, ids)
+            if n > length:
+                best, best_key, length = entry, key, n
+        if best_key is not None:
+            self._entries[best_key] = self._entries.pop(best_key)
+        return best, length
+
+    def add(self, ids: Any, kv: list[tuple[Any, Any]]) -> None:
+        """Keep `kv` for `ids`, dropping entries `ids` extends, then the least recently used past the bound."""
+        if not 0 < len(ids) <= self.max_tokens:
+            return
+        for key, entry in list(self._entries.items()):
+            n = self._common(entry.ids, ids)
+            if n == len(ids):  # an entry already covers these ids and more: it becomes recent, nothing new
+                self._entries[key] = self._entries.pop(key)
+                return
+            if n == len(entry.ids):
+                del self._entries[key]
+                self.tokens -= n
+        self._entries[next(self._ids)] = _Prefix(ids, kv)
+        self.tokens += len(ids)
+        while self.tokens > self.max_tokens:
+            oldest = next(iter(self._entries))
+            self.tokens -= len(self._entries.pop(oldest).ids)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.tokens = 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Model runners: prefill a group of prompts, decode one token per row, drop rows, merge two batches.
+
+
+@functools.cache
+def _growing_layer() -> type:
+    """`DynamicLayer` with room to grow: a decoding step writes its column in place.
+
+    transformers' `DynamicLayer` concatenates every step, which copies the whole cache of every layer once per
+    token: at 8 rows of 1,000 tokens that copy costs more than the step's attention. Here the keys and values
+    live in a buffer a quarter longer than needed; `keys` and `values` are views of its filled part. Assigning
+    them (merging, selecting rows, cutting padding) installs a full buffer that the next step regrows.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, **kwargs: Any) -> None:
+            self._k = self._v = None
+            self._nk = self._nv = 0  # filled columns: equal but set apart (merging assigns keys, then values)
+            super().__init__(**kwargs)
+
+        @property
+        def keys(self) -> Any:
+            return None if self._k is None else self._k[:, :, : self._nk]
+
+        @keys.setter
+        def keys(self, value: Any) -> None:
+            self._k, self._nk = value, 0 if value is None else value.shape[-2]
+
+        @property
+        def values(self) -> Any:
+            return None if self._v is None else self._v[:, :, : self._nv]
+
+        @values.setter
+        def values(self, value: Any) -> None:
+            self._v, self._nv = value, 0 if value is None else value.shape[-2]
+
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+            self.device = key_states.device
+            self.keys = self.values = None
+            self.is_initialized = True
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n, new = self._nk, key_states.shape[-2]
+            if self._k is None or n + new > min(self._k.shape[-2], self._v.shape[-2]):
+                # A fresh buffer (never one handed in: a cached prefix's tensors are read, not written).
+                room = n + new + max(64, (n + new) // 4)
+                shape = (key_states.shape[0], key_states.shape[1], room)
+                k = key_states.new_empty(*shape, key_states.shape[3])
+                v = value_states.new_empty(*shape, value_states.shape[3])
+                if n:
+                    k[:, :, :n], v[:, :, :n] = self.keys, self.values
+                self._k, self._v = k, v
+            self._k[:, :, n : n + new] = key_states
+            self._v[:, :, n : n + new] = value_states
+            self._nk = self._nv = n + new
+            return self.keys, self.values
+
+    return GrowingLayer
 
 
 class _HFRunner:
     """A Hugging Face causal LM with a `DynamicCache`; rows are left-padded and carry their own positions."""
+
+    merges = True
 
     def __init__(self, model: Any) -> None:
         self.model = model.eval()
@@ -97,25 +239,92 @@ class _HFRunner:
         # transformers 5.x names the KV cache `cache` (argument and output); 4.x named it `past_key_values`.
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._plain: bool | None = None  # whether its cache layers are plain K/V (known at the first cache)
 
     def _kv(self, out: Any) -> Any:
         return getattr(out, self.cache_arg, None) if self.cache_arg == "cache" else out.past_key_values
 
-    def prefill(self, prompts: list[list[int]], room: int) -> tuple[dict, Any]:
+    def prefill(
+        self, prompts: list[list[int]], room: int, reuse: Sequence[tuple[_Prefix, int] | None] = ()
+    ) -> tuple[dict, Any]:
+        """Prefill a group of prompts, left-padded; row i takes its first n keys and values from `reuse[i]`
+        = (cached prefix, n) and runs only the rest, at positions n, n+1, ... on top of them."""
         import torch
 
-        width = max(len(p) for p in prompts)
+        taken = [item[1] if item else 0 for item in (list(reuse) or [None] * len(prompts))]
+        width = max(len(p) - n for p, n in zip(prompts, taken, strict=True))
+        past = max(taken)
         ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.zeros(len(prompts), past + width, dtype=torch.long, device=self.device)
+        for i, (p, n) in enumerate(zip(prompts, taken, strict=True)):
+            ids[i, width - (len(p) - n) :] = torch.tensor(p[n:], dtype=torch.long)
+            mask[i, past - n : past] = 1
+            mask[i, past + width - (len(p) - n) :] = 1
+        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, past:]
+        cache = self._new_cache()
+        if past:
+            self._past(cache, reuse, taken, past)
+        extra = {self.cache_arg: cache} if cache is not None else {}
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
         )
         state = {"cache": self._kv(out), "mask": mask, "next": mask.sum(-1)}
         return state, out.logits[:, -1].float()
+
+    def _new_cache(self) -> Any:
+        """An empty `DynamicCache` of growing layers, or None where this model's layers are not plain K/V."""
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        if self._plain is False:
+            return None
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except Exception:  # noqa: BLE001 - a config this transformers cannot read: the model makes its own
+            self._plain = False
+            return None
+        self._plain = bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+        if not self._plain:
+            return None
+        cache.layers = [_growing_layer()() for _ in cache.layers]
+        return cache
+
+    def _past(
+        self, cache: Any, reuse: Sequence[tuple[_Prefix, int] | None], taken: list[int], past: int
+    ) -> None:
+        """Fill `cache` with `past` columns: row i's last taken[i] hold its prefix's keys and values, the rest
+        padding."""
+        donors = [(i, item[0], n) for i, (item, n) in enumerate(zip(reuse, taken, strict=True)) if n]
+        for layer_index, layer in enumerate(cache.layers):
+            if len(reuse) == 1:  # one row: a view of its prefix, which the layer copies into its own buffer
+                _, prefix, n = donors[0]
+                keys, values = (t[:, :, :n] for t in prefix.kv[layer_index])
+            else:
+                k0, v0 = donors[0][1].kv[layer_index]
+                keys = k0.new_zeros(len(reuse), k0.shape[1], past, k0.shape[3])
+                values = v0.new_zeros(len(reuse), v0.shape[1], past, v0.shape[3])
+                for i, prefix, n in donors:
+                    k, v = prefix.kv[layer_index]
+                    keys[i, :, past - n :], values[i, :, past - n :] = k[0, :, :n], v[0, :, :n]
+            layer.update(keys, values)
+
+    def prefix_ready(self) -> bool:
+        """Whether this model's cache is plain growing K/V layers, which a cached prefix can seed."""
+        return self._new_cache() is not None
+
+    def row_kv(self, state: dict, row: int, length: int) -> list[tuple[Any, Any]] | None:
+        """Row `row`'s keys and values (its last `length` columns, copied out of the batch), or None."""
+        layers = self._layers(state)
+        if layers is None or int(state["next"][row]) != length or int(state["mask"][row].sum()) != length:
+            return None
+        return [
+            (layer.keys[row : row + 1, :, -length:].clone(), layer.values[row : row + 1, :, -length:].clone())
+            for layer in layers
+        ]
 
     def step(self, state: dict, tokens: Any) -> Any:
         import torch
@@ -137,8 +346,9 @@ class _HFRunner:
         """The cache's layers when each is a plain growing K/V pair (what merging and trimming rewrite)."""
         from transformers.cache_utils import DynamicLayer
 
+        plain = (DynamicLayer, _growing_layer())
         layers = getattr(state["cache"], "layers", None)
-        if layers and all(type(layer) is DynamicLayer and layer.keys is not None for layer in layers):
+        if layers and all(type(layer) in plain and layer.keys is not None for layer in layers):
             return layers
         return None
 
@@ -182,15 +392,20 @@ class _HFRunner:
 class _DSARunner:
     """toolgym's `DSALM` (model/lm.py) with its preallocated `Cache`: batches start together (no merge)."""
 
+    merges = False
+
     def __init__(self, model: Any) -> None:
         self.model = model.eval()
         self.device = model.embed.weight.device
         self.window = model.cfg.max_seq_len
         self.eos_ids: set[int] = set()
 
-    def prefill(self, prompts: list[list[int]], room: int) -> tuple[dict, Any]:
+    def prefill(self, prompts: list[list[int]], room: int, reuse: Sequence[Any] = ()) -> tuple[dict, Any]:
         import torch
         from toolgym.model.lm import Cache
+
+        if any(reuse):
+            raise ValueError("DSALM prefills whole prompts: its cache takes no prefix")
 
         width = max(len(p) for p in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long, device=self.device)
@@ -211,6 +426,12 @@ class _DSARunner:
             layer.k, layer.v, layer.ik_t = layer.k[rows], layer.v[rows], layer.ik_t[rows]
         cache.key_valid = cache.key_valid[rows]
 
+    def prefix_ready(self) -> bool:
+        return False  # its indexer keys live beside K/V in a preallocated Cache: whole prompts only
+
+    def row_kv(self, state: dict, row: int, length: int) -> None:
+        return None
+
     def can_merge(self, state: dict | None) -> bool:
         return False  # its Cache is preallocated per batch: a batch runs to its end, then the next starts
 
@@ -222,15 +443,35 @@ class _DSARunner:
 # The engine.
 
 
+DEFAULT_PREFIX_CACHE_TOKENS = 32768
+"""Tokens of finished sequences kept for prefix reuse: a few turns of every episode in flight at --in-flight 8."""
+
+PREFILL_SLACK = 0.25
+"""Prompts prefill together while padding stays under this share of their tokens (plus 32): on a CPU a batched
+prefill saves little, so one long prompt should not make short continuations pay its width."""
+
+
 class LocalEngine:
     """Batched generation for concurrent requests on one model, in a worker thread.
 
     `model` is a Hugging Face causal LM (with its tokenizer) or a `DSALM` (with toolgym's `Tokenizer`).
     `max_batch` caps the rows decoded together. Requests run until a stop string, an end-of-sequence token or
-    `max_tokens`; a cancelled request leaves the batch at the next step.
+    `max_tokens`; a cancelled request leaves the batch at the next step. `prefix_cache_tokens` bounds the
+    finished sequences' keys and values kept for prefix reuse (0: none; Hugging Face models only; the embedded
+    SmolLM2-135M in float32 holds 46,080 bytes a token, so the default is about 1.4 GiB when full). `threads`
+    sets torch's intra-op threads for the decoding thread (None: torch's own setting).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch: int = 16,
+        name: str | None = None,
+        prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS,
+        threads: int | None = None,
+    ) -> None:
         if tokenizer is None:
             raise ValueError(
                 "LocalPolicy needs the model's tokenizer: pass tokenizer=, or load with from_pretrained(path)."
@@ -247,6 +488,8 @@ class LocalEngine:
             if getattr(tokenizer, "eos_token_id", None) is not None:
                 self.runner.eos_ids.add(int(tokenizer.eos_token_id))
         self._dsa = isinstance(model, DSALM)
+        self.prefixes = PrefixCache(prefix_cache_tokens if self.runner.prefix_ready() else 0)
+        self.threads = threads
         # The event loop encodes while the worker thread decodes: a fast tokenizer must not be used by both at once.
         self._tokenizer_lock = threading.Lock()
         path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
@@ -284,7 +527,8 @@ class LocalEngine:
         seed: int = 0,
         stop: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Complete `prompt`: {"text", "finish_reason" ("stop" | "length"), "prompt_tokens", "completion_tokens"}.
+        """Complete `prompt`: {"text", "finish_reason" ("stop" | "length"), "prompt_tokens", "completion_tokens",
+        "cached_tokens" (of the prompt's, those taken from the prefix cache)}.
 
         Raises ContextTooLong when the prompt leaves no room in the context window.
         """
@@ -327,6 +571,7 @@ class LocalEngine:
             "finish_reason": "stop" if ended or cut is not None else "length",
             "prompt_tokens": len(request.ids),
             "completion_tokens": len(out),
+            "cached_tokens": request.reused,
         }
 
     def close(self) -> None:
@@ -363,10 +608,69 @@ class LocalEngine:
             return any(s in tail for s in request.stops)
         return False
 
+    def _plan(self, fresh: list[_Request]) -> list[tuple[list[_Request], list[tuple[_Prefix, int] | None]]]:
+        """Prefill groups: each request's longest cached prefix (one token at least left to run, for its logits),
+        then requests of similar remaining length together; in a group of width W a row runs its last W tokens
+        and takes the rest from its prefix (recomputing what padding would have cost anyway)."""
+        import torch
+
+        found: list[tuple[_Prefix | None, int]] = [(None, 0)] * len(fresh)
+        if self.prefixes.max_tokens:
+            found = []
+            for r in fresh:
+                entry, n = self.prefixes.find(torch.tensor(r.ids, dtype=torch.long))
+                found.append((entry, min(n, len(r.ids) - 1)))
+        order = sorted(range(len(fresh)), key=lambda i: len(fresh[i].ids) - found[i][1], reverse=True)
+        groups: list[list[int]] = []
+        for i in order:
+            need = len(fresh[i].ids) - found[i][1]
+            group = groups[-1] if groups else None
+            if group and self.runner.merges:
+                # The group's first is its widest: sorted by need, descending.
+                width = len(fresh[group[0]].ids) - found[group[0]][1]
+                real = sum(len(fresh[j].ids) - found[j][1] for j in group) + need
+                if width * (len(group) + 1) > (1 + PREFILL_SLACK) * real + 32:
+                    group = None
+            if group is None:
+                groups.append([i])
+            else:
+                group.append(i)
+        plans = []
+        for group in groups:
+            width = len(fresh[group[0]].ids) - found[group[0]][1]
+            reuse: list[tuple[_Prefix, int] | None] = []
+            for j in group:
+                entry, _ = found[j]
+                taken = max(0, len(fresh[j].ids) - width) if entry is not None else 0
+                reuse.append((entry, taken) if entry is not None and taken else None)
+                self.stats.prompt_tokens_computed += len(fresh[j].ids) - taken
+                self.stats.prompt_tokens_reused += taken
+                self.stats.prefix_hits += bool(taken)
+                fresh[j].reused = taken
+            plans.append(([fresh[j] for j in group], reuse))
+        return plans
+
+    def _keep(self, request: _Request, state: dict, row: int) -> None:
+        """A finished row's keys and values into the prefix cache: its prompt and completion but the last token
+        (sampled, never run through the model)."""
+        if not self.prefixes.max_tokens:
+            return
+        import torch
+
+        ids = request.ids + request.out[:-1]
+        try:
+            kv = self.runner.row_kv(state, row, len(ids))
+            if kv is not None:
+                self.prefixes.add(torch.tensor(ids, dtype=torch.long), kv)
+        except RuntimeError:  # out of memory for the copy: the cache is an optimisation, the answer is not
+            self.prefixes.clear()
+
     def _serve(self) -> None:
         import torch
         from toolgym.model.lm import sample_next
 
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
         rows: list[_Request] = []
         state: dict | None = None
         logits = None
@@ -386,17 +690,19 @@ class LocalEngine:
             try:
                 with torch.inference_mode():
                     if fresh:
-                        new_state, new_logits = self.runner.prefill(
-                            [r.ids for r in fresh], max(r.max_tokens for r in fresh)
-                        )
-                        state = self.runner.merge(state, new_state) if rows else new_state
-                        logits = torch.cat([logits, new_logits]) if rows else new_logits
+                        for group, reuse in self._plan(fresh):
+                            new_state, new_logits = self.runner.prefill(
+                                [r.ids for r in group], max(r.max_tokens for r in group), reuse
+                            )
+                            state = self.runner.merge(state, new_state) if rows else new_state
+                            logits = torch.cat([logits, new_logits]) if rows else new_logits
+                            rows = rows + group
+                            self.stats.prefills += 1
                         for r in fresh:
                             r.generator = torch.Generator(device=logits.device).manual_seed(r.seed)
-                        self.stats.prefills += 1
                         self.stats.requests += len(fresh)
                         self.stats.prompt_tokens += sum(len(r.ids) for r in fresh)
-                        rows, fresh = rows + fresh, []
+                        fresh = []
                     keep = []
                     for i, r in enumerate(rows):
                         token = sample_next(logits[i : i + 1], r.temperature, r.top_p, r.generator)
@@ -404,6 +710,7 @@ class LocalEngine:
                         if r.future.done():
                             continue  # cancelled (its episode timed out): drop it
                         if self._stopped(r):
+                            self._keep(r, state, i)
                             self._resolve(r, list(r.out))
                         else:
                             keep.append(i)
@@ -461,6 +768,9 @@ class LocalTransport(httpx.AsyncBaseTransport):
             )
         usage = {"prompt_tokens": done["prompt_tokens"], "completion_tokens": done["completion_tokens"]}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage["prompt_tokens_details"] = {
+            "cached_tokens": done["cached_tokens"]
+        }  # as vLLM reports prefix hits
         choice = {"index": 0, "text": done["text"], "finish_reason": done["finish_reason"]}
         return httpx.Response(200, json={"object": "text_completion", "choices": [choice], "usage": usage})
 
@@ -512,7 +822,8 @@ class LocalPolicy(LLMPolicy):
 
     `model` is a Hugging Face causal LM or a `DSALM` (with its `tokenizer`), or a `LocalEngine` to share.
     `encoding` is a text encoding (hermes, deepseek_v32). `seed` fixes the sampling: each turn samples with
-    `request_seed(episode seed, turn)`, whatever else the engine runs at the time. Untrusted: its tool calls run
+    `request_seed(episode seed, turn)`, whatever else the engine runs at the time (the agent loop passes each
+    episode's seed to `start`). `max_batch`, `prefix_cache_tokens` and `threads` go to the `LocalEngine`. Untrusted: its tool calls run
     in sandboxes like any model's. Use `fork()` for one policy per rollout worker over the same engine.
     """
 
@@ -526,12 +837,22 @@ class LocalPolicy(LLMPolicy):
         context: ThinkingContext | None = None,
         seed: int = 0,
         max_batch: int = 16,
+        prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS,
+        threads: int | None = None,
         name: str | None = None,
         client: CompletionsClient | None = None,
         **sampling: Any,
     ) -> None:
         self.engine = (
-            model if isinstance(model, LocalEngine) else LocalEngine(model, tokenizer, max_batch=max_batch)
+            model
+            if isinstance(model, LocalEngine)
+            else LocalEngine(
+                model,
+                tokenizer,
+                max_batch=max_batch,
+                prefix_cache_tokens=prefix_cache_tokens,
+                threads=threads,
+            )
         )
         if client is None:
             client = CompletionsClient(

@@ -7,6 +7,7 @@ that repeats the same failure ends the episode cleanly. Every turn is recorded i
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -31,6 +32,16 @@ class Budgets:
     max_repeated_failures: int = 3
     """The same failure (the same malformed output, or the same failing call) this many times in a row ends
     the episode."""
+
+
+def _takes_seed(start: Any) -> bool:
+    """Whether a policy's `start` takes the episode's seed (`seed=`), so a sampling policy seeds from it."""
+    try:
+        params = inspect.signature(start).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: the plain call
+        return False
+    # A named `seed` only: a **kwargs wrapper may hand it to a start that takes none.
+    return any(p.name == "seed" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def _feedback(errors: list[str]) -> dict:
@@ -61,7 +72,12 @@ async def run_episode(
     options = {"task_id": task_id} if task_id else None
     _, info = await env.areset(seed=seed, options=options)
     task = env.unwrapped.task
-    policy.start(task)
+    # The episode's seed (the rollout's per-sample seed) fixes a sampling policy's draws whatever worker runs
+    # the episode and whenever; policies whose start takes no seed are started as before.
+    if _takes_seed(policy.start):
+        policy.start(task, seed=seed)
+    else:
+        policy.start(task)
     traj = Trajectory(
         env_id=info.get("env_id", ""),
         task_id=info.get("task_id") or "",

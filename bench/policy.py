@@ -4,10 +4,13 @@ On the same N tasks, seed and sampling settings, three rollouts in sandboxes: th
 (`--policy local`, dense) one episode at a time (batch 1) and N in flight (batched), then the model served by
 vLLM CPU (started here from .venv-vllm, stopped after) through the same raw-completions client and encoding.
 Prints one table: episodes/s, completion tokens/s (over the rollout's wall time), mean batch of the local
-engine, success rate with its Wilson 95% interval, and each token rate as a ratio to vLLM's.
+engine, the share of its prompt tokens taken from its prefix cache, success rate with its Wilson 95% interval,
+and each token rate as a ratio to vLLM's. vLLM serves in float32 like the local engine (`--vllm-dtype`; its CPU
+default, bfloat16, garbles the embedded model). vLLM's start-up is not counted in its rate.
 The goal (issue 15): in-process dense >= 0.5x the vLLM CPU token rate.
 
 Run: .venv/bin/python bench/policy.py [--tasks 50] [--model default|PATH] [--in-flight 8] [--max-tokens 128]
+         [--threads N] [--prefix-cache-tokens N]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import httpx
 from toolgym.agent.clients import CompletionsClient
 from toolgym.agent.evaluate import wilson
-from toolgym.agent.local import LocalPolicy, resolve_model_path
+from toolgym.agent.local import DEFAULT_PREFIX_CACHE_TOKENS, LocalPolicy, resolve_model_path
 from toolgym.agent.loop import Budgets
 from toolgym.agent.policies import LLMPolicy
 from toolgym.agent.rollout import load_trajectories, rollout
@@ -45,7 +48,11 @@ def measure(name: str, corpus, factory, out: Path, args, engine=None) -> dict:
     """One rollout of `factory`'s policies over the corpus: its rates and success rate."""
     budgets = Budgets(max_steps=args.max_steps)
     in_flight = 1 if name.endswith("batch 1") else args.in_flight
-    before = (engine.stats.steps, engine.stats.row_steps) if engine is not None else (0, 0)
+    before = (0, 0, 0, 0)
+    if engine is not None:
+        engine.prefixes.clear()  # each run starts cold: the batch-1 run's turns are the batched run's prompts
+        s = engine.stats
+        before = (s.steps, s.row_steps, s.prompt_tokens_reused, s.prompt_tokens)
     stats = asyncio.run(
         rollout(corpus, factory, out, in_flight=in_flight, budgets=budgets, seed=args.seed, progress=False)
     )
@@ -65,10 +72,13 @@ def measure(name: str, corpus, factory, out: Path, args, engine=None) -> dict:
         "success": successes / max(1, len(ok)),
         "ci": wilson(successes, len(ok)) if ok else (0.0, 0.0),
         "mean_batch": None,
+        "reused": None,
     }
     if engine is not None:
         steps, row_steps = engine.stats.steps - before[0], engine.stats.row_steps - before[1]
         row["mean_batch"] = row_steps / steps if steps else 0.0
+        prompt = engine.stats.prompt_tokens - before[3]
+        row["reused"] = (engine.stats.prompt_tokens_reused - before[2]) / prompt if prompt else 0.0
     print(
         f"  {name}: {len(rows)} episodes in {stats.wall_s:.1f} s, {completion} completion tokens",
         flush=True,
@@ -81,7 +91,14 @@ def start_vllm(model_dir: Path, args, log: Path) -> tuple[subprocess.Popen, str]
     if not Path(python).exists():
         raise SystemExit(f"no vLLM environment at {python}: run `make vllm-env` or pass --vllm-python.")
     port = free_port()
-    argv = serve_command(str(model_dir), family="hermes", port=port, python=python, max_model_len=args.window)
+    argv = serve_command(
+        str(model_dir),
+        family="hermes",
+        port=port,
+        python=python,
+        max_model_len=args.window,
+        extra_args=["--dtype", args.vllm_dtype],
+    )
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
     proc = subprocess.Popen(
         argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -117,19 +134,21 @@ def stop_vllm(proc: subprocess.Popen) -> None:
 def table(rows: list[dict]) -> str:
     served = next((r for r in rows if r["policy"].startswith("vLLM")), None)
     lines = [
-        "| policy | episodes | episodes/s | completion tok/s | prompt tok/s | mean batch | success (95% CI) "
-        "| tok/s vs vLLM |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
+        "| policy | episodes | episodes/s | completion tok/s | prompt tok/s | mean batch | prompt reused "
+        "| success (95% CI) | tok/s vs vLLM |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         ratio = (
             f"{r['tokens_per_s'] / served['tokens_per_s']:.2f}x" if served and served["tokens_per_s"] else "-"
         )
         batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] is not None else "-"
+        reused = f"{r['reused']:.0%}" if r["reused"] is not None else "-"
         lo, hi = r["ci"]
         lines.append(
             f"| {r['policy']} | {r['episodes']} | {r['episodes_per_s']:.3f} | {r['tokens_per_s']:.1f} | "
-            f"{r['prompt_tokens_per_s']:.0f} | {batch} | {r['success']:.1%} [{lo:.1%}, {hi:.1%}] | {ratio} |"
+            f"{r['prompt_tokens_per_s']:.0f} | {batch} | {reused} | {r['success']:.1%} [{lo:.1%}, {hi:.1%}] "
+            f"| {ratio} |"
         )
     return "\n".join(lines)
 
@@ -146,6 +165,18 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--window", type=int, default=8192, help="context window (vLLM --max-model-len)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads of the local engine"
+    )
+    parser.add_argument(
+        "--prefix-cache-tokens",
+        type=int,
+        default=DEFAULT_PREFIX_CACHE_TOKENS,
+        help="tokens of finished sequences the local engine keeps for prefix reuse (0: none)",
+    )
+    parser.add_argument(
+        "--vllm-dtype", default="float32", help="vLLM --dtype (the local engine runs float32)"
+    )
     parser.add_argument("--skip-batch1", action="store_true", help="leave out the batch-1 local run")
     parser.add_argument("--skip-vllm", action="store_true")
     parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
@@ -160,7 +191,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="toolgym-bench-policy-") as tmp:
         out = Path(tmp)
         local = LocalPolicy.from_pretrained(
-            model_dir, encoding=args.encoding, seed=args.seed, max_batch=args.in_flight, **sampling
+            model_dir,
+            encoding=args.encoding,
+            seed=args.seed,
+            max_batch=args.in_flight,
+            threads=args.threads,
+            prefix_cache_tokens=args.prefix_cache_tokens,
+            **sampling,
         )
         try:
             if not args.skip_batch1:

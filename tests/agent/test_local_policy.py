@@ -1,5 +1,6 @@
-"""The in-process policy: batched generation equals one-at-a-time, seeded sampling, stop strings, and a real
-`toolgym rollout --policy local` in sandboxes (rows, eval, export), on tiny random-weight models built here."""
+"""The in-process policy: batched generation equals one-at-a-time, prefix reuse equals a full prefill, seeded
+sampling, stop strings, and a real `toolgym rollout --policy local` in sandboxes (rows, eval, export, the same
+trajectories twice with several samples per task), on tiny random-weight models built here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from toolgym.agent import LocalPolicy
-from toolgym.agent.local import LocalEngine, load_model
+from toolgym.agent.local import LocalEngine, PrefixCache, load_model
 
 from tests.integration import tiny_hf_model
 
@@ -60,12 +61,24 @@ def engine(llama_dir):
     engine.close()
 
 
+@pytest.fixture(scope="module")
+def uncached(llama_dir):
+    """The same model without prefix reuse: every prompt prefilled whole."""
+    model, tokenizer = load_model(llama_dir)
+    engine = LocalEngine(model, tokenizer, max_batch=8, prefix_cache_tokens=0)
+    yield engine
+    engine.close()
+
+
 def complete(engine, prompts, *, stagger_s: float = 0.0, **kw) -> list[dict]:
-    """All prompts at once (the engine batches them); `stagger_s` apart, later ones join a running batch."""
+    """All prompts at once (the engine batches them); `stagger_s` apart, later ones join a running batch.
+    What the prefix cache saved (cached_tokens) is left out: the answers are compared."""
 
     async def one(i, prompt):
         await asyncio.sleep(i * stagger_s)
-        return await engine.generate(prompt, **kw)
+        done = await engine.generate(prompt, **kw)
+        del done["cached_tokens"]
+        return done
 
     async def all_of():
         return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
@@ -73,15 +86,89 @@ def complete(engine, prompts, *, stagger_s: float = 0.0, **kw) -> list[dict]:
     return asyncio.run(all_of())
 
 
+FOLLOW_UPS = ["Now for two people, please.", 'The tool said: {"temp": 21, "sky": "clear"}. Go on.']
+
+
+def conversations(engine, openers, *, stagger_s: float = 0.0, **kw) -> list[list[str]]:
+    """Three turns of each opener, all in flight together: each prompt is the previous prompt, its completion,
+    and a new user turn (what an agent's next request looks like)."""
+
+    async def talk(i, prompt):
+        await asyncio.sleep(i * stagger_s)
+        texts = []
+        for turn in range(3):
+            done = await engine.generate(prompt, max_tokens=12, temperature=0.0, **kw)
+            texts.append(done["text"])
+            if turn < 2:
+                prompt += done["text"] + "<|im_end|>\n<|im_start|>user\n" + FOLLOW_UPS[turn]
+                prompt += "<|im_end|>\n<|im_start|>assistant\n"
+        return texts
+
+    async def all_of():
+        return await asyncio.gather(*(talk(i, p) for i, p in enumerate(openers)))
+
+    return asyncio.run(all_of())
+
+
 def test_batched_greedy_equals_batch_one(engine):
     alone = [complete(engine, [p], max_tokens=24, temperature=0.0)[0] for p in PROMPTS]
-    before = engine.stats.steps
+    before = (engine.stats.steps, engine.stats.row_steps)
     together = complete(engine, PROMPTS, max_tokens=24, temperature=0.0)
-    assert engine.stats.steps - before <= 25  # one batch, not five
+    steps, row_steps = engine.stats.steps - before[0], engine.stats.row_steps - before[1]
+    assert steps <= 25 and row_steps / steps > 4  # one batch of five, not five batches
     joined = complete(engine, PROMPTS, stagger_s=0.02, max_tokens=24, temperature=0.0)
     assert together == alone and joined == alone
     assert all(r["prompt_tokens"] > 5 and r["completion_tokens"] > 0 for r in alone)
-    assert engine.stats.mean_batch > 1.5
+    assert engine.stats.mean_batch > 1.2
+
+
+def test_prefix_reuse_across_turns_equals_a_full_prefill(engine, uncached):
+    engine.prefixes.clear()
+    before = (
+        engine.stats.prompt_tokens_computed,
+        engine.stats.prompt_tokens_reused,
+        engine.stats.prompt_tokens,
+    )
+    full_before = uncached.stats.prompt_tokens_computed
+    one = conversations(engine, PROMPTS[:1])
+    assert one == conversations(uncached, PROMPTS[:1])
+    # Several conversations at once: their later turns prefill together on top of their own prefixes.
+    many = conversations(engine, PROMPTS, stagger_s=0.01)
+    assert many == conversations(uncached, PROMPTS, stagger_s=0.01)
+    assert many[0] == one[0]
+    computed = engine.stats.prompt_tokens_computed - before[0]
+    reused = engine.stats.prompt_tokens_reused - before[1]
+    assert computed + reused == engine.stats.prompt_tokens - before[2]
+    assert uncached.stats.prompt_tokens_reused == 0
+    assert uncached.stats.prompt_tokens_computed - full_before == computed + reused
+    # Turns 2 and 3 of every conversation reuse their previous turn: well over half of all prompt tokens.
+    assert engine.stats.prefix_hits >= 2 * (1 + len(PROMPTS)) and reused > computed
+    assert engine.prefixes.tokens <= engine.prefixes.max_tokens
+
+
+def test_prefix_cache_keeps_the_latest_turn_and_stays_within_its_bound():
+    import torch
+
+    def ids(*xs):
+        return torch.tensor(xs, dtype=torch.long)
+
+    def kv(n):
+        return [(torch.zeros(1, 1, n, 2), torch.zeros(1, 1, n, 2))]
+
+    cache = PrefixCache(max_tokens=10)
+    cache.add(ids(1, 2, 3), kv(3))
+    cache.add(ids(1, 2, 3, 4, 5), kv(5))  # extends the first: it replaces it
+    assert len(cache) == 1 and cache.tokens == 5
+    cache.add(ids(1, 2), kv(2))  # already covered: nothing new
+    assert len(cache) == 1 and cache.tokens == 5
+    cache.add(ids(7, 8, 9), kv(3))
+    entry, n = cache.find(ids(1, 2, 3, 9))
+    assert n == 3 and entry.ids.tolist() == [1, 2, 3, 4, 5]
+    assert cache.find(ids(6, 6)) == (None, 0)
+    cache.add(ids(4, 4, 4), kv(3))  # 11 tokens: the least recently used (7, 8, 9) goes
+    assert cache.tokens == 8 and cache.find(ids(7, 8))[1] == 0 and cache.find(ids(1, 2))[1] == 2
+    cache.add(ids(*range(11)), kv(11))  # larger than the bound: never kept
+    assert cache.tokens == 8
 
 
 def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(engine):
@@ -92,7 +179,9 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(engine):
     async def with_others():
         return await asyncio.gather(engine.generate(PROMPTS[0], seed=7, **kw), *crowded)
 
-    assert asyncio.run(with_others())[0] == first
+    together = asyncio.run(with_others())[0]
+    del together["cached_tokens"]
+    assert together == first  # the second time its prompt comes from the prefix cache
     other_seeds = {complete(engine, PROMPTS[:1], seed=s, **kw)[0]["text"] for s in (8, 9, 10)}
     assert other_seeds - {first["text"]}
 
@@ -182,19 +271,26 @@ def test_rollout_cli_runs_the_local_policy_in_sandboxes(llama_dir, tmp_path):
         "2",
         "--in-flight",
         "2",
+        "--samples-per-task",
+        "2",
         "--temperature",
         "1",
     )
     done = rollout(llama_dir, tmp_path / "a", *args)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = load_trajectories(tmp_path / "a")
-    assert len(rows) == 2 and all(r["policy"] == "local:tiny-llama" and r["status"] == "ok" for r in rows)
+    assert len(rows) == 4 and all(r["policy"] == "local:tiny-llama" and r["status"] == "ok" for r in rows)
+    # Each sample samples from its own episode seed, not from which worker began its task first.
+    for task in {r["task_id"] for r in rows}:
+        first, second = (r for r in rows if r["task_id"] == task)
+        assert first["seed"] != second["seed"]
+        assert (first["messages"], first["malformed"]) != (second["messages"], second["malformed"])
     assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
     assert all(s["policy_s"] > 0 for r in rows for s in r["steps"])
     report = evaluate(rows, ks=(1,))
-    assert report["overall"]["episodes"] == 2 and report["policy"] == ["local:tiny-llama"]
+    assert report["overall"]["episodes"] == 4 and report["policy"] == ["local:tiny-llama"]
     # A random-weight model solves nothing: export everything it did (min_reward 0) to see the rows go through.
-    assert export_sft(rows, tmp_path / "sft", min_reward=0.0)["samples"] == 2
+    assert export_sft(rows, tmp_path / "sft", min_reward=0.0)["samples"] == 4
     again = rollout(llama_dir, tmp_path / "b", *args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert [content(r) for r in load_trajectories(tmp_path / "b")] == [content(r) for r in rows]
