@@ -129,7 +129,8 @@ def test_many_programs_leave_no_zombies_and_no_descriptors(tmp_path):
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(30):
         assert run_python(args, cwd=str(tmp_path), timeout=10).stdout == "1\n"
-    assert len(os.listdir("/proc/self/fd")) == before
+    # a leak would leave one or more per program; other tests' threads may hold one or two more meanwhile
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
     zygote = toolgym_env.zygotes()[(("-I", "-S", "-B"), None, ())]
     with open(f"/proc/{zygote.pid}/task/{zygote.pid}/children") as f:
         assert f.read().split() == []
