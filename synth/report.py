@@ -237,6 +237,20 @@ def _versions(m: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()) or m.get("version", "?")
 
 
+def _header(m: dict, versions: str | None = None) -> str:
+    """What the corpus is: a synthesized one (seed, scale, candidates), or one a model-in-the-loop filter kept."""
+    head = f"seed {m.get('seed', '?')}, scale {m.get('scale', '?')}"
+    head += f", family versions {versions}" if versions else ""
+    admitted = f" admitted of {m['candidates']} candidates" if "candidates" in m else ""
+    text = f"{head}: {m['envs']} environments, {m['tasks']} tasks{admitted}."
+    if m.get("filter"):
+        f = m["filter"]
+        policy = f.get("policy")
+        name = policy.get("policy", "?") if isinstance(policy, dict) else policy
+        text += f" Kept by a {name} policy's pass@{f.get('k', '?')} ({f.get('keep', '?')})."
+    return text
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -247,8 +261,7 @@ def markdown(data: dict) -> str:
     lines = [
         "# Synthesized corpus",
         "",
-        f"seed {m['seed']}, scale {m['scale']}, family versions {_versions(m)}: {m['envs']} environments, "
-        f"{m['tasks']} tasks admitted of {m['candidates']} candidates.",
+        _header(m, _versions(m)),
     ]
     for title, table in data["tables"].items():
         lines += ["", f"## {title.capitalize()}", "", "| value | count |", "|---|---:|"]
@@ -296,8 +309,7 @@ def html_report(data: dict) -> str:
         "<!doctype html><meta charset='utf-8'><title>toolgym synth report</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:auto}td{padding:2px 8px}</style>",
         "<h1>Synthesized corpus</h1>",
-        f"<p>seed {m['seed']}, scale {html.escape(m['scale'])}: {m['envs']} environments, {m['tasks']} tasks "
-        f"admitted of {m['candidates']} candidates.</p>",
+        f"<p>{html.escape(_header(m))}</p>",
     ]
     for title, table in data["tables"].items():
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v}</td></tr>" for k, v in table.items())

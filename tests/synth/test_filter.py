@@ -301,3 +301,21 @@ def test_the_embedded_default_model_is_measured(tmp_path):
     solved = {r["task_id"] for r in rows if r["success"]}
     kept = {t.id for t in load_corpus(tmp_path / "a").tasks} if m["tasks"] else set()
     assert kept == solved
+
+
+def test_the_report_header_names_a_filtered_corpus():
+    from toolgym.synth.report import _header
+
+    filtered = {
+        "envs": 3,
+        "tasks": 7,
+        "filter": {"policy": {"policy": "local"}, "k": 2, "keep": "0<pass@k<1"},
+    }
+    assert (
+        _header(filtered)
+        == "seed ?, scale ?: 3 environments, 7 tasks. Kept by a local policy's pass@2 (0<pass@k<1)."
+    )
+    synthesized = {"seed": 0, "scale": "tiny", "envs": 3, "tasks": 7, "candidates": 9}
+    assert _header(synthesized, "general 3") == (
+        "seed 0, scale tiny, family versions general 3: 3 environments, 7 tasks admitted of 9 candidates."
+    )
