@@ -446,6 +446,9 @@ class _DSARunner:
 DEFAULT_PREFIX_CACHE_TOKENS = 32768
 """Tokens of finished sequences kept for prefix reuse: a few turns of every episode in flight at --in-flight 8."""
 
+SHARED_PREFIX = 64
+"""Tokens a newcomer must share with another (beyond the cache) to wait a round and reuse that one's prompt."""
+
 PREFILL_SLACK = 0.25
 """Prompts prefill together while padding stays under this share of their tokens (plus 32): on a CPU a batched
 prefill saves little, so one long prompt should not make short continuations pay its width."""
@@ -608,18 +611,33 @@ class LocalEngine:
             return any(s in tail for s in request.stops)
         return False
 
-    def _plan(self, fresh: list[_Request]) -> list[tuple[list[_Request], list[tuple[_Prefix, int] | None]]]:
-        """Prefill groups: each request's longest cached prefix (one token at least left to run, for its logits),
-        then requests of similar remaining length together; in a group of width W a row runs its last W tokens
-        and takes the rest from its prefix (recomputing what padding would have cost anyway)."""
+    def _plan(
+        self, fresh: list[_Request]
+    ) -> tuple[list[tuple[list[_Request], list[tuple[_Prefix, int] | None]]], list[_Request]]:
+        """(prefill groups, requests deferred to the next round).
+
+        Each request takes its longest cached prefix (one token at least left to run, for its logits). One that
+        shares SHARED_PREFIX tokens more with an earlier newcomer than with the cache waits a round: that one's
+        prompt is cached once prefilled (episodes of one environment start with the same system prompt and
+        tools). The rest go in groups of similar remaining length; in a group of width W a row runs its last W
+        tokens and takes the rest from its prefix (recomputing what padding would have cost anyway)."""
         import torch
 
         found: list[tuple[_Prefix | None, int]] = [(None, 0)] * len(fresh)
+        deferred: list[_Request] = []
         if self.prefixes.max_tokens:
-            found = []
+            found, kept, ids = [], [], []
             for r in fresh:
-                entry, n = self.prefixes.find(torch.tensor(r.ids, dtype=torch.long))
+                t = torch.tensor(r.ids, dtype=torch.long)
+                entry, n = self.prefixes.find(t)
+                shared = max((PrefixCache._common(t, other) for other in ids), default=0)
+                if min(shared, len(r.ids) - 1) - n >= SHARED_PREFIX:
+                    deferred.append(r)
+                    continue
+                kept.append(r)
+                ids.append(t)
                 found.append((entry, min(n, len(r.ids) - 1)))
+            fresh = kept
         order = sorted(range(len(fresh)), key=lambda i: len(fresh[i].ids) - found[i][1], reverse=True)
         groups: list[list[int]] = []
         for i in order:
@@ -648,16 +666,26 @@ class LocalEngine:
                 self.stats.prefix_hits += bool(taken)
                 fresh[j].reused = taken
             plans.append(([fresh[j] for j in group], reuse))
-        return plans
+        return plans, deferred
+
+    def _keep_prompts(self, group: list[_Request], state: dict) -> None:
+        """Freshly prefilled prompts into the prefix cache (those with SHARED_PREFIX new tokens or more), for the
+        newcomers that begin the same way; the request's own entry replaces its prompt's when it finishes."""
+        if not self.prefixes.max_tokens:
+            return
+        for row, r in enumerate(group):
+            if len(r.ids) - r.reused >= SHARED_PREFIX:
+                self._store(r.ids, state, row)
 
     def _keep(self, request: _Request, state: dict, row: int) -> None:
         """A finished row's keys and values into the prefix cache: its prompt and completion but the last token
         (sampled, never run through the model)."""
-        if not self.prefixes.max_tokens:
-            return
+        if self.prefixes.max_tokens:
+            self._store(request.ids + request.out[:-1], state, row)
+
+    def _store(self, ids: list[int], state: dict, row: int) -> None:
         import torch
 
-        ids = request.ids + request.out[:-1]
         try:
             kv = self.runner.row_kv(state, row, len(ids))
             if kv is not None:
@@ -690,10 +718,16 @@ class LocalEngine:
             try:
                 with torch.inference_mode():
                     if fresh:
-                        for group, reuse in self._plan(fresh):
+                        plans, deferred = self._plan(fresh)
+                        if deferred:
+                            with self._cond:
+                                self._pending[:0] = deferred
+                            fresh = [r for group, _ in plans for r in group]
+                        for group, reuse in plans:
                             new_state, new_logits = self.runner.prefill(
                                 [r.ids for r in group], max(r.max_tokens for r in group), reuse
                             )
+                            self._keep_prompts(group, new_state)
                             state = self.runner.merge(state, new_state) if rows else new_state
                             logits = torch.cat([logits, new_logits]) if rows else new_logits
                             rows = rows + group

@@ -146,6 +146,23 @@ def test_prefix_reuse_across_turns_equals_a_full_prefill(engine, uncached):
     assert engine.prefixes.tokens <= engine.prefixes.max_tokens
 
 
+def test_newcomers_with_one_system_prompt_prefill_it_once(engine, uncached):
+    system = (
+        "<|im_start|>system\n" + "You are a careful assistant; cite the rows you used. " * 12 + "<|im_end|>\n"
+    )
+    prompts = [system + p for p in PROMPTS[:4]]
+    engine.prefixes.clear()
+    before = (engine.stats.prompt_tokens_computed, engine.stats.prompt_tokens, engine.stats.prefix_hits)
+    assert complete(engine, prompts, max_tokens=12, temperature=0.0) == complete(
+        uncached, prompts, max_tokens=12, temperature=0.0
+    )
+    computed = engine.stats.prompt_tokens_computed - before[0]
+    total = engine.stats.prompt_tokens - before[1]
+    # The first newcomer's prompt is prefilled whole, the other three wait a step and run only their own part.
+    assert engine.stats.prefix_hits - before[2] == 3
+    assert computed < total / 2
+
+
 def test_prefix_cache_keeps_the_latest_turn_and_stays_within_its_bound():
     import torch
 
