@@ -7,8 +7,10 @@ thread, so the event loop keeps driving tools and sandboxes meanwhile. `LocalTra
 `CompletionsClient`: the same encodings, stop strings, thinking rule, budgets, parsing and usage as a served model.
 Each request samples with its own `torch.Generator` seeded per (episode, turn): what batch it shares never changes
 its tokens. A finished sequence's KV cache stays in a `PrefixCache` (LRU, bounded in tokens), so the next turn of
-an episode, whose prompt begins with the previous prompt and completion, prefills only what is new (vLLM's prefix
-caching, in process). Models: any Hugging Face causal LM (Llama, Qwen2, ...) and toolgym's own `DSALM`.
+an episode, whose prompt begins with the previous prompt and completion, prefills only what is new, and episodes
+that start with one system prompt prefill it once (vLLM's prefix caching, in process). Keys and values grow in
+place (no per-token copy of the cache). Models: any Hugging Face causal LM (Llama, Qwen2, ...) and toolgym's own
+`DSALM` (no prefix reuse).
 """
 
 from __future__ import annotations
@@ -299,6 +301,10 @@ class _HFRunner:
         """Fill `cache` with `past` columns: row i's last taken[i] hold its prefix's keys and values, the rest
         padding."""
         donors = [(i, item[0], n) for i, (item, n) in enumerate(zip(reuse, taken, strict=True)) if n]
+        # A prefix may hold more layers than the model's own (a DSA-retrofitted model keeps its indexer keys in
+        # layers after them): every one is seeded alike, or the model's layers and those would fall out of step.
+        while len(cache.layers) < len(donors[0][1].kv):
+            cache.layers.append(_growing_layer()())
         for layer_index, layer in enumerate(cache.layers):
             if len(reuse) == 1:  # one row: a view of its prefix, which the layer copies into its own buffer
                 _, prefix, n = donors[0]

@@ -3,7 +3,9 @@ corpus of all four categories synthesized, rolled out (oracle and random) in san
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 
 def run(args) -> int:
@@ -105,11 +107,139 @@ def pipeline(args) -> None:
                     f"  exports: {sft['samples']} SFT samples ({sft['rendered']} DeepSeek-V3.2 texts), "
                     f"{rl['prompts']} RL prompts, {rl['groups']} GRPO groups -> {out / 'data'}"
                 )
+    if args.model_tasks > 0:
+        model_stage(args, out, load_corpus(out / "corpus"))
     print(
         "\n"
         + json.dumps(
             {"corpus": str(out / "corpus"), "runs": str(out / "runs"), "data": str(out / "data")}, indent=2
         )
+    )
+
+
+SPARSE_PLAN = {"corpus_docs": 200, "seq_len": 256, "top_k": 64, "warmup_steps": 12, "sparse_steps": 6}
+"""The demo's retrofit of the embedded model: sized to train in about a minute here (the README's numbers come
+from `toolgym model retrofit default` with its defaults)."""
+
+
+def sparse_default(log) -> Path:
+    """The embedded model with DSA indexers (warm-up by KL to its dense attention, then a sparse stage, on the
+    bundled text), made once and cached beside the converted model, named by the dense checkpoint and the plan."""
+    import hashlib
+    import os
+    import shutil
+
+    from tqdm import tqdm
+
+    from toolgym.model.default import ensure_default_model
+    from toolgym.model.retrofit_run import RetrofitPlan, run_retrofit
+
+    dense = ensure_default_model(progress=log)
+    key = hashlib.sha256(json.dumps([dense.name, SPARSE_PLAN], sort_keys=True).encode()).hexdigest()[:12]
+    folder = dense.parent / f"{dense.name}-sparse-{key}"
+    if (folder / "retrofit.json").is_file():
+        return folder
+    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+
+    def bar(name: str, total: int):
+        return tqdm(total=total, desc=f"  {name}", disable=None, dynamic_ncols=True)
+
+    run_retrofit(RetrofitPlan(model="default", out=str(staging), **SPARSE_PLAN), bar, log)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another demo made it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def per_category(corpus, n: int):
+    """`n` tasks of every category (seeded, the same each run), with their environments."""
+    from toolgym.envs.corpus import Corpus
+
+    tasks = []
+    for category in sorted({t.category for t in corpus.tasks}):
+        of = [t for t in corpus.tasks if t.category == category]
+        tasks += corpus.select(category=category, sample=min(n, len(of)), seed=0).tasks
+    used = {t.env_id for t in tasks}
+    return Corpus(
+        corpus.root,
+        {k: v for k, v in corpus.env_dirs.items() if k in used},
+        sorted(tasks, key=lambda t: t.id),
+    )
+
+
+def model_stage(args, out: Path, corpus) -> None:
+    """The embedded real model as an agent, in this process, dense and with DSA sparse attention, on a bounded
+    sample of every category: success with intervals, its trajectories' reports, and SFT/RL exports of them."""
+    import asyncio
+
+    from toolgym.agent.evaluate import bootstrap, evaluate, write_reports
+    from toolgym.agent.export import export_rl, export_sft
+    from toolgym.agent.local import LocalPolicy
+    from toolgym.agent.loop import Budgets
+    from toolgym.agent.rollout import load_trajectories, rollout
+    from toolgym.model.retrofit import load_sparse_model
+
+    def log(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    sample = per_category(corpus, args.model_tasks)
+    print(
+        f"\n== the embedded model (SmolLM2-135M-Instruct) in process: {len(sample.tasks)} tasks, dense and sparse"
+    )
+    sparse_dir = sparse_default(log)
+    sampling = {"max_tokens": args.model_max_tokens, "temperature": 0.0}
+    success: dict[str, dict[str, float]] = {}
+    for name in ("dense", "sparse"):
+        if name == "dense":
+            policy = LocalPolicy.from_pretrained("default", encoding="hermes", seed=0, **sampling)
+        else:
+            model, tokenizer = load_sparse_model(sparse_dir)
+            policy = LocalPolicy(model, tokenizer, encoding="hermes", seed=0, **sampling)
+        run = out / "runs" / f"model-{name}"
+        try:
+            stats = asyncio.run(
+                rollout(
+                    sample,
+                    policy.fork,
+                    run,
+                    in_flight=len(sample.tasks),
+                    backend=args.backend,
+                    budgets=Budgets(max_steps=args.model_max_steps),
+                )
+            )
+        finally:
+            policy.close()
+        rows = load_trajectories(run)
+        report = evaluate(rows, ks=(1,))
+        md, page = write_reports(report, rows, run / "eval")
+        calls = sum(1 for r in rows for m in r["messages"] if m.get("role") == "tool")
+        if "overall" not in report:  # every episode failed outside the agent's reach
+            failed = {str(r.get("error"))[:200] for r in rows}
+            raise RuntimeError(f"the {name} model's episodes all failed as infrastructure errors: {failed}")
+        overall = report["overall"]
+        low, high = overall["success_ci"]
+        print(
+            f"  {name}: {stats.episodes} episodes in {stats.wall_s:.0f} s; success "
+            f"{100 * overall['success_rate']:.0f}% (95% CI {100 * low:.0f}-{100 * high:.0f}%), {calls} tool "
+            f"results; report {page}"
+        )
+        success[name] = {r["key"]: float(r["success"]) for r in rows}
+        sft = export_sft(rows, out / "data" / f"model-{name}-sft", system_prompt="tools")  # successes only
+        rl = export_rl(out / "data" / f"model-{name}-rl", corpus=sample, rows=rows)
+        print(
+            f"  exports: {sft['samples']} SFT samples (successful episodes), {rl['prompts']} RL prompts, "
+            f"{rl['groups']} GRPO groups -> {out / 'data'}"
+        )
+    # the same tasks and seeds: the paired difference, with a bootstrap interval over tasks
+    keys = sorted(success["dense"].keys() & success["sparse"].keys())
+    diffs = [success["sparse"][k] - success["dense"][k] for k in keys]
+    low, high = bootstrap(diffs)
+    mean = sum(diffs) / len(diffs) if diffs else 0.0
+    print(
+        f"  sparse - dense success on the same {len(keys)} tasks and seeds: {100 * mean:+.0f} points "
+        f"(95% bootstrap CI {100 * low:+.0f} to {100 * high:+.0f})"
     )
 
 
@@ -119,3 +249,11 @@ def add_parser(sub) -> None:
     p = add_command(sub, "demo", "Run the end-to-end demo on an embedded default.", "toolgym demo", run)
     p.add_argument("--backend", default="auto", choices=["auto", "docker", "namespace"])
     p.add_argument("--out", default="out/demo", help="where the corpus, runs and datasets go")
+    p.add_argument(
+        "--model-tasks",
+        type=int,
+        default=2,
+        help="tasks per category for the embedded real model, dense and sparse (0: skip that stage)",
+    )
+    p.add_argument("--model-max-steps", type=int, default=3, help="model turns per episode of that stage")
+    p.add_argument("--model-max-tokens", type=int, default=96, help="tokens per model turn of that stage")
