@@ -265,6 +265,7 @@ def test_serve_default_prints_the_embedded_models_command():
     assert got["--model"] == str(folder) and got["--served-model-name"] == "default"
     assert got["--tool-call-parser"] == "hermes" and "--reasoning-parser" not in got
     assert got.get("--gpu-memory-utilization") == ("0.3" if cpu_only() else None)
+    assert got["--dtype"] == "float32"  # vLLM CPU's default bfloat16 cast breaks this model
 
 
 # --- --start: a fake vLLM that answers /v1/models, with an engine child in its session -----------------------
