@@ -295,12 +295,13 @@ def test_retrofit_writes_a_folder_that_loads_sparse_and_runs_as_a_local_policy(l
     finally:
         policy.close()
 
-    # the same plan and seed write the same indexers, byte for byte
+    # the same plan and seed write the same files, byte for byte (the times go to retrofit-seconds.json)
     again = run_retrofit(tiny_plan(llama_dir, tmp_path / "again", sft), Bar, log=lambda _line: None)
-    assert (out / "indexers.safetensors").read_bytes() == (
-        tmp_path / "again" / "indexers.safetensors"
-    ).read_bytes()
-    assert again["heldout"] == report["heldout"]
+    for name in ("indexers.safetensors", "indexers.json", "model.safetensors", "retrofit.json"):
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes().replace(
+            b"again", b"sparse"
+        )
+    assert set(again["seconds"]) >= {"warmup", "sparse", "save"}
 
 
 def test_retrofit_refuses_what_it_cannot_use(llama_dir, tmp_path):
@@ -315,3 +316,54 @@ def test_retrofit_refuses_what_it_cannot_use(llama_dir, tmp_path):
         run_retrofit(tiny_plan(llama_dir, busy, bad), None, log=lambda _line: None)
     with pytest.raises(FileNotFoundError, match="written by `toolgym model retrofit`"):
         load_sparse_model(llama_dir)
+
+
+def test_retrofit_command_line(llama_dir, tmp_path, capsys):
+    from toolgym.model.cli import main
+
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text("".join(json.dumps(r) + "\n" for r in SFT_ROWS))
+    small = [
+        "--corpus-docs",
+        "40",
+        "--top-k",
+        "8",
+        "--seq-len",
+        "32",
+        "--warmup-steps",
+        "2",
+        "--sparse-steps",
+        "1",
+    ]
+    small += ["--eval-windows", "1", "--index-heads", "2", "--index-dim", "16", "--index-rope-dim", "8"]
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "model",
+                "retrofit",
+                str(llama_dir),
+                "--out",
+                str(out),
+                "--trajectories",
+                str(sft),
+                *small,
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["plan"]["top_k"] == 8 and report["stages"]["warmup"]["steps"] == 2
+    assert load_sparse_model(out)[0].retrofit_dsa.top_k == 8
+    missing = [
+        "model",
+        "retrofit",
+        str(llama_dir),
+        "--out",
+        str(tmp_path / "x"),
+        "--trajectories",
+        "nope.jsonl",
+    ]
+    assert main(missing) == 2
+    assert "pass an sft.jsonl written by `toolgym export sft`" in capsys.readouterr().err
