@@ -468,7 +468,8 @@ class LocalEngine:
     `max_tokens`; a cancelled request leaves the batch at the next step. `prefix_cache_tokens` bounds the
     finished sequences' keys and values kept for prefix reuse (0: none; Hugging Face models only; the embedded
     SmolLM2-135M in float32 holds 46,080 bytes a token, so the default is about 1.4 GiB when full). `threads`
-    sets torch's intra-op threads for the decoding thread (None: torch's own setting).
+    sets torch's intra-op threads for the decoding thread (None: one core fewer than the machine has, at most
+    torch's default, leaving one to the event loop and the sandboxes).
     """
 
     def __init__(
@@ -498,7 +499,15 @@ class LocalEngine:
                 self.runner.eos_ids.add(int(tokenizer.eos_token_id))
         self._dsa = isinstance(model, DSALM)
         self.prefixes = PrefixCache(prefix_cache_tokens if self.runner.prefix_ready() else 0)
-        self.threads = threads
+        if threads is None:
+            import os
+
+            import torch
+
+            # One core stays with the event loop, sandboxes and env servers: on this 2-core machine 1 thread
+            # decodes 2.8x faster than 2 (43.6 vs 15.0 tok/s at batch 8), which fight them for both cores.
+            threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+        self.threads = int(threads)
         # The event loop encodes while the worker thread decodes: a fast tokenizer must not be used by both at once.
         self._tokenizer_lock = threading.Lock()
         path = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
@@ -703,8 +712,7 @@ class LocalEngine:
         import torch
         from toolgym.model.lm import sample_next
 
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
+        torch.set_num_threads(int(self.threads))
         rows: list[_Request] = []
         state: dict | None = None
         logits = None
