@@ -835,6 +835,10 @@ def load_model(path: str | Path, *, dtype: str = "float32") -> tuple[Any, Any]:
         raise FileNotFoundError(
             f"{folder} holds no model (no config.json): pass a Hugging Face checkpoint folder, or --model default."
         )
+    from toolgym.model.retrofit import is_sparse_checkpoint, load_sparse_model
+
+    if is_sparse_checkpoint(folder):  # `toolgym model retrofit` output: loads in sparse mode
+        return load_sparse_model(folder, dtype=dtype)
     if "model_type" not in json.loads(config.read_text()):
         from toolgym.model.train import load_checkpoint
 
