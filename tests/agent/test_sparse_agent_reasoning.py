@@ -1,5 +1,5 @@
 """The card's shape: an agent loop keeps its thinking across tool calls on a sparse-attention model. A recorded
-trajectory (the oracle's, with its reasoning) is replayed turn by turn into a LocalPolicy over a DSA-retrofitted
+trajectory (two questions, with its reasoning) is replayed turn by turn into a LocalPolicy over a DSA-retrofitted
 model with the DeepSeek-V3.2 encoding: every prompt the sparse model reads holds the reasoning of the earlier
 turns since the last user message, and none from before it, and the sparse attention really ran."""
 
@@ -21,25 +21,32 @@ from tests.integration import tiny_hf_model  # noqa: E402
 
 @pytest.fixture(scope="module")
 def sparse_llama(tmp_path_factory):
-    qwen = tiny_hf_model.build(tmp_path_factory.mktemp("qwen") / "tiny")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(qwen)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=8192,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    dense = transformers.LlamaForCausalLM(config).eval()
+    folder = tiny_hf_model.build_llama(tmp_path_factory.mktemp("llama") / "tiny", max_positions=8192)
+    dense = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     dsa = RetrofitDSA(dense, top_k=32, index_heads=2, index_dim=16, index_rope_dim=8)
-    return dsa.enable_sparse(), tokenizer, dsa
+    return dsa.enable_sparse(), transformers.AutoTokenizer.from_pretrained(folder), dsa
+
+
+def _prompts(model, tokenizer, histories: list[list[dict]], tools: list[dict]) -> list[str]:
+    """What a thinking LocalPolicy over `model` (DeepSeek-V3.2 encoding) sends the model for each history."""
+    policy = LocalPolicy(
+        model, tokenizer, encoding="deepseek_v32", thinking=True, max_tokens=4, temperature=0.0
+    )
+    prompts: list[str] = []
+    generate = policy.engine.generate
+
+    async def recorded(prompt, **kw):
+        prompts.append(prompt)
+        return await generate(prompt, **kw)
+
+    policy.engine.generate = recorded
+    try:
+        policy.start(None, seed=0)
+        for history in histories:
+            asyncio.run(policy.act(history, tools))
+    finally:
+        policy.close()
+    return prompts
 
 
 def _call(i: int, city: str) -> dict:
@@ -103,21 +110,9 @@ RECORDED = [
 
 
 def test_reasoning_is_kept_across_tool_calls_on_the_sparse_model(sparse_llama, monkeypatch):
-    model, tokenizer, dsa = sparse_llama
+    model, tokenizer, _ = sparse_llama
     messages, tools = RECORDED, TOOLS
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-
-    policy = LocalPolicy(
-        model, tokenizer, encoding="deepseek_v32", thinking=True, max_tokens=4, temperature=0.0
-    )
-    prompts: list[str] = []
-    generate = policy.engine.generate
-
-    async def recorded(prompt, **kw):
-        prompts.append(prompt)
-        return await generate(prompt, **kw)
-
-    policy.engine.generate = recorded
     selections = []
     scores = retrofit.index_scores
 
@@ -126,12 +121,7 @@ def test_reasoning_is_kept_across_tool_calls_on_the_sparse_model(sparse_llama, m
         return scores(*args, **kw)
 
     monkeypatch.setattr(retrofit, "index_scores", counted)
-    try:
-        policy.start(None, seed=0)
-        for i in turns:
-            asyncio.run(policy.act(messages[:i], tools))
-    finally:
-        policy.close()
+    prompts = _prompts(model, tokenizer, [messages[:i] for i in turns], tools)
 
     assert len(prompts) == len(turns) and selections, "the sparse model's indexers never ran"
     # DeepSeek-V3.2's rule: within one user turn the reasoning stays across tool calls; a new user message
@@ -144,17 +134,6 @@ def test_reasoning_is_kept_across_tool_calls_on_the_sparse_model(sparse_llama, m
 
 def test_a_new_user_message_drops_earlier_reasoning(sparse_llama):
     model, tokenizer, _ = sparse_llama
-    policy = LocalPolicy(
-        model, tokenizer, encoding="deepseek_v32", thinking=True, max_tokens=2, temperature=0.0
-    )
-    prompts: list[str] = []
-    generate = policy.engine.generate
-
-    async def recorded(prompt, **kw):
-        prompts.append(prompt)
-        return await generate(prompt, **kw)
-
-    policy.engine.generate = recorded
     call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     history = [
@@ -162,13 +141,8 @@ def test_a_new_user_message_drops_earlier_reasoning(sparse_llama):
         {"role": "assistant", "content": "", "reasoning_content": "THOUGHT-ONE", "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "c1", "content": "result"},
     ]
-    try:
-        policy.start(None, seed=0)
-        asyncio.run(policy.act(history, tools))
-        later = [*history, {"role": "assistant", "content": "done"}, {"role": "user", "content": "second"}]
-        asyncio.run(policy.act(later, tools))
-    finally:
-        policy.close()
+    later = [*history, {"role": "assistant", "content": "done"}, {"role": "user", "content": "second"}]
+    prompts = _prompts(model, tokenizer, [history, later], tools)
     assert "THOUGHT-ONE" in prompts[0] and "THOUGHT-ONE" not in prompts[1]
 
 

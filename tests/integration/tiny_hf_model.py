@@ -128,3 +128,36 @@ if __name__ == "__main__":
     import sys
 
     print(build(sys.argv[1] if len(sys.argv) > 1 else "/tmp/tiny-qwen2"))
+
+
+def build_llama(directory: str | Path, *, peaked: bool = False, max_positions: int = 4096) -> Path:
+    """A random-weight 2-layer Llama with `build`'s tokenizer (ChatML), saved to `directory`. `peaked` scales
+    its query and key projections so attention concentrates: which keys a sparse layer keeps then matters."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = Path(directory)
+    tokenizer = AutoTokenizer.from_pretrained(build(out.with_name(out.name + "-tokenizer")))
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=max_positions,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    model = LlamaForCausalLM(config)
+    if peaked:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.weight.mul_(6.0)
+                layer.self_attn.k_proj.weight.mul_(6.0)
+    model.save_pretrained(out)
+    return out

@@ -34,31 +34,7 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory) -> Path:
     """A random-weight Llama (attention made peaked, so which keys are kept matters) with the test tokenizer."""
-    qwen = tiny_hf_model.build(tmp_path_factory.mktemp("qwen") / "tiny")
-    out = tmp_path_factory.mktemp("llama") / "tiny-llama"
-    tokenizer = transformers.AutoTokenizer.from_pretrained(qwen)
-    tokenizer.save_pretrained(out)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=4096,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    model = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.q_proj.weight.mul_(6.0)
-            layer.self_attn.k_proj.weight.mul_(6.0)
-    model.save_pretrained(out)
-    return out
+    return tiny_hf_model.build_llama(tmp_path_factory.mktemp("llama") / "tiny-llama", peaked=True)
 
 
 def dense_model(path: Path, implementation: str = "eager"):
