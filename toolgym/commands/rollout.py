@@ -142,6 +142,26 @@ def add_parser(sub) -> None:
         help="oracle: the reference solutions; random: random tools; give_up: answers with no tool call; "
         "llm: a model behind a server; local: a model run in this process (in sandboxes like any model)",
     )
+    add_policy_arguments(
+        p,
+        inprocess="inprocess: no sandbox, tools on this host: refused for --policy llm (trusted policies only)",
+    )
+    p.add_argument("--samples-per-task", type=int, default=1, help="G rollouts per task (GRPO groups)")
+    p.add_argument("--env", action="append", help="only these environment ids (repeatable)")
+    p.add_argument("--category", choices=["general", "code_interpreter", "search", "code"])
+    p.add_argument("--limit", type=int, help="only the first N tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-retry-infra",
+        action="store_true",
+        help="on resume, keep episodes recorded as infrastructure failures (default: run them again)",
+    )
+
+
+def add_policy_arguments(p, *, inprocess: str) -> None:
+    """The model and episode options a command that runs a policy takes (`rollout`, `synth filter`);
+    `policy_factory(args)` reads them."""
     p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
     p.add_argument(
         "--model",
@@ -159,17 +179,11 @@ def add_parser(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, for --policy local")
     p.add_argument(
-        "--max-batch",
-        type=int,
-        help="--policy local: sequences decoded together (default: --in-flight)",
+        "--max-batch", type=int, help="--policy local: sequences decoded together (default: --in-flight)"
     )
-    p.add_argument("--samples-per-task", type=int, default=1, help="G rollouts per task (GRPO groups)")
     p.add_argument("--in-flight", type=int, default=8, help="episodes at once (and sandboxes in the pool)")
     p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "docker", "namespace", "inprocess"],
-        help="inprocess: no sandbox, tools on this host: refused for --policy llm (trusted policies only)",
+        "--backend", default="auto", choices=["auto", "docker", "namespace", "inprocess"], help=inprocess
     )
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--episode-timeout", type=float, default=600.0, help="seconds per episode")
@@ -178,14 +192,4 @@ def add_parser(sub) -> None:
         type=float,
         default=120.0,
         help="seconds one model request may take; past it the server counts as hung (an infrastructure failure)",
-    )
-    p.add_argument("--env", action="append", help="only these environment ids (repeatable)")
-    p.add_argument("--category", choices=["general", "code_interpreter", "search", "code"])
-    p.add_argument("--limit", type=int, help="only the first N tasks")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--no-retry-infra",
-        action="store_true",
-        help="on resume, keep episodes recorded as infrastructure failures (default: run them again)",
     )

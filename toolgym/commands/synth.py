@@ -199,33 +199,9 @@ def _add_filter(s) -> None:
     )
     p.add_argument("--sample", type=int, help="only a seeded random sample of N tasks (after --only)")
     p.add_argument("--seed", type=int, default=0, help="episode seeds and the --sample draw")
-    p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
-    p.add_argument(
-        "--model",
-        help="--policy llm: the served model name; --policy local: a checkpoint folder or 'default'",
-    )
-    p.add_argument(
-        "--encoding",
-        choices=["chat", "deepseek_v32", "hermes"],
-        help="as for `toolgym rollout` (chat for --policy llm, hermes for --policy local by default)",
-    )
-    p.add_argument("--thinking", action="store_true", help="thinking mode (reasoning kept across tool calls)")
-    p.add_argument("--max-tokens", type=int, default=4096)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, for --policy local")
-    p.add_argument(
-        "--max-batch", type=int, help="--policy local: sequences decoded together (default: --in-flight)"
-    )
-    p.add_argument("--in-flight", type=int, default=8, help="episodes at once (and sandboxes in the pool)")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "docker", "namespace", "inprocess"],
-        help="inprocess: no sandbox (oracle and random only)",
-    )
-    p.add_argument("--max-steps", type=int, default=30)
-    p.add_argument("--episode-timeout", type=float, default=600.0, help="seconds per episode")
-    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds one model request may take")
+    from toolgym.commands.rollout import add_policy_arguments
+
+    add_policy_arguments(p, inprocess="inprocess: no sandbox (oracle and random only)")
     p.add_argument("--no-progress", action="store_true")
 
 
