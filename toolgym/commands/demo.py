@@ -4,6 +4,7 @@ corpus of all four categories synthesized, rolled out (oracle and random) in san
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -190,13 +191,15 @@ def model_stage(args, out: Path, corpus) -> None:
     )
     sparse_dir = sparse_default(log)
     sampling = {"max_tokens": args.model_max_tokens, "temperature": 0.0}
+    # every core: here the sandboxes mostly wait on the model (a rollout's default leaves them one)
+    engine = {"threads": os.cpu_count() or 1}
     success: dict[str, dict[str, float]] = {}
     for name in ("dense", "sparse"):
         if name == "dense":
-            policy = LocalPolicy.from_pretrained("default", encoding="hermes", seed=0, **sampling)
+            policy = LocalPolicy.from_pretrained("default", encoding="hermes", seed=0, **engine, **sampling)
         else:
             model, tokenizer = load_sparse_model(sparse_dir)
-            policy = LocalPolicy(model, tokenizer, encoding="hermes", seed=0, **sampling)
+            policy = LocalPolicy(model, tokenizer, encoding="hermes", seed=0, **engine, **sampling)
         run = out / "runs" / f"model-{name}"
         try:
             stats = asyncio.run(
@@ -255,5 +258,5 @@ def add_parser(sub) -> None:
         default=2,
         help="tasks per category for the embedded real model, dense and sparse (0: skip that stage)",
     )
-    p.add_argument("--model-max-steps", type=int, default=3, help="model turns per episode of that stage")
+    p.add_argument("--model-max-steps", type=int, default=2, help="model turns per episode of that stage")
     p.add_argument("--model-max-tokens", type=int, default=96, help="tokens per model turn of that stage")
