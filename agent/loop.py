@@ -86,6 +86,7 @@ async def run_episode(
         messages=info["messages"],
         tools=info["tools"],
     )
+    tools = info["tools"]  # the current user turn's tools (a multi-turn task may change them)
     pending: list[dict] = []  # feedback the model sees before its next turn
     last_failure: str | None = None
     repeats = 0
@@ -97,7 +98,7 @@ async def run_episode(
         t0 = time.perf_counter()
         view = traj.messages + pending
         try:
-            turn: Turn = await policy.act(view, traj.tools)
+            turn: Turn = await policy.act(view, tools)
         except Exception as exc:  # noqa: BLE001 - a dead server ends the episode, not the run
             # A client's ModelServerError carries its `kind` (model_timeout, model_http_error, context_length,
             # ...) and `infra`: the infrastructure's failures end as "model_error" (the rollout retries them);
@@ -164,6 +165,7 @@ async def run_episode(
             t2 = time.perf_counter()
             step.env_s = t2 - te
             traj.messages = info["messages"]
+            tools = info.get("tools", tools)
             tool_msgs = [m for m in traj.messages[before:] if m.get("role") == "tool"]
             for msg, result in zip(tool_msgs, info.get("tool_results", []), strict=False):
                 if not result["ok"]:

@@ -117,7 +117,8 @@ def _describe(name: str, args: dict, tools: list[dict]) -> str:
 
 
 class OraclePolicy:
-    """Replays the task's reference solution one call per turn, each after a short generated reasoning."""
+    """Replays the task's reference solution one call per step, each after a short generated reasoning; in a
+    multi-turn task, each user turn's reference calls in that turn, then its reference answer."""
 
     name = "oracle"
     trusted = True
@@ -125,18 +126,31 @@ class OraclePolicy:
 
     def __init__(self, reasoning: bool = True) -> None:
         self.reasoning = reasoning
-        self._calls: list[dict] = []
-        self._answer: str | None = None
+        self._turns: list[tuple[list[dict], str | None]] = []
+        self._turn = 0
         self._step = 0
 
     def start(self, task: Any) -> None:
-        self._calls = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in task.solution]
-        self._answer = getattr(task, "answer", None)
+        if hasattr(task, "turn_list"):
+            single = getattr(task, "turns", None) is None
+            # A single-turn task's later user turns get its answer again, as before turns existed.
+            self._turns = [
+                (
+                    [c.model_dump() for c in t.solution],
+                    t.answer if t.answer is not None or not single else task.answer,
+                )
+                for t in task.turn_list()
+            ]
+        else:  # a plain object with a solution and an answer
+            calls = [c.model_dump() if hasattr(c, "model_dump") else dict(c) for c in task.solution]
+            self._turns = [(calls, getattr(task, "answer", None))]
+        self._turn = 0
         self._step = 0
 
     async def act(self, messages: list[dict], tools: list[dict]) -> Turn:
-        if self._step < len(self._calls):
-            call = self._calls[self._step]
+        calls, answer = self._turns[min(self._turn, len(self._turns) - 1)]
+        if self._step < len(calls):
+            call = calls[self._step]
             args = call.get("arguments") or {}
             if isinstance(args, str):
                 args = json.loads(args)
@@ -155,7 +169,9 @@ class OraclePolicy:
             if self.reasoning:
                 msg["reasoning_content"] = _describe(call["name"], args, tools)
             return Turn(message=msg)
-        msg = {"role": "assistant", "content": self._answer or ""}
+        self._turn += 1  # the answer ends this user turn
+        self._step = 0
+        msg = {"role": "assistant", "content": answer or ""}
         if self.reasoning:
             msg["reasoning_content"] = "I have what I need; here is the answer."
         return Turn(message=msg)

@@ -21,8 +21,8 @@ from toolgym.sandbox.backend import Backend
 
 from .lease import EnvLease, InProcess, runs_agent_code
 from .messages import Message, assistant_action
-from .runtime import EnvRuntimeError, EnvServerOps
-from .spec import EnvSpec, TaskSpec, load_env_spec, load_tasks
+from .runtime import EnvRuntimeError, EnvServerOps, episode_start
+from .spec import EnvSpec, TaskSpec, TurnSpec, load_env_spec, load_tasks
 
 MAX_OBSERVATION_CHARS = 10_000_000
 MAX_ARGUMENT_CHARS = 1_000_000
@@ -159,6 +159,9 @@ class ToolEnv(gymnasium.Env):
         self.task: TaskSpec | None = None
         self.messages: list[dict] = []
         self._turn = 0
+        """User turns begun so far (the current one is `_turns[_turn - 1]`)."""
+        self._turns: list[TurnSpec] = []
+        self._turn_steps = 0
         self._steps = 0
         self._done = False
         self.last_verdict: dict | None = None
@@ -187,15 +190,29 @@ class ToolEnv(gymnasium.Env):
 
     def _start(self, server: EnvServerOps, task: TaskSpec) -> tuple[str, StepInfo]:
         self._server = server
-        server.reset({"id": task.id})
+        server.reset(episode_start(task))
         self.task = task
-        self.messages = [
-            {"role": "system", "content": self.env_spec.description},
-            {"role": "user", "content": task.prompt[0]},
-        ]
-        self._turn, self._steps, self._done = 1, 0, False
+        self._turns = task.turn_list()
+        self.messages = [{"role": "system", "content": self.env_spec.description}]
+        self._turn, self._steps, self._done = 0, 0, False
+        self._begin_turn(self._turns[0])
         self.last_verdict = None
         return self._obs(), self._info()
+
+    def _begin_turn(self, turn: TurnSpec) -> None:
+        """The user's next turn: its messages join the conversation and its tools become the agent's."""
+        self.messages += turn.messages()
+        self._turn += 1
+        self._turn_steps = 0
+        tools = self.env_spec.openai_tools()
+        if turn.tools is not None:
+            tools = [t for t in tools if t["function"]["name"] in set(turn.tools)]
+        self._tools = tools
+
+    def _next_turn(self, answer: Any) -> None:
+        turn = self._turns[self._turn]
+        self._server.next_turn(answer, turn.tools)
+        self._begin_turn(turn)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, StepInfo]:
         super().reset(seed=seed)
@@ -247,10 +264,18 @@ class ToolEnv(gymnasium.Env):
         if parse_error:
             extra["parse_error"] = parse_error
         try:
+            self._turn_steps += 1
             terminated, answer = self._act(msg, results)
+            budget = self._turns[self._turn - 1].max_steps
+            if not terminated and msg["tool_calls"] and budget is not None and self._turn_steps >= budget:
+                # The turn's step budget is spent: the user moves on (or, after the last turn, it is judged).
+                if self._turn < len(self._turns):
+                    self._next_turn(None)
+                else:
+                    terminated, answer = True, None
             reward = 0.0
             if terminated:
-                self.last_verdict = self._server.verify(self.task.verifier, self.task.params, answer)
+                self.last_verdict = self._server.verify(self.task.verifier, self.task.verify_params(), answer)
                 reward = float(self.last_verdict["reward"])
                 extra["verdict"] = self.last_verdict
                 extra["answer"] = answer
@@ -269,9 +294,8 @@ class ToolEnv(gymnasium.Env):
     def _act(self, msg: Message, results: list[ToolResult]) -> tuple[bool, Any]:
         """Run the message's tool calls in order, or move to the next user turn; (terminated, answer)."""
         if not msg["tool_calls"]:
-            if self._turn < len(self.task.prompt):
-                self.messages.append({"role": "user", "content": self.task.prompt[self._turn]})
-                self._turn += 1
+            if self._turn < len(self._turns):
+                self._next_turn(msg["content"])
                 return False, None
             if self.user is not None:
                 text = self.user.reply([dict(m) for m in self.messages], self.task)

@@ -84,12 +84,14 @@ def check_env_files(env_dir: Path) -> None:
 
 
 def pushed_files(env_dir: Path) -> dict[str, str]:
-    """What the push transport sends: env.json, tools.py and state/ (never verify.py or tasks), as base64."""
+    """What the push transport sends: env.json, tools.py, state/ and lib/ (never verify.py or tasks), as base64."""
     check_env_files(env_dir)
     paths = [env_dir / "env.json", env_dir / "tools.py"]
-    state = env_dir / "state"
-    if state.is_dir():
-        paths += sorted(p for p in state.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for folder in ("state", "lib"):
+        if (env_dir / folder).is_dir():
+            paths += sorted(
+                p for p in (env_dir / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            )
     total = sum(p.stat().st_size for p in paths)
     if total > PUSHED_FILES_MAX:
         raise EnvRuntimeError(
@@ -121,18 +123,56 @@ class Script:
     also: list = field(default_factory=list)
     """Other final answers for the same calls: each verdict in `also`, as if each were a script of its own (the
     server verifies them on the same end state where that is the same thing)."""
+    turns: list | None = None
+    """A multi-turn script: {"calls", "answer"} per user turn (then `calls` and `answer` are not used); each
+    turn's tools come from the task."""
 
     def request(self) -> dict:
-        task = self.task if isinstance(self.task, dict) else self.task.model_dump(mode="json")
-        calls = [c if isinstance(c, dict) else {"name": c.name, "arguments": c.arguments} for c in self.calls]
+        task = self.task if isinstance(self.task, dict) else _task_request(self.task)
+        turns = None
+        if self.turns is not None:
+            tools = task.get("turn_tools") or []
+            turns = [
+                {
+                    "calls": _plain_calls(t.get("calls", [])),
+                    "answer": t.get("answer"),
+                    **({"tools": tools[i]} if i < len(tools) and tools[i] is not None else {}),
+                }
+                for i, t in enumerate(self.turns)
+            ]
         return {
-            "task": {k: task.get(k) for k in ("id", "verifier", "params")},
-            "calls": calls,
+            "task": {k: task.get(k) for k in ("id", "verifier", "params", "config", "tools") if k in task},
+            "calls": _plain_calls(self.calls),
             "answer": self.answer,
             "digest": self.digest,
             "observe": self.observe,
             **({"also": list(self.also)} if self.also else {}),
+            **({"turns": turns} if turns is not None else {}),
         }
+
+
+def _plain_calls(calls) -> list[dict]:
+    return [c if isinstance(c, dict) else {"name": c.name, "arguments": c.arguments} for c in calls]
+
+
+def _task_request(task) -> dict:
+    """What the env server needs of a TaskSpec for an episode: its id, verifier and the verifier's arguments
+    (with the ground truth a built-in verifier replays), its configuration and the tools of each turn."""
+    turns = task.turn_list()
+    out = {"id": task.id, "verifier": task.verifier, "params": task.verify_params()}
+    if task.config is not None:
+        out["config"] = task.config
+    if turns[0].tools is not None:
+        out["tools"] = turns[0].tools
+    if any(t.tools is not None for t in turns):
+        out["turn_tools"] = [t.tools for t in turns]
+    return out
+
+
+def episode_start(task) -> dict:
+    """The reset request of an episode of `task` (a TaskSpec): id, configuration, the first turn's tools."""
+    request = _task_request(task)
+    return {k: request[k] for k in ("id", "config", "tools") if k in request}
 
 
 def replay(
@@ -163,6 +203,10 @@ class EnvServerOps:
 
     def call(self, name: str, arguments) -> dict:
         return self.request("call", name=name, arguments=arguments)
+
+    def next_turn(self, answer=None, tools: list | None = None) -> dict:
+        """The user's next turn begins (the server closes the current one for verifiers)."""
+        return self.request("turn", answer=answer, tools=tools)
 
     def verify(self, name: str, params: dict, answer) -> dict:
         return self.request(

@@ -26,7 +26,8 @@ except ImportError:
     import toolgym_env
 
 sys.modules.setdefault("toolgym_env", toolgym_env)
-Context, ToolError = toolgym_env.Context, toolgym_env.ToolError
+Context, ToolError, Toolset = toolgym_env.Context, toolgym_env.ToolError, toolgym_env.Toolset
+BUILTIN_PREFIX = "toolgym:"
 
 FILE_CATEGORIES = ("code", "code_interpreter")  # the agent works on files: state goes to /workspace
 OBSERVE_MAX_CHARS = 20000
@@ -218,9 +219,12 @@ class EnvServer:
         scratch: str | None = None,
         files: dict | None = None,
         sandboxed: bool = False,
+        paths: list | None = None,
     ) -> None:
         self.env_dir = env_dir
         self.files = files
+        self._paths = self._import_paths(paths or [])
+        """Folders put first on sys.path for this environment (its lib/, its requirements' site folders)."""
         if files is not None:
             self.spec = json.loads(files["env.json"])
             self.tools_module = module_from_source("tools", files["tools.py"].decode(), "tools.py")
@@ -234,7 +238,17 @@ class EnvServer:
         self.verify_module = None
         self._verify_digest: str | None = None
         self.schemas = {t["function"]["name"]: t["function"] for t in self.spec.get("tools", [])}
-        self.functions = {name: getattr(self.tools_module, name, None) for name in self.schemas}
+        self.toolsets = toolsets_of(self.tools_module)
+        given = {name: fn for ts in self.toolsets for name, fn in _toolset_functions(ts).items()}
+        self.functions = {
+            name: given.get(name) or getattr(self.tools_module, name, None) for name in self.schemas
+        }
+        self.check_arguments = {
+            t["function"]["name"]: t.get("check_arguments", True) is not False
+            for t in self.spec.get("tools", [])
+        }
+        self.allowed: set | None = None
+        """The tools of the current user turn (None: all of them)."""
         category = self.category = self.spec.get("category", "general")
         self.sandboxed = sandboxed
         """In a sandbox (never in-process on the host): verification first stops every process of the agent."""
@@ -254,6 +268,35 @@ class EnvServer:
         """While replaying: [task id,] tool, arguments -> the reply of a read on untouched state."""
         self._replay_reads: dict = {}
         """The read cache of every replay request (the state they start from never changes)."""
+
+    # -- imports ---------------------------------------------------------------------------------------
+    def _import_paths(self, paths: list) -> list:
+        """lib/ (the store's folder, or the pushed files written once where agent code cannot change them) and
+        `paths` (site folders of the environment's requirements), put first on sys.path."""
+        lib = None
+        if self.files is not None:
+            pushed = {k[len("lib/") :]: v for k, v in self.files.items() if k.startswith("lib/")}
+            lib = _write_lib(pushed) if pushed else None
+        elif self.env_dir is not None and os.path.isdir(os.path.join(self.env_dir, "lib")):
+            lib = os.path.join(self.env_dir, "lib")
+        out = ([lib] if lib else []) + [str(p) for p in paths]
+        for path in reversed(out):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        return out
+
+    def unload(self) -> None:
+        """Take this environment's folders off sys.path and forget the modules imported from them, so another
+        environment served by the same process imports its own modules of the same names."""
+        self.close()
+        for toolset in self.toolsets:
+            getattr(toolset, "unload", lambda: None)()
+        roots = tuple(os.path.join(p, "") for p in self._paths)
+        for name, module in list(sys.modules.items()):
+            where = getattr(module, "__file__", None) or ""
+            if roots and where.startswith(roots):
+                del sys.modules[name]
+        sys.path[:] = [p for p in sys.path if p not in self._paths]
 
     # -- episode ---------------------------------------------------------------------------------------
     def _state_files(self) -> tuple[dict, list, set]:
@@ -361,9 +404,44 @@ class EnvServer:
 
     def _new_episode(self, task: dict) -> dict:
         self.ctx = Context(self.scratch, str(task.get("id", "")), call_timeout_s=self.call_timeout_s)
+        self.ctx.config = task.get("config")
         self.calls = []
         self._wrote = False
+        tools = task.get("tools")
+        self.allowed = set(tools) if tools is not None else None
+        for toolset in self.toolsets:
+            toolset.start(self.ctx)
         return {"ok": True, "scratch": self.scratch}
+
+    # -- turns -----------------------------------------------------------------------------------------
+    def next_turn(self, answer=None, tools: list | None = None) -> dict:
+        """The user's next turn begins: the current one ends (its calls, the agent's final text and the state
+        are kept for verifiers in `ctx.turns`) and `tools` (None: all) are the ones the agent may call now."""
+        if self.ctx is None:
+            self.reset({"id": ""})
+        self._close_turn(answer)
+        self.ctx.turn += 1
+        self.allowed = set(tools) if tools is not None else None
+        return {"ok": True, "turn": self.ctx.turn}
+
+    def _close_turn(self, answer=None) -> None:
+        ctx = self.ctx
+        if ctx.turns and ctx.turns[-1]["index"] == ctx.turn:
+            return  # closed already (a second verification of the same end)
+        if self.sandboxed and self.category in FILE_CATEGORIES and self._agent_ran:
+            stop_agent_processes()  # the state of a turn's end is what nothing of the agent's can change any more
+            self._agent_ran = False
+        calls = [dict(c) for c in self.calls if c.get("turn") == ctx.turn]
+        ctx.turns.append({"index": ctx.turn, "answer": answer, "calls": calls, "state": self._snapshot()})
+
+    def _snapshot(self) -> dict:
+        """The state verifiers compare at a turn's end: every toolset's snapshot, or (an environment of @tool
+        functions over a database) the database's digest."""
+        if self.toolsets:
+            return {ts.key: ts.snapshot(self.ctx) for ts in self.toolsets}
+        if self.category not in FILE_CATEGORIES and os.path.exists(os.path.join(self.scratch, "db.sqlite")):
+            return {"db": toolgym_env.state_digest(self.ctx.db)}
+        return {}
 
     def _untouched(self) -> bool:
         """Whether the last episode left the state exactly as the reset wrote it: no row changed through its
@@ -385,6 +463,8 @@ class EnvServer:
         result = self._call(name, arguments, entry)
         entry["ok"] = result["ok"]
         entry["digest"] = _digest(result["content"])
+        entry["result"] = result["content"]
+        entry["turn"] = self.ctx.turn
         if not result["ok"]:
             entry["error"] = result["content"]
             entry["error_kind"] = result["error_kind"]
@@ -400,8 +480,15 @@ class EnvServer:
 
     def _call(self, name: str, arguments, entry: dict) -> dict:
         if name not in self.schemas or self.functions.get(name) is None:
-            known = ", ".join(sorted(self.schemas))
+            known = ", ".join(
+                sorted(self.schemas if self.allowed is None else self.allowed & set(self.schemas))
+            )
             return self._error(f"there is no tool named {name!r}; the tools are: {known}.", "unknown_tool")
+        if self.allowed is not None and name not in self.allowed:
+            known = ", ".join(sorted(self.allowed & set(self.schemas))) or "none"
+            return self._error(
+                f"{name} is not available in this turn; the tools now are: {known}.", "unknown_tool"
+            )
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments, parse_constant=_no_constant) if arguments.strip() else {}
@@ -421,7 +508,10 @@ class EnvServer:
                 "invalid_arguments",
             )
         entry["arguments"] = arguments
-        problem = validate_arguments(name, self.schemas[name].get("parameters", {}), arguments)
+        if self.check_arguments.get(name, True):
+            problem = validate_arguments(name, self.schemas[name].get("parameters", {}), arguments)
+        else:  # the tool's own code takes what the model wrote; only the shape of a call is checked
+            problem = validate_arguments(name, {"type": "object"}, arguments)
         if problem:
             return self._error(problem.rstrip(".") + ".", "invalid_arguments")
         fn = self.functions[name]
@@ -488,11 +578,25 @@ class EnvServer:
         return self.verify_module
 
     def verify(self, name: str, params: dict | None = None, answer=None, source: str | None = None) -> dict:
-        """Run verify.py's `name` on (final state, answer, call log): {"reward" in [0, 1], "reason"}."""
-        module = self._load_verify(source)
-        fn = getattr(module, name, None) if module else None
-        if fn is None:
-            return {"reward": 0.0, "reason": f"verify.py has no verifier named {name!r}"}
+        """Run verify.py's `name` (or a built-in, `toolgym:...`) on (final state, answer, call log): {"reward" in
+        [0, 1], "reason"}, and "turns" ({"reward", "reason"} per user turn) where the verifier judges turns.
+
+        The verifier sees `ctx.turns` (every turn's calls, final text and end state) and each call's full
+        `result`, so it can judge a multi-turn episode turn by turn."""
+        if name.startswith(BUILTIN_PREFIX):
+            fn = BUILTIN_VERIFIERS.get(name[len(BUILTIN_PREFIX) :])
+            if fn is None:
+                known = ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_VERIFIERS)
+                return {
+                    "reward": 0.0,
+                    "reason": f"there is no built-in verifier {name!r} (there are: {known})",
+                }
+            fn = fn.__get__(self)
+        else:
+            module = self._load_verify(source)
+            fn = getattr(module, name, None) if module else None
+            if fn is None:
+                return {"reward": 0.0, "reason": f"verify.py has no verifier named {name!r}"}
         if self.ctx is None:
             self.reset({"id": ""})
         if self.sandboxed and self.category in FILE_CATEGORIES:
@@ -501,12 +605,112 @@ class EnvServer:
                 return {"reward": 0.0, "reason": f"{survivors} of the agent's processes could not be stopped"}
             self._agent_ran = False
         try:
+            self._close_turn(answer)
             out = fn(self.ctx, answer, [dict(c) for c in self.calls], **(params or {}))
         except Exception as exc:  # noqa: BLE001 - a verifier crash scores 0 with the reason
             return {"reward": 0.0, "reason": f"the verifier raised {type(exc).__name__}: {exc}"}
+        turns = None
+        if isinstance(out, dict):
+            out, turns = (out.get("reward", 0.0), out.get("reason", "")), out.get("turns")
         reward, reason = out if isinstance(out, tuple) else (out, "")
         reward = max(0.0, min(1.0, float(reward)))
-        return {"reward": reward, "reason": str(reason or ("passed" if reward == 1.0 else "failed"))}
+        verdict = {"reward": reward, "reason": str(reason or ("passed" if reward == 1.0 else "failed"))}
+        if turns is not None:
+            verdict["turns"] = [
+                {
+                    "reward": max(0.0, min(1.0, float(t.get("reward", 0.0)))),
+                    "reason": str(t.get("reason", "")),
+                }
+                for t in turns
+            ]
+        return verdict
+
+    # -- the built-in verifier: the episode against its ground truth, turn by turn ---------------------
+    def _ground_truth(
+        self,
+        ctx,
+        answer,
+        calls,
+        turns: list,
+        check_state: bool = True,
+        check_results: bool = True,
+        irrelevance: bool = True,
+    ):
+        """`toolgym:ground_truth`: replays the reference calls of each turn on a fresh state and compares, after
+        every turn, what a multi-turn benchmark's checker compares. A turn passes when
+        - it needed calls (its reference has some) and the agent made at least one,
+        - the state at its end equals the reference's (every toolset's snapshot, or the database digest),
+        - every result the reference's calls of the turn got is among the results of the agent's calls so far
+          (as a multiset: order free, since independent calls may come in any order);
+        a turn whose reference makes no call (a request the tools cannot serve) passes only with no call.
+        The task passes when every turn passes."""
+        truth = self._replay_truth(turns)
+        done = {t["index"]: t for t in ctx.turns}
+        verdicts, results_so_far = [], []
+        for i, (expected, reference) in enumerate(zip(turns, truth, strict=True)):
+            mine = done.get(i)
+            if mine is None:
+                verdicts.append({"reward": 0.0, "reason": f"turn {i + 1}: the episode ended before it"})
+                continue
+            results_so_far += [c.get("result", "") for c in mine["calls"]]
+            verdicts.append(
+                _judge_turn(
+                    i, expected, reference, mine, results_so_far, check_state, check_results, irrelevance
+                )
+            )
+        failed = [v for v in verdicts if v["reward"] < 1.0]
+        reason = failed[0]["reason"] if failed else f"all {len(verdicts)} turns match the ground truth"
+        return {"reward": 0.0 if failed else 1.0, "reason": reason, "turns": verdicts}
+
+    def _replay_truth(self, turns: list) -> list:
+        """Each turn's reference calls run in order on a fresh copy of state/ with a fresh Context (the same task
+        id and configuration): every turn's results and end state. The episode's own state is untouched."""
+        import tempfile
+
+        saved = (
+            self.ctx,
+            self.calls,
+            self._wrote,
+            self._read_cache,
+            self.allowed,
+            self.scratch,
+            self._agent_ran,
+        )
+        scratch = tempfile.mkdtemp(prefix="toolgym-truth-")
+        files, dirs, _ = self._state_files()
+        for rel in dirs:
+            os.makedirs(os.path.join(scratch, rel), exist_ok=True)
+        for rel, data in files.items():
+            with open(os.path.join(scratch, rel), "wb") as f:
+                f.write(data)
+        episode = saved[0]
+        self.scratch = scratch
+        self.ctx = Context(scratch, episode._task_id, call_timeout_s=self.call_timeout_s)
+        self.ctx.config = episode.config
+        self.calls, self._wrote, self._read_cache, self.allowed = [], False, None, None
+        out = []
+        try:
+            for toolset in self.toolsets:
+                toolset.start(self.ctx)
+            for i, reference in enumerate(turns):
+                self.ctx.turn = i
+                results = [self.call(c["name"], c.get("arguments", {}))["content"] for c in reference]
+                out.append({"results": results, "state": self._snapshot()})
+        finally:
+            self.ctx.close()
+            if self.sandboxed and self.category in FILE_CATEGORIES:
+                stop_agent_processes()
+            shutil.rmtree(scratch, ignore_errors=True)
+            (
+                self.ctx,
+                self.calls,
+                self._wrote,
+                self._read_cache,
+                self.allowed,
+                self.scratch,
+                self._agent_ran,
+            ) = saved
+        return out
 
     def replay(
         self,
@@ -517,9 +721,12 @@ class EnvServer:
         digest: bool = False,
         observe: bool = False,
         also: list | None = None,
+        turns: list | None = None,
     ) -> dict:
         """One whole episode from a fixed script: reset to the task, run `calls` ({"name", "arguments"} each) in
         order until one submits (its answer then replaces `answer`), and verify with the task's verifier.
+        `turns` (a multi-turn script: {"calls", "answer"[, "tools"]} per user turn) replaces `calls` and `answer`:
+        each turn's calls run, then the next turn begins, as when the agent answers and the user speaks again.
         `digest=True` adds verify.py's `db_digest` of the final database (how a producer learns the state a
         state-checking task expects); `observe=True` adds what every call returned (`observed`, each content
         cut to OBSERVE_MAX_CHARS), for the shortcut solvers' probes. `also`: other final answers, each verified
@@ -536,15 +743,22 @@ class EnvServer:
             self.reset(task)
         observed = []
         submitted = False
-        for c in calls:
-            reply = self.call(c["name"], c.get("arguments", {}))
-            if observe:
-                content = reply["content"] if isinstance(reply.get("content"), str) else ""
-                observed.append(
-                    {"name": c["name"], "ok": bool(reply["ok"]), "content": content[:OBSERVE_MAX_CHARS]}
-                )
-            if reply.get("submitted"):
-                answer, submitted = reply.get("answer"), True
+        segments = turns if turns is not None else [{"calls": calls, "answer": answer}]
+        for index, segment in enumerate(segments):
+            if index:
+                self.next_turn(segments[index - 1].get("answer"), segment.get("tools"))
+            answer = segment.get("answer")
+            for c in segment.get("calls", []):
+                reply = self.call(c["name"], c.get("arguments", {}))
+                if observe:
+                    content = reply["content"] if isinstance(reply.get("content"), str) else ""
+                    observed.append(
+                        {"name": c["name"], "ok": bool(reply["ok"]), "content": content[:OBSERVE_MAX_CHARS]}
+                    )
+                if reply.get("submitted"):
+                    answer, submitted = reply.get("answer"), True
+                    break
+            if submitted:
                 break
         end = self._end_state() if also else None
         verdict = self.verify(task.get("verifier", ""), task.get("params"), answer, source)
@@ -566,7 +780,9 @@ class EnvServer:
                         }
                     )
                 else:  # the verifier changed the state (or a submit fixed the answer): an episode of its own
-                    others.append(self.replay(task, calls, other, source))
+                    if turns is not None:
+                        turns = [*turns[:-1], {**turns[-1], "answer": other}]
+                    others.append(self.replay(task, calls, other, source, turns=turns))
             verdict["also"] = others
         return verdict
 
@@ -612,26 +828,169 @@ class EnvServer:
                             e.get("digest", False),
                             e.get("observe", False),
                             e.get("also"),
+                            e.get("turns"),
                         )
                         for e in req["episodes"]
                     ]
                 }
             finally:
                 self._read_cache = None  # live episodes always run their tools
+        elif op == "turn":
+            reply = self.next_turn(req.get("answer"), req.get("tools"))
         elif op == "log":
-            reply = {"calls": self.calls, "answer": self.ctx.answer if self.ctx else None}
+            calls = [{k: v for k, v in c.items() if k != "result"} for c in self.calls]
+            reply = {"calls": calls, "answer": self.ctx.answer if self.ctx else None}
         else:
             reply = {"error": f"unknown op {op!r}"}
         return json.dumps(reply, default=str)
 
 
-def serve_pushed(files_b64: dict, scratch: str | None = None) -> EnvServer:
+def _judge_turn(
+    i, expected, reference, mine, results_so_far, check_state, check_results, irrelevance
+) -> dict:
+    """One turn of `toolgym:ground_truth` (see EnvServer._ground_truth)."""
+    where = f"turn {i + 1}"
+    if not expected:
+        if irrelevance and mine["calls"]:
+            return {
+                "reward": 0.0,
+                "reason": f"{where}: the tools cannot do what was asked, but it called "
+                f"{', '.join(sorted({c['name'] for c in mine['calls']}))}",
+            }
+        return {"reward": 1.0, "reason": f"{where}: passed (no call needed)"}
+    if not mine["calls"]:
+        return {
+            "reward": 0.0,
+            "reason": f"{where}: no tool call, where the task needs "
+            f"{', '.join(sorted({c['name'] for c in expected}))}",
+        }
+    if check_state and mine["state"] != reference["state"]:
+        return {
+            "reward": 0.0,
+            "reason": f"{where}: the state differs from the ground truth's "
+            f"({_state_difference(mine['state'], reference['state'])})",
+        }
+    if check_results:
+        left = list(results_so_far)
+        missing = []
+        for result in reference["results"]:
+            if result in left:
+                left.remove(result)
+            else:
+                missing.append(result)
+        if missing:
+            return {
+                "reward": 0.0,
+                "reason": f"{where}: {len(missing)} result(s) of the ground truth's calls are "
+                f"missing from the agent's, e.g. {missing[0][:120]!r}",
+            }
+    return {"reward": 1.0, "reason": f"{where}: passed"}
+
+
+def _state_difference(mine, truth) -> str:
+    """Where two snapshots differ, named down to the attribute (for a verdict's reason)."""
+    if isinstance(mine, dict) and isinstance(truth, dict):
+        parts = []
+        for key in sorted(set(mine) | set(truth), key=str):
+            a, b = mine.get(key), truth.get(key)
+            if a != b:
+                inner = _state_difference(a, b) if isinstance(a, dict) and isinstance(b, dict) else ""
+                parts.append(
+                    f"{key}.{inner}" if inner and "." not in inner and "," not in inner else str(key)
+                )
+        return ", ".join(parts[:5]) or "unequal"
+    return "unequal"
+
+
+BUILTIN_VERIFIERS = {"ground_truth": EnvServer._ground_truth}
+"""Verifiers every environment has, named `toolgym:<name>` by tasks."""
+
+
+def toolsets_of(module) -> list:
+    """The module's toolsets (module-level `toolgym_env.Toolset` instances), with their tools' names checked."""
+    found, keys, names = [], set(), {}
+    for attr, value in vars(module).items():
+        if attr.startswith("_") or not isinstance(value, Toolset):
+            continue
+        if value.key in keys:
+            raise ValueError(f"two toolsets of tools.py have the key {value.key!r}; give one another key=")
+        keys.add(value.key)
+        for name in value.tools():
+            if name in names:
+                raise ValueError(
+                    f"tool {name!r} comes from two toolsets ({names[name]}, {value.key}); exclude= one"
+                )
+            names[name] = value.key
+        found.append(value)
+    return found
+
+
+def _toolset_functions(toolset) -> dict:
+    """Each tool of a toolset as a function of (ctx, **arguments), marked like an @tool function."""
+
+    def bind(name: str, meta: dict):
+        def fn(ctx, **arguments):
+            return toolset.call(ctx, name, arguments)
+
+        fn.__name__ = name
+        fn.__toolgym_tool__ = {"access": meta.get("access", "write"), "submit": bool(meta.get("submit"))}
+        return fn
+
+    return {name: bind(name, meta) for name, meta in toolset.tools().items()}
+
+
+def _write_lib(files: dict) -> str:
+    """Pushed lib/ files in a new folder, owned by the trusted uid where this process has one (a protected
+    session): the agent's uid reads them but cannot change what a later import or data read gets."""
+    import tempfile
+
+    agent, trusted = os.geteuid(), os.getuid()
+    switched = False
+    if trusted != agent:
+        try:
+            os.seteuid(trusted)
+            switched = True
+        except OSError:
+            pass
+    try:
+        root = tempfile.mkdtemp(prefix="toolgym-lib-")
+        os.chmod(root, 0o755)
+        for rel, data in sorted(files.items()):
+            path = os.path.join(root, rel)
+            if os.path.normpath(path) != path or not path.startswith(root + os.sep):
+                raise ValueError(f"lib/{rel} is not a plain path inside lib/")
+            parent = os.path.dirname(path)
+            if not os.path.isdir(parent):
+                os.makedirs(parent)
+                for d in _parents(root, parent):
+                    os.chmod(d, 0o755)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, 0o644)
+        return root
+    finally:
+        if switched:
+            os.seteuid(agent)
+
+
+def _parents(root: str, folder: str) -> list:
+    out = []
+    while folder != root:
+        out.append(folder)
+        folder = os.path.dirname(folder)
+    return out
+
+
+def serve_pushed(files_b64: dict, scratch: str | None = None, paths: list | None = None) -> EnvServer:
     """An EnvServer in a sandbox from files the host pushed as base64 (the push transport: no mount needed)."""
     import base64
 
     return serve(
         EnvServer(
-            scratch=scratch, files={k: base64.b64decode(v) for k, v in files_b64.items()}, sandboxed=True
+            scratch=scratch,
+            files={k: base64.b64decode(v) for k, v in files_b64.items()},
+            sandboxed=True,
+            paths=paths,
         )
     )
 

@@ -6,8 +6,10 @@ Stdlib only: it runs inside the sandbox (as the top-level module `toolgym_env`) 
 
 from __future__ import annotations
 
+import copy as _copy
 import datetime as _dt
 import hashlib
+import inspect as _inspect
 import os
 import random
 import re as _re
@@ -61,6 +63,15 @@ class Context:
         self._cleanups: list = []
         self.submitted = False
         self.answer = None
+        self.config = None
+        """The task's initial configuration (`TaskSpec.config`: a dict, or None), for toolsets' setup."""
+        self.objects: dict = {}
+        """Per-episode objects of the environment's toolsets, by toolset key (a class's instance, a server)."""
+        self.turn = 0
+        """The index of the user turn the episode is in."""
+        self.turns: list = []
+        """The turns that ended, for verifiers: {"index", "answer", "calls", "state"} each (calls as in the log,
+        with each call's full `result`; state: every toolset's snapshot at the turn's end)."""
 
     @property
     def task_id(self) -> str:
@@ -159,6 +170,146 @@ class Context:
                 self._cleanups.pop()()
             except Exception:  # noqa: BLE001 - one failing cleanup must not keep the others from running
                 pass
+
+
+class Toolset:
+    """Tools that are not module-level `@tool` functions: the methods of a class (`tools_from_class`), an MCP
+    server's tools. tools.py exposes each toolset as a module-level attribute; the env server finds them.
+
+    The server calls `start(ctx)` when an episode starts (each episode has a new Context; keep per-episode state
+    in `ctx.objects[self.key]`, never on the toolset, since a verifier may replay ground truth on a second
+    Context), `call` for each call of one of its tools (arguments checked against env.json's schema unless the
+    tool says `check_arguments: false`), `snapshot` at each user turn's end and at verification."""
+
+    key = ""
+    """Unique among the module's toolsets: names its state in snapshots and in `ctx.objects`."""
+
+    def tools(self) -> dict:
+        """{tool name: {"access": "read" | "write", "submit": bool}}, in the order the tools are listed."""
+        return {}
+
+    def start(self, ctx) -> None:
+        """A new episode begins (`ctx.config`: the task's initial configuration)."""
+
+    def call(self, ctx, name: str, arguments: dict):
+        """Run one call; return text or JSON data; raise ToolError with a sentence for the model."""
+        raise NotImplementedError
+
+    def snapshot(self, ctx):
+        """The episode's state as verifiers compare it (`==`), or None when it has none."""
+        return None
+
+
+def public_methods(cls) -> list:
+    """The names of a class's public methods (its own and its bases', not object's), in definition order."""
+    names: list = []
+    for klass in reversed(cls.__mro__[:-1]):
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in names:
+                continue
+            if isinstance(value, (staticmethod, classmethod)) or _inspect.isfunction(value):
+                names.append(name)
+    return names
+
+
+class ClassToolset(Toolset):
+    """The public methods of a class as tools, with one instance of the class per episode (`tools_from_class`)."""
+
+    def __init__(
+        self,
+        cls,
+        *,
+        key=None,
+        setup=None,
+        include=None,
+        exclude=(),
+        read=(),
+        submit=None,
+        state=None,
+        args=(),
+        kwargs=None,
+    ) -> None:
+        self.cls = cls
+        self.key = key or cls.__name__
+        names = list(include) if include is not None else public_methods(cls)
+        missing = [n for n in names if not callable(getattr(cls, n, None))]
+        if missing:
+            raise ValueError(f"{cls.__name__} has no method {missing[0]!r}; fix include=")
+        names = [n for n in names if n not in set(exclude)]
+        unknown = [n for n in [*read, *([submit] if submit else [])] if n not in names]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of {cls.__name__}'s tools ({', '.join(names)})")
+        self._tools = {n: {"access": "read" if n in read else "write", "submit": n == submit} for n in names}
+        self.setup = setup
+        self.state = state
+        self.args, self.kwargs = tuple(args), dict(kwargs or {})
+
+    def tools(self) -> dict:
+        return {name: dict(meta) for name, meta in self._tools.items()}
+
+    def start(self, ctx) -> None:
+        instance = self.cls(*self.args, **self.kwargs)
+        if self.setup is not None:
+            config = ctx.config.get(self.key) if isinstance(ctx.config, dict) else None
+            config = _copy.deepcopy(config) if config is not None else {}  # the instance may change it
+            hook = (
+                getattr(instance, self.setup) if isinstance(self.setup, str) else self.setup.__get__(instance)
+            )
+            hook(config)
+        ctx.objects[self.key] = instance
+
+    def instance(self, ctx):
+        """This episode's instance of the class."""
+        if self.key not in ctx.objects:
+            self.start(ctx)
+        return ctx.objects[self.key]
+
+    def call(self, ctx, name: str, arguments: dict):
+        value = getattr(self.instance(ctx), name)(**arguments)
+        if self._tools[name]["submit"]:
+            ctx.submit(value if value is not None else arguments)
+        return value
+
+    def snapshot(self, ctx):
+        instance = self.instance(ctx)
+        if self.state is not None:
+            return _copy.deepcopy(self.state(instance))
+        return {k: _copy.deepcopy(v) for k, v in vars(instance).items() if not k.startswith("_")}
+
+
+def tools_from_class(
+    cls,
+    *,
+    key=None,
+    setup=None,
+    include=None,
+    exclude=(),
+    read=(),
+    submit=None,
+    state=None,
+    args=(),
+    kwargs=None,
+) -> ClassToolset:
+    """Turn a class's public methods into tools: `TOOLS = tools_from_class(FileSystem, setup="_load_scenario")`.
+
+    Each episode gets a new instance (`cls(*args, **kwargs)`); `setup` (a method name, or a function taking the
+    instance and the config) then gets the task's `config[key]` (`{}` when absent; `key` defaults to the class's
+    name). Every tool is a "write" tool unless named in `read` (imported code may change state anywhere);
+    `submit` names the method whose call ends the episode with its result. `include`/`exclude` choose the
+    methods; `state(instance)` is the snapshot verifiers compare, by default the instance's public attributes
+    (deep copies, compared with `==`, as a multi-turn benchmark's state checker does)."""
+    return ClassToolset(
+        cls,
+        key=key,
+        setup=setup,
+        include=include,
+        exclude=exclude,
+        read=read,
+        submit=submit,
+        state=state,
+        args=args,
+        kwargs=kwargs,
+    )
 
 
 NEW_ID = _re.compile(r"\b[A-Za-z]+-?[0-9A-F]{4}\d{4}\b")
