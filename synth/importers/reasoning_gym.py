@@ -1,0 +1,283 @@
+"""reasoning-gym as a task source: each chosen generator becomes one environment (a Python session and a submit
+tool) with `size` tasks made from seed `seed`, scored inside the sandbox by the generator's own `score_answer`.
+
+    from toolgym.synth.importers.reasoning_gym import import_generators
+    import_generators(["leg_counting", "basic_arithmetic"], "./store", size=20, seed=0)
+
+The same arguments give the same bytes. Every task's gold answer is scored through the environment's verify.py at
+import time; an entry whose own answer does not score 1.0 (or that an empty answer passes) is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolgym.envs.schema import load_tools_module, tools_from_module
+from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, ToolCall, write_env_spec, write_tasks
+
+from ..family import jinja
+
+PACKAGE = "reasoning-gym"
+VERSION = "0.1.25"
+REQUIREMENT = f"{PACKAGE}=={VERSION}"
+"""The one version the environments are written for: the sandbox prepares exactly this (env.json requirements),
+so tasks made on the host are scored by the same code inside."""
+IMPORTER_VERSION = "1"
+"""Bumped when the files this importer writes change for the same arguments."""
+MAX_SIZE = 100_000
+"""Task ids number entries with five digits, so they sort in order."""
+LIMITS = EnvLimits(call_timeout_s=130.0, max_result_chars=30000, max_steps=30)
+"""The code-interpreter reference's: a Python cell may run 120 s."""
+ANSWER_LINE = (
+    "You may use the python tool to work it out. Then call submit_answer with your final answer alone, in the "
+    "form the question asks for."
+)
+
+
+class ReasoningGymError(ValueError):
+    """A problem the user can fix (reasoning-gym missing or of another version, an unknown generator, a bad size);
+    the message is one sentence naming the fix."""
+
+
+@dataclass
+class GeneratorImport:
+    """What importing one generator did."""
+
+    name: str
+    """The reasoning-gym generator (dataset) name."""
+    env_id: str
+    path: Path | None
+    """The environment folder written; None when no entry was kept."""
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Why entries were dropped -> how many."""
+    seconds: float = 0.0
+
+
+def env_id_of(name: str) -> str:
+    """`rg-<name>` with `_` as `-`, lower-case: the environment's id and folder name."""
+    return "rg-" + name.lower().replace("_", "-")
+
+
+def _package():
+    """The installed reasoning_gym module, checked to be the pinned version."""
+    from importlib import metadata
+
+    try:
+        installed = metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise ReasoningGymError(
+            f"{PACKAGE} is not installed; run `pip install 'toolgym[reasoning]'` (or `pip install {REQUIREMENT}`)."
+        ) from None
+    if installed != VERSION:
+        raise ReasoningGymError(
+            f"{PACKAGE} {installed} is installed but the environments pin {VERSION} (the sandbox scores with it); "
+            f"run `pip install {REQUIREMENT}`."
+        )
+    import reasoning_gym
+
+    return reasoning_gym
+
+
+def generators() -> dict[str, str]:
+    """Every generator reasoning-gym registers that makes entries on its own -> its area (arithmetic, games, ...).
+    `composite` is left out: it only mixes other generators."""
+    _package()
+    from reasoning_gym.factory import DATASETS
+
+    return {
+        name: cls.__module__.split(".")[1] if cls.__module__.count(".") >= 2 else "other"
+        for name, (cls, _) in sorted(DATASETS.items())
+        if name != "composite"
+    }
+
+
+def check_names(names: list[str]) -> None:
+    known = generators()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ReasoningGymError(
+                f"reasoning-gym has no generator {name!r}; {hint}`toolgym envs import-reasoning-gym --list` "
+                f"shows the {len(known)} there are."
+            )
+
+
+def encode(value: Any) -> Any:
+    """An entry as JSON data that `decode` in verify.py turns back into the same Python values: tuples, sets and
+    dicts with non-string keys are tagged (a scorer may compare with them, e.g. ARC's grids are tuples).
+    Anything else without a JSON form raises TypeError."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"the float {value!r} has no JSON form")
+        return value
+    if isinstance(value, list):
+        return [encode(x) for x in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(x) for x in value]}
+    if isinstance(value, set | frozenset):
+        items = [encode(x) for x in value]
+        return {"__set__": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            if len(value) == 1 and next(iter(value)) in ("__tuple__", "__set__", "__dict__"):
+                return {"__dict__": [[k, encode(v)] for k, v in value.items()]}  # not read back as a tag
+            return {k: encode(v) for k, v in value.items()}
+        return {"__dict__": [[encode(k), encode(v)] for k, v in value.items()]}
+    raise TypeError(f"a {type(value).__name__} value has no JSON form")
+
+
+def write_env_files(out: Path, name: str, seed: int) -> EnvSpec:
+    """tools.py, verify.py and env.json of generator `name`'s environment in folder `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    folder = "importers/reasoning_gym"
+    (out / "tools.py").write_text(jinja(True).get_template(f"{folder}/tools.py.j2").render())
+    (out / "verify.py").write_text(
+        jinja(True).get_template(f"{folder}/verify.py.j2").render(requirement=REQUIREMENT)
+    )
+    spec = EnvSpec(
+        id=env_id_of(name),
+        category="code_interpreter",
+        domain="reasoning_gym",
+        description=(
+            f"You solve problems from reasoning-gym's {name} generator. You may run Python code with the python "
+            "tool (a stateful session: variables persist between calls). When you know the answer, call "
+            "submit_answer with the final answer alone, exactly in the form the question asks for: the first "
+            "submission ends the episode, and the generator's own checker scores it."
+        ),
+        tools=tools_from_module(load_tools_module(out / "tools.py")),
+        limits=LIMITS,
+        provenance=provenance(name, seed),
+        format_version=2,
+        requirements=[REQUIREMENT],
+    )
+    return write_env_spec(out, spec)
+
+
+def provenance(name: str, seed: int) -> Provenance:
+    return Provenance(producer="import", family=f"reasoning_gym:{name}", seed=seed, version=IMPORTER_VERSION)
+
+
+def make_tasks(
+    name: str, env_id: str, seed: int, size: int, verify, progress: bool = False
+) -> tuple[list[TaskSpec], dict[str, int]]:
+    """Entries 0..size-1 of generator `name` at `seed` as tasks, each kept only where verify.py's `score` gives
+    its gold answer 1.0 and an empty answer less; (tasks, drop reasons -> counts)."""
+    import reasoning_gym
+    from toolgym.envs.inside.toolgym_env import Context
+
+    dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
+    tasks: list[TaskSpec] = []
+    dropped: dict[str, int] = {}
+    indices: Any = range(size)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc=name, unit="task", leave=False)
+    with tempfile.TemporaryDirectory(prefix="toolgym-rg-") as scratch:
+        ctx = Context(scratch, env_id)
+        for i in indices:
+            entry = dataset[i]
+            reason = None
+            gold = entry.get("answer")
+            try:
+                # what verify.py will read: the params as the sandbox receives them (JSON)
+                params = json.loads(json.dumps({"dataset": name, "entry": encode(entry)}, allow_nan=False))
+            except TypeError as exc:
+                reason = f"the entry has no JSON form ({exc})"
+            if reason is None and not (isinstance(gold, str) and gold.strip()):
+                reason = "the entry has no gold answer"
+            if reason is None:
+                right, _ = verify.score(ctx, gold, [], **json.loads(json.dumps(params)))
+                empty, _ = verify.score(ctx, "", [], **json.loads(json.dumps(params)))
+                if right != 1.0:
+                    reason = "its own answer scores below 1.0"
+                elif empty >= 1.0:
+                    reason = "an empty answer scores 1.0"
+            if reason is not None:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                continue
+            tasks.append(
+                TaskSpec(
+                    id=f"{env_id}-{seed}-{i:05d}",
+                    env_id=env_id,
+                    category="code_interpreter",
+                    difficulty=1,
+                    prompt=[f"{entry['question'].rstrip()}\n\n{ANSWER_LINE}"],
+                    verifier="score",
+                    params=params,
+                    solution=[ToolCall(name="submit_answer", arguments={"answer": gold})],
+                    provenance=provenance(name, seed),
+                )
+            )
+    return tasks, dropped
+
+
+def _replace(target: Path, built: Path, name: str) -> None:
+    """Put the freshly built folder where the environment goes; an earlier import of the same generator there is
+    replaced, anything else is left alone."""
+    if target.exists():
+        try:
+            family = json.loads((target / "env.json").read_text())["provenance"]["family"]
+        except (OSError, ValueError, KeyError, TypeError):
+            family = None
+        if family != f"reasoning_gym:{name}":
+            raise ReasoningGymError(
+                f"{target} exists and is not an import of reasoning-gym's {name}; choose another --out or "
+                "remove that folder."
+            )
+        shutil.rmtree(target)
+    built.rename(target)
+
+
+def import_generator(name: str, store: str | Path, size: int, seed: int = 0, progress: bool = False):
+    """Write `<store>/rg-<name>/` (env.json, tools.py, verify.py, tasks.jsonl) from generator `name`: entries
+    0..size-1 at `seed`. Returns a GeneratorImport; its path is None (and nothing is written) when no entry
+    passed the gold-answer check."""
+    _package()
+    check_names([name])
+    if not 1 <= size <= MAX_SIZE:
+        raise ReasoningGymError(
+            f"--size must be between 1 and {MAX_SIZE}, not {size}; pick a size in that range."
+        )
+    started = time.perf_counter()
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    env_id = env_id_of(name)
+    result = GeneratorImport(name=name, env_id=env_id, path=None)
+    built = Path(tempfile.mkdtemp(prefix=f".{env_id}.", dir=store))
+    built.chmod(0o755)  # mkdtemp's 0700 would hide the environment from a sandbox's other uid
+    try:
+        write_env_files(built, name, seed)
+        verify = load_tools_module(built / "verify.py", "verify")
+        tasks, result.dropped = make_tasks(name, env_id, seed, size, verify, progress)
+        result.kept = len(tasks)
+        if tasks:
+            write_tasks(built, tasks)
+            _replace(store / env_id, built, name)
+            result.path = store / env_id
+    finally:
+        if built.exists():
+            shutil.rmtree(built)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def import_generators(
+    names: list[str], store: str | Path, size: int, seed: int = 0, progress: bool = False
+) -> list[GeneratorImport]:
+    """`import_generator` for each name, in the order given (all names are checked before anything is written)."""
+    _package()
+    check_names(names)
+    return [import_generator(n, store, size, seed, progress) for n in names]
