@@ -7,7 +7,8 @@ obs, info = env.reset(seed=0); obs, reward, terminated, truncated, info = env.st
 from __future__ import annotations
 
 from .gym import StepInfo, ToolEnv, ToolResult
-from .lease import IN_PROCESS, EnvLease, InProcess
+from .inside.toolgym_env import ClassToolset, Context, ToolError, Toolset, tool, tools_from_class
+from .lease import IN_PROCESS, EnvLease, InProcess, requirement_sets
 from .messages import Message, ToolCall, ToolCallDict
 from .registry import EnvNotFound, add_store, default_store, find_env, list_envs, make, register_all, stores
 from .runtime import EnvRuntimeError, EnvServerOps, Script, replay, sandbox_mounts
@@ -18,14 +19,19 @@ from .spec import (
     Provenance,
     TaskSpec,
     ToolSchema,
+    TurnSpec,
     env_schema,
     load_env_spec,
     load_tasks,
+    write_env_spec,
+    write_tasks,
 )
 from .validate import validate_env
 
 __all__ = [
     "IN_PROCESS",
+    "ClassToolset",
+    "Context",
     "EnvLease",
     "EnvLimits",
     "EnvNotFound",
@@ -38,12 +44,19 @@ __all__ = [
     "Script",
     "StepInfo",
     "TaskSpec",
+    "ToolError",
+    "Toolset",
+    "TurnSpec",
     "ToolCall",
     "ToolCallDict",
     "ToolEnv",
     "ToolResult",
     "ToolSchema",
     "replay",
+    "requirement_sets",
+    "tool",
+    "tools_from_class",
+    "write_env_spec",
     "add_store",
     "check_tools",
     "default_store",
@@ -59,6 +72,7 @@ __all__ = [
     "tool_schema",
     "tools_from_module",
     "validate_env",
+    "write_tasks",
 ]
 
 try:  # gymnasium.make("toolgym/<id>") works for every id known at import; add_store() registers more

@@ -48,10 +48,51 @@ def runs_agent_code(spec: EnvSpec) -> bool:
     return spec.category in FILE_CATEGORIES
 
 
-def _others_can_read(env_dir: Path) -> bool:
-    """Whether users other than the owner can read the env folder's files (what a read-only mount needs)."""
+def _others_can_read(env_dir: Path, mount_root: Path | None = None) -> bool:
+    """Whether users other than the owner can read the env folder's files, and pass through every folder from
+    the mounted store's root down to it (what the sandbox user needs of a read-only mount)."""
+    env_dir = env_dir.resolve()
+    folders = []
+    if mount_root is not None:
+        mount_root = mount_root.resolve()
+        folders = [mount_root, *(p for p in env_dir.parents if mount_root in p.parents)]
+    if any(not p.stat().st_mode & 0o001 for p in folders):
+        return False
     paths = [env_dir, *env_dir.rglob("*")]
     return all(p.stat().st_mode & (0o005 if p.is_dir() else 0o004) for p in paths)
+
+
+def requirement_sets(spec: EnvSpec) -> tuple[str, ...]:
+    """The requirement sets (hashes) a sandbox must hold to serve the environment: none, or its one set."""
+    if not spec.requirements:
+        return ()
+    from toolgym.sandbox.requirements import requirements_hash
+
+    return (requirements_hash(spec.requirements),)
+
+
+def _mount_root(env_dir: Path, mounts: dict[str, str]) -> Path | None:
+    env_dir = env_dir.resolve()
+    for host in mounts:
+        root = Path(host).resolve()
+        if env_dir == root or root in env_dir.parents:
+            return root
+    return None
+
+
+def _host_paths(env_dir: Path, spec: EnvSpec) -> list[str]:
+    """For an in-process server: the host's prepared site folders of the environment's requirements."""
+    if not spec.requirements:
+        return []
+    from .schema import host_requirement_paths
+
+    found = host_requirement_paths(env_dir)
+    if not found:
+        raise EnvRuntimeError(
+            f"{spec.id} needs its requirements ({', '.join(spec.requirements)}), not prepared on this host: run "
+            f"`toolgym sandbox build-image --with {env_dir}`"
+        )
+    return [str(p) for p in found]
 
 
 class EnvLease:
@@ -137,12 +178,12 @@ class EnvLease:
             )
         if self.transport == "push" or (self.transport == "auto" and runs_agent_code(spec)):
             return None
-        if path is not None and not _others_can_read(env_dir):
+        if path is not None and not _others_can_read(env_dir, _mount_root(env_dir, mounts)):
             # The sandbox user (uid 1000) reads the mount; a private store can only be pushed.
             if self.transport == "mount":
                 raise EnvRuntimeError(
-                    f"the sandbox user cannot read {env_dir}; run `chmod -R a+rX {env_dir.parent}` "
-                    "or use transport='push'"
+                    f"the sandbox user cannot read {env_dir} through the mounted store; run "
+                    f"`chmod -R a+rX {_mount_root(env_dir, mounts)}` or use transport='push'"
                 )
             return None
         return path
@@ -154,6 +195,13 @@ class EnvLease:
         sb = self._sandbox
         if sb is None or sb.closed or sb.tainted or self._broken:
             return False
+        if (
+            not set(requirement_sets(spec)) <= getattr(sb, "requirements", frozenset())
+            and self._given is None
+        ):
+            return (
+                False  # a sandbox of its own is opened again with them (a given one is refused when served)
+            )
         if self._env_dir is None or self._env_dir == env_dir:
             return True
         return not (self._env_runs_code or runs_agent_code(spec))
@@ -165,13 +213,37 @@ class EnvLease:
         if self.in_process:
             if self._server is None or self._env_dir != env_dir:
                 self._drop_server()
-                self._server = LocalEnvServer(env_dir, timeout)
-        elif self._server is None:
-            self._server = EnvServerHandle(self._sandbox, env_dir, self._env_path(env_dir, spec), timeout)
+                self._server = LocalEnvServer(env_dir, timeout, paths=_host_paths(env_dir, spec))
+            self._env_dir, self._env_runs_code = env_dir, runs_agent_code(spec)
+            return self._server
+        paths = self._site_paths(spec)
+        if self._server is None:
+            self._server = EnvServerHandle(
+                self._sandbox, env_dir, self._env_path(env_dir, spec), timeout, paths=paths
+            )
         elif self._env_dir != env_dir:
-            self._server.load(env_dir, self._env_path(env_dir, spec), timeout)
+            self._server.load(env_dir, self._env_path(env_dir, spec), timeout, paths=paths)
         self._env_dir, self._env_runs_code = env_dir, runs_agent_code(spec)
         return self._server
+
+    def _site_paths(self, spec: EnvSpec) -> list[str]:
+        """Where the environment's requirements are installed in the current sandbox; a sandbox without them
+        is refused before the episode starts."""
+        needed = requirement_sets(spec)
+        if not needed:
+            return []
+        from toolgym.sandbox.requirements import site_path
+
+        held = getattr(self._sandbox, "requirements", frozenset())
+        missing = [h for h in needed if h not in held]
+        if missing:
+            raise EnvRuntimeError(
+                f"{spec.id} needs its requirements ({', '.join(spec.requirements)}; set {missing[0]}) in the "
+                "sandbox, which has not got them: run `toolgym sandbox build-image --with <env folder or "
+                "store>` once, and open the pool or sandbox with requirements="
+                f"toolgym.envs.requirement_sets(spec) (rollouts do it for you)"
+            )
+        return [site_path(h) for h in needed]
 
     def _drop_server(self, close: bool = True) -> None:
         """Forget the env server; `close=False` when its sandbox is about to be reset or handed back (that ends
@@ -204,11 +276,20 @@ class EnvLease:
                 self._sandbox = None
                 self.pool.release(sb, broken=self._broken)
             self._sandbox = self.pool.acquire()
-        elif sb is not None and not sb.closed:
+        elif (
+            sb is not None
+            and not sb.closed
+            and set(requirement_sets(spec)) <= getattr(sb, "requirements", set())
+        ):
             sb.reset()  # a verified reset: every process killed, scratch folders emptied
         else:
+            if sb is not None and not sb.closed and self._given is None:
+                sb.close()  # it lacks the requirements of the next environment
             self._sandbox = self._given or open_sandbox(
-                self.backend, self.limits, mounts=self._mounts(env_dir, spec)
+                self.backend,
+                self.limits,
+                mounts=self._mounts(env_dir, spec),
+                **({"requirements": requirement_sets(spec)} if spec.requirements else {}),
             )
         self._broken = False
 

@@ -243,7 +243,7 @@ class LocalEnvServer(EnvServerOps):
     """The same env server in this process, with no sandbox: only for trusted code (validation of generated
     tasks, the in-process baseline of the benchmarks). Tools run with this process's rights."""
 
-    def __init__(self, env_dir: Path, call_timeout_s: float = 10.0) -> None:
+    def __init__(self, env_dir: Path, call_timeout_s: float = 10.0, paths: list[str] | None = None) -> None:
         import tempfile
         from concurrent.futures import ThreadPoolExecutor
 
@@ -255,7 +255,9 @@ class LocalEnvServer(EnvServerOps):
         self.scratch = tempfile.mkdtemp(prefix="toolgym-env-")
         # One thread for the server's whole life: its SQLite connections belong to the thread that opened them.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolgym-local-env")
-        self.server = self._thread.submit(EnvServer, str(env_dir), scratch=self.scratch).result()
+        self.server = self._thread.submit(
+            EnvServer, str(env_dir), scratch=self.scratch, paths=list(paths or [])
+        ).result()
 
     def request(self, op: str, timeout_s: float | None = None, **fields) -> dict:
         req = json.dumps({"op": op, **fields})
@@ -264,7 +266,7 @@ class LocalEnvServer(EnvServerOps):
     def close(self) -> None:
         import shutil
 
-        self._thread.submit(self.server.close).result()
+        self._thread.submit(self.server.unload).result()
         self._thread.shutdown()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -275,31 +277,49 @@ class EnvServerHandle(EnvServerOps):
     `env_path` is where the env folder is mounted in the sandbox; None pushes its files instead."""
 
     def __init__(
-        self, sandbox: Sandbox, env_dir: Path, env_path: str | None, call_timeout_s: float = 10.0
+        self,
+        sandbox: Sandbox,
+        env_dir: Path,
+        env_path: str | None,
+        call_timeout_s: float = 10.0,
+        paths: list[str] | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.env_dir = env_dir
         self.env_path = env_path
         self.call_timeout_s = call_timeout_s
+        self.paths = list(paths or [])
+        """Folders of the sandbox the server puts on sys.path (the environment's requirements)."""
         self.session: PythonSession = sandbox.python(trusted=True)
         self._cell(_boot_code() + self._start_code(), timeout_s=120)  # one cell: each costs a round trip
 
     def _start_code(self) -> str:
-        self._verify_source = None if self.env_path is not None else (self.env_dir / "verify.py").read_text()
+        verify = self.env_dir / "verify.py"
+        self._verify_source = None
+        if self.env_path is None and verify.exists():  # optional where tasks use built-in verifiers
+            self._verify_source = verify.read_text()
         if self.env_path is not None:
             check_env_files(self.env_dir)
             return (
-                f"__toolgym_env = envserver.serve(envserver.EnvServer({self.env_path!r}, sandboxed=True))\n"
+                "__toolgym_env = envserver.serve(envserver.EnvServer("
+                f"{self.env_path!r}, sandboxed=True, paths={self.paths!r}))\n"
             )
         files = json.dumps(pushed_files(self.env_dir))
-        return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}))\n"
+        return f"__toolgym_env = envserver.serve_pushed(__import__('json').loads({files!r}), paths={self.paths!r})\n"
 
-    def load(self, env_dir: Path, env_path: str | None, call_timeout_s: float = 10.0) -> None:
+    def load(
+        self,
+        env_dir: Path,
+        env_path: str | None,
+        call_timeout_s: float = 10.0,
+        paths: list[str] | None = None,
+    ) -> None:
         """Serve another environment from the same session: the previous one's episode is closed and its
         server dropped. Only for sessions whose sandbox ran no agent code (nothing there is untrusted), where it
         saves a new interpreter and the server's imports (~30 ms of the sandbox's CPU)."""
         self.env_dir, self.env_path, self.call_timeout_s = env_dir, env_path, call_timeout_s
-        self._cell("__toolgym_env.close()\n" + self._start_code(), timeout_s=120)
+        self.paths = list(paths or [])
+        self._cell("__toolgym_env.unload()\n" + self._start_code(), timeout_s=120)
 
     def _cell(self, code: str, timeout_s: float) -> str | None:
         r = self.session.run(code, timeout_s=timeout_s)

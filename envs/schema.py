@@ -1,12 +1,16 @@
 """Tool schemas from Python signatures and Google-style docstrings: the function is the one source of truth.
 
-`tool_schema(fn)` builds the OpenAI function schema (plus access/submit tags) of a `@tool` function;
-`tools_from_module` does it for a whole tools.py; `check_tools` reports where env.json disagrees with the code.
+`tool_schema(fn)` builds the OpenAI function schema (plus access/submit tags) of a `@tool` function (or of a
+method of a class turned into tools by `tools_from_class`); `tools_from_module` does it for a whole tools.py;
+`check_tools` reports where env.json disagrees with the code: exactly (strict, toolgym's own environments) or
+in what a call needs (lenient, environments that ship their own schemas).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
 import re
 import sys
 import types
@@ -33,6 +37,21 @@ def type_schema(hint: Any, where: str) -> dict:
         raise SchemaError(f"{where} needs a type hint (str, int, float, bool, list[...], dict or Literal)")
     if hint in _SCALARS:
         return {"type": _SCALARS[hint]}
+    if typing.is_typeddict(hint):  # a nested object with named fields keeps them
+        hints = typing.get_type_hints(hint)
+        props = {k: type_schema(v, f"{where}.{k}") for k, v in hints.items()}
+        required = [k for k in hints if k in hint.__required_keys__]
+        return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = typing.get_type_hints(hint)
+        fields = dataclasses.fields(hint)
+        props = {f.name: type_schema(hints[f.name], f"{where}.{f.name}") for f in fields}
+        required = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is list or origin is list:
@@ -95,10 +114,11 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return " ".join(description), params
 
 
-def tool_schema(fn) -> ToolSchema:
+def tool_schema(fn, *, meta: dict | None = None, first: str | None = "ctx") -> ToolSchema:
     """The schema of one tool function. Its first parameter is the Context (`ctx`) and is not part of it;
-    parameters without a default are required; `Args:` gives each parameter's description."""
-    meta = getattr(fn, "__toolgym_tool__", {"access": "read", "submit": False})
+    parameters without a default are required; `Args:` gives each parameter's description. For a method of a
+    toolset class, `first` is "self" (or None for a static method) and `meta` its access and submit tags."""
+    meta = meta or getattr(fn, "__toolgym_tool__", {"access": "read", "submit": False})
     name = fn.__name__
     description, docs = parse_docstring(fn.__doc__)
     if not description:
@@ -108,11 +128,14 @@ def tool_schema(fn) -> ToolSchema:
     except Exception as exc:  # noqa: BLE001 - an unresolvable annotation is the author's to fix
         raise SchemaError(f"the type hints of tool {name} do not resolve: {exc}") from None
     params = list(inspect.signature(fn).parameters.values())
-    if not params or params[0].name != "ctx":
-        raise SchemaError(f"tool {name} must take the Context as its first parameter, named ctx")
+    if first == "ctx" and (not params or params[0].name != "ctx"):
+        raise SchemaError(
+            f"tool {name} must take the Context as its first parameter, named ctx (for the methods of a "
+            "class, use tools_from_class(TheClass))"
+        )
     properties: dict[str, dict] = {}
     required: list[str] = []
-    for p in params[1:]:
+    for p in params[1:] if first is not None else params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             raise SchemaError(
                 f"tool {name}: parameter {p.name} must be a plain keyword parameter (no *args/**kw)"
@@ -142,11 +165,42 @@ def tool_schema(fn) -> ToolSchema:
 
 
 def load_tools_module(path: str | Path, name: str = "tools"):
-    """Import an environment's tools.py (or verify.py) on the host, with `toolgym_env` importable."""
+    """Import an environment's tools.py (or verify.py) on the host, with `toolgym_env` importable and the
+    environment's lib/ (and its prepared requirements, where this host has them) on sys.path while it imports.
+    The modules it imported from them are forgotten after, so the next environment imports its own."""
     sys.modules.setdefault("toolgym_env", toolgym_env)
     from .inside.envserver import load_module
 
-    return load_module(name, str(path))
+    env_dir = Path(path).parent
+    paths = [str(p) for p in [env_dir / "lib", *host_requirement_paths(env_dir)] if p.is_dir()]
+    if not paths:
+        return load_module(name, str(path))
+    before = list(sys.path)
+    sys.path[:0] = paths
+    roots = tuple(os.path.join(p, "") for p in paths)
+    try:
+        return load_module(name, str(path))
+    finally:
+        sys.path[:] = before
+        for key, module in list(sys.modules.items()):
+            if (getattr(module, "__file__", None) or "").startswith(roots):
+                del sys.modules[key]
+
+
+def host_requirement_paths(env_dir: Path) -> list[Path]:
+    """The host's prepared site folders of an environment's requirements (none where they are not prepared)."""
+    try:
+        import json
+
+        lines = json.loads((env_dir / "env.json").read_text()).get("requirements") or []
+    except (OSError, ValueError):
+        return []
+    if not lines:
+        return []
+    from toolgym.sandbox import requirements
+
+    folder = requirements.host_site(requirements.requirements_hash(lines))
+    return [folder] if folder is not None else []
 
 
 def tool_functions(module) -> dict[str, Any]:
@@ -158,34 +212,87 @@ def tool_functions(module) -> dict[str, Any]:
     return found
 
 
+@dataclasses.dataclass
+class CodeTool:
+    """A tool as its code gives it: the function (or method) to read its signature from, if there is one."""
+
+    name: str
+    meta: dict
+    fn: Any = None
+    first: str | None = "ctx"
+    """The leading parameter that is not an argument: "ctx" (an @tool function), "self" (a method), None."""
+
+    def schema(self) -> ToolSchema:
+        return tool_schema(self.fn, meta=self.meta, first=self.first)
+
+
+def code_tools(module) -> dict[str, CodeTool]:
+    """Every tool tools.py defines, by name, in definition order: its @tool functions, then each toolset's."""
+    from .inside.envserver import toolsets_of
+
+    found = {name: CodeTool(name, fn.__toolgym_tool__, fn) for name, fn in tool_functions(module).items()}
+    for toolset in toolsets_of(module):
+        cls = getattr(toolset, "cls", None)
+        for name, meta in toolset.tools().items():
+            if cls is None:
+                found[name] = CodeTool(
+                    name, meta
+                )  # no code to read (an MCP server's tools): env.json's schema
+                continue
+            raw = inspect.getattr_static(cls, name)
+            fn = getattr(cls, name)
+            first = None if isinstance(raw, staticmethod) else "self"
+            if isinstance(raw, classmethod):
+                fn, first = raw.__func__, "self"
+            found[name] = CodeTool(name, meta, fn, first)
+    return found
+
+
 def tools_from_module(module) -> list[ToolSchema]:
     """Every tool's schema, in definition order: what env.json's `tools` should hold."""
-    return [tool_schema(fn) for fn in tool_functions(module).values()]
+    tools = code_tools(module).values()
+    unreadable = [t.name for t in tools if t.fn is None]
+    if unreadable:
+        raise SchemaError(
+            f"tool {unreadable[0]!r} comes from a toolset with no code to read its schema from; write its "
+            "schema into env.json (schema_check: lenient)"
+        )
+    return [t.schema() for t in tools]
 
 
 def check_tools(spec: EnvSpec, module) -> list[str]:
-    """One sentence per disagreement between env.json's tools and the `@tool` functions of tools.py."""
+    """One sentence per disagreement between env.json's tools and the tools of tools.py (its `@tool` functions
+    and toolsets): the schemas must be equal (schema_check "strict") or compatible ("lenient")."""
     problems = []
-    functions = tool_functions(module)
+    functions = code_tools(module)
     declared = {t.function.name: t for t in spec.tools}
     for name, tool in declared.items():
-        fn = functions.get(name)
-        if fn is None:
+        code = functions.get(name)
+        if code is None:
             problems.append(
-                f"env.json declares tool {name!r} but tools.py has no @tool function of that name."
+                f"env.json declares tool {name!r} but tools.py has no @tool function or toolset tool of that name."
             )
             continue
+        for field in ("access", "submit"):
+            actual_value = code.meta.get(field, "read" if field == "access" else False)
+            if actual_value != getattr(tool, field):
+                problems.append(
+                    f"tool {name!r}: env.json says {field}={getattr(tool, field)!r} but tools.py says "
+                    f"{actual_value!r}; make them agree."
+                )
+        if spec.schema_check == "lenient":
+            problems += _compatible(name, tool.function.parameters, code)
+            continue
         try:
-            actual = tool_schema(fn)
+            actual = code.schema() if code.fn is not None else None
         except SchemaError as exc:
             problems.append(f"{exc}.")
             continue
-        for field in ("access", "submit"):
-            if getattr(actual, field) != getattr(tool, field):
-                problems.append(
-                    f"tool {name!r}: env.json says {field}={getattr(tool, field)!r} but tools.py says "
-                    f"{getattr(actual, field)!r}; regenerate env.json from tools.py."
-                )
+        if actual is None:
+            problems.append(
+                f"tool {name!r} has no code to read its schema from; set schema_check to lenient in env.json."
+            )
+            continue
         if actual.function.parameters != tool.function.parameters:
             problems.append(
                 f"tool {name!r}: the parameter schema in env.json does not match the signature of "
@@ -202,6 +309,35 @@ def check_tools(spec: EnvSpec, module) -> list[str]:
             problems.append(
                 f"tools.py defines @tool {name!r} but env.json does not list it; add it to env.json."
             )
+    return problems
+
+
+def _compatible(name: str, parameters: dict, code: CodeTool) -> list[str]:
+    """Lenient check: a call that fits env.json's schema must be a call the code accepts, and every argument
+    the code requires must be one env.json names and requires. Descriptions, types and spacing may differ."""
+    if code.fn is None:
+        return []  # the tool runs elsewhere (an MCP server): its schema is the one it announced
+    params = list(inspect.signature(code.fn).parameters.values())
+    if code.first is not None:
+        params = params[1:]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params)
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    needed = {p.name for p in params if p.name in names and p.default is p.empty}
+    declared = set(parameters.get("properties") or {})
+    required = set(parameters.get("required") or [])
+    problems = []
+    extra = sorted(declared - names) if not takes_any else []
+    if extra:
+        problems.append(
+            f"tool {name!r}: env.json has parameter(s) {extra} that the code does not take; remove them or "
+            "add them to the code."
+        )
+    missing = sorted(needed - required)
+    if missing:
+        problems.append(
+            f"tool {name!r}: the code requires {missing}, which env.json does not "
+            f"{'require' if set(missing) <= declared else 'declare'}; add them to its required list."
+        )
     return problems
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .inside.envserver import validate_arguments
 from .schema import check_tools, load_tools_module
-from .spec import EnvSpec, TaskSpec, content_hash, unsafe_files
+from .spec import BUILTIN_PREFIX, FORMAT_VERSION, EnvSpec, TaskSpec, content_hash, unsafe_files
 
 
 def _pydantic_sentences(where: str, exc: ValidationError) -> list[str]:
@@ -54,15 +54,21 @@ def _check_state(env_dir: Path) -> list[str]:
     return problems
 
 
-def _load_module(path: Path, name: str, problems: list[str]):
+def _load_module(path: Path, name: str, problems: list[str], env_dir: Path):
     if not path.exists():
         problems.append(f"{path.name} is missing; every environment needs one.")
         return None
     try:
         return load_tools_module(path, name)
+    except ModuleNotFoundError as exc:
+        where = "lib/" if (env_dir / "lib").is_dir() else "a lib/ folder"
+        problems.append(
+            f"{path.name} does not import: no module named {exc.name!r}; put it in {where}, or list its package "
+            "in env.json's requirements and install them on this host."
+        )
     except Exception as exc:  # noqa: BLE001 - any import failure is one sentence for the author
         problems.append(f"{path.name} does not import ({type(exc).__name__}: {exc}); fix the module.")
-        return None
+    return None
 
 
 def check_task(task: TaskSpec, spec: EnvSpec, verify_module) -> list[str]:
@@ -75,22 +81,45 @@ def check_task(task: TaskSpec, spec: EnvSpec, verify_module) -> list[str]:
         problems.append(
             f"{where}: category {task.category!r} differs from the environment's {spec.category!r}."
         )
-    if verify_module is not None and not callable(getattr(verify_module, task.verifier, None)):
+    if task.verifier.startswith(BUILTIN_PREFIX):
+        from .inside.envserver import BUILTIN_VERIFIERS
+
+        if task.verifier[len(BUILTIN_PREFIX) :] not in BUILTIN_VERIFIERS:
+            known = ", ".join(BUILTIN_PREFIX + k for k in BUILTIN_VERIFIERS)
+            problems.append(f"{where}: there is no built-in verifier {task.verifier!r}; use one of {known}.")
+    elif verify_module is None:
+        problems.append(f"{where}: names verifier {task.verifier!r}, but there is no verify.py; add one.")
+    elif not callable(getattr(verify_module, task.verifier, None)):
         problems.append(
             f"{where}: names verifier {task.verifier!r}, which verify.py does not define; "
             "add it to verify.py or fix the name."
         )
-    for i, call in enumerate(task.solution):
-        tool = spec.tool(call.name)
-        if tool is None:
-            problems.append(
-                f"{where}: reference solution step {i + 1} calls unknown tool {call.name!r}; "
-                "use one of the environment's tools."
-            )
-            continue
-        err = validate_arguments(call.name, tool.function.parameters, call.arguments)
-        if err:
-            problems.append(f"{where}: reference solution step {i + 1}: {err}.")
+    step = 0
+    for t, turn in enumerate(task.turn_list()):
+        for name in turn.tools or []:
+            if spec.tool(name) is None:
+                problems.append(
+                    f"{where}: turn {t + 1} offers unknown tool {name!r}; use the environment's tools."
+                )
+        for call in turn.solution:
+            step += 1
+            tool = spec.tool(call.name)
+            if tool is None:
+                problems.append(
+                    f"{where}: reference solution step {step} calls unknown tool {call.name!r}; "
+                    "use one of the environment's tools."
+                )
+                continue
+            if turn.tools is not None and call.name not in turn.tools:
+                problems.append(
+                    f"{where}: reference solution step {step} calls {call.name!r}, which turn {t + 1} does not "
+                    "offer; add it to that turn's tools."
+                )
+            if not tool.check_arguments:
+                continue
+            err = validate_arguments(call.name, tool.function.parameters, call.arguments)
+            if err:
+                problems.append(f"{where}: reference solution step {step}: {err}.")
     return problems
 
 
@@ -112,10 +141,23 @@ def validate_env(env_dir: str | Path, tasks: list[TaskSpec] | None = None) -> li
         problems.append(f"env.json is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file.")
     except ValidationError as exc:
         problems += _pydantic_sentences("env.json", exc)
-    tools_module = _load_module(env_dir / "tools.py", "tools", problems)
-    verify_module = _load_module(env_dir / "verify.py", "verify", problems)
+    tools_module = _load_module(env_dir / "tools.py", "tools", problems, env_dir)
+    verify_module = None
+    if (env_dir / "verify.py").exists():  # optional where every task uses a built-in verifier
+        verify_module = _load_module(env_dir / "verify.py", "verify", problems, env_dir)
     problems += _check_state(env_dir)
     if spec is not None:
+        if spec.format_version > FORMAT_VERSION:
+            problems.append(
+                f"env.json has format_version {spec.format_version}, newer than this toolgym reads "
+                f"({FORMAT_VERSION}); upgrade toolgym."
+            )
+        for line in spec.requirements:
+            if not line.strip() or "\n" in line or line.strip().startswith(("-", "#")):
+                problems.append(
+                    f"requirement {line!r} is not a requirement line; write one package per entry, e.g. "
+                    "'mpmath==1.3.0'."
+                )
         if spec.id != env_dir.name:
             problems.append(
                 f"env.json's id {spec.id!r} differs from the folder name {env_dir.name!r}; rename one."

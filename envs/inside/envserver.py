@@ -887,19 +887,22 @@ def _judge_turn(
     return {"reward": 1.0, "reason": f"{where}: passed"}
 
 
-def _state_difference(mine, truth) -> str:
+def _state_difference(mine, truth, prefix: str = "") -> str:
     """Where two snapshots differ, named down to the attribute (for a verdict's reason)."""
-    if isinstance(mine, dict) and isinstance(truth, dict):
-        parts = []
-        for key in sorted(set(mine) | set(truth), key=str):
-            a, b = mine.get(key), truth.get(key)
-            if a != b:
-                inner = _state_difference(a, b) if isinstance(a, dict) and isinstance(b, dict) else ""
-                parts.append(
-                    f"{key}.{inner}" if inner and "." not in inner and "," not in inner else str(key)
-                )
-        return ", ".join(parts[:5]) or "unequal"
-    return "unequal"
+    paths = _differing(mine, truth, prefix)
+    return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "") or "unequal"
+
+
+def _differing(mine, truth, prefix: str, depth: int = 0) -> list:
+    if not (isinstance(mine, dict) and isinstance(truth, dict)) or depth > 1:
+        return [prefix or "the state"]
+    out = []
+    for key in sorted(set(mine) | set(truth), key=str):
+        if mine.get(key) != truth.get(key):
+            out += _differing(
+                mine.get(key), truth.get(key), f"{prefix}.{key}" if prefix else str(key), depth + 1
+            )
+    return out
 
 
 BUILTIN_VERIFIERS = {"ground_truth": EnvServer._ground_truth}
@@ -941,44 +944,52 @@ def _toolset_functions(toolset) -> dict:
 
 def _write_lib(files: dict) -> str:
     """Pushed lib/ files in a new folder, owned by the trusted uid where this process has one (a protected
-    session): the agent's uid reads them but cannot change what a later import or data read gets."""
+    session): the agent's uid reads them but cannot change what a later import or data read gets. A forked child
+    writes them as the trusted uid through and through, so this process never leaves the agent's effective uid
+    (which it could not take back)."""
     import tempfile
 
     agent, trusted = os.geteuid(), os.getuid()
-    switched = False
-    if trusted != agent:
+    if trusted == agent:
+        return _write_tree(files, tempfile.mkdtemp(prefix="toolgym-lib-"))
+    # The trusted uid may have nowhere to write (a sandbox's /tmp can be the agent's alone): it writes into a
+    # sticky folder of this process's, where the agent can neither remove nor rename what it made.
+    parent = tempfile.mkdtemp(prefix="toolgym-lib-")
+    os.chmod(parent, 0o1777)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: trusted for real, writes, says where, exits
+        code = 1
         try:
-            os.seteuid(trusted)
-            switched = True
-        except OSError:
-            pass
-    try:
-        root = tempfile.mkdtemp(prefix="toolgym-lib-")
-        os.chmod(root, 0o755)
-        for rel, data in sorted(files.items()):
-            path = os.path.join(root, rel)
-            if os.path.normpath(path) != path or not path.startswith(root + os.sep):
-                raise ValueError(f"lib/{rel} is not a plain path inside lib/")
-            parent = os.path.dirname(path)
-            if not os.path.isdir(parent):
-                os.makedirs(parent)
-                for d in _parents(root, parent):
-                    os.chmod(d, 0o755)
-            with open(path, "wb") as f:
-                f.write(data)
-            os.chmod(path, 0o644)
-        return root
-    finally:
-        if switched:
-            os.seteuid(agent)
+            os.close(read)
+            os.setresuid(trusted, trusted, trusted)
+            os.write(write, b"ok:" + _write_tree(files, os.path.join(parent, "lib")).encode())
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - the parent reports it
+            os.write(write, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        said = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not said.startswith("ok:"):
+        raise RuntimeError(f"the env server could not write the environment's lib/ folder ({said})")
+    return said[3:]
 
 
-def _parents(root: str, folder: str) -> list:
-    out = []
-    while folder != root:
-        out.append(folder)
-        folder = os.path.dirname(folder)
-    return out
+def _write_tree(files: dict, root: str) -> str:
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    os.chmod(root, 0o755)
+    for rel, data in sorted(files.items()):
+        path = os.path.join(root, rel)
+        if os.path.normpath(path) != path or not path.startswith(root + os.sep):
+            raise ValueError(f"lib/{rel} is not a plain path inside lib/")
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+    return root
 
 
 def serve_pushed(files_b64: dict, scratch: str | None = None, paths: list | None = None) -> EnvServer:
