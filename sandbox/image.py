@@ -2,25 +2,31 @@
 
 The image is tagged by a hash of its recipe, so a changed recipe builds a new image and an unchanged one is
 never rebuilt. The root file system stays in the cache, where the namespace backend uses it as its root.
+Environments that declare requirements run on a derived image: the base plus one read-only layer per prepared
+requirement set (see requirements.py), built offline and tagged by a hash of the base and the sets.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .backend import SANDBOX_UID, SERVER_DIR, WORKSPACE
 from .errors import SandboxUnavailable
 from .paths import cache_dir
+from .requirements import REQS_ROOT, check_hashes, digest, prepared, require_prepared, site_dir, site_path
 
 REPOSITORY = "toolgym/sandbox"
+REQS_REPOSITORY = "toolgym/sandbox-reqs"
 RECIPE = {
     "suite": "bookworm",
     "variant": "minbase",
@@ -97,6 +103,16 @@ def build_rootfs(log: Callable[[str], None] = print) -> Path:
     return target
 
 
+def reqs_mount_point(root: Path) -> Path:
+    """The empty folder in a root file system that the namespace backend mounts requirement sets below.
+
+    Made outside the recipe, so root file systems built before requirements existed keep their hash (and the
+    base image its tag) and get it on first use."""
+    path = root / REQS_ROOT.lstrip("/")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _customize(root: Path) -> None:
     name, uid = RECIPE["user"]
     with open(root / "etc/passwd", "a") as f:
@@ -105,6 +121,7 @@ def _customize(root: Path) -> None:
         f.write(f"{name}:x:{uid}:\n")
     for d in RECIPE["dirs"]:
         (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    reqs_mount_point(root)
     # Package caches are of no use inside a sandbox and would only grow the image.
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for p in (root / junk).glob("*"):
@@ -146,3 +163,88 @@ def build_image(client, log: Callable[[str], None] = print, force: bool = False)
         raise SandboxUnavailable(f"docker import finished but {tag} is not listed; see the engine's log")
     log(f"image built in {time.monotonic() - started:.0f} s: {tag}")
     return tag
+
+
+def derived_tag(base: str, hashes: Iterable[str]) -> str:
+    """The tag of `base` plus requirement sets `hashes`: the same base and sets always give the same tag."""
+    payload = "\n".join([base, *sorted(check_hashes(hashes))])
+    return f"{REQS_REPOSITORY}:{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def ensure_image(
+    client, hashes: Iterable[str], log: Callable[[str], None] = print, base: str | None = None
+) -> str:
+    """The image of `base` (the default image) plus each requirement set at `site_path(h)`; returns its tag.
+
+    Built when missing, offline, from the prepared folders alone (one root-owned, read-only layer per set).
+    An existing image whose labels show another base or other contents for a set prepared here is rebuilt;
+    one whose sets are not prepared here (pulled from a registry) is used as it is.
+    """
+    import docker.errors
+
+    base = base or default_image()
+    hashes = sorted(check_hashes(hashes))
+    if not hashes:
+        return base
+    tag = derived_tag(base, hashes)
+    try:
+        base_id = client.images.get(base).id
+    except docker.errors.ImageNotFound:
+        raise SandboxUnavailable(
+            f"The sandbox image {base} is missing: run `toolgym sandbox build-image` (offline, needs root)."
+        ) from None
+    labels = {"toolgym.base": base_id, **{f"toolgym.reqs.{h}": digest(h) for h in hashes if prepared(h)}}
+    try:
+        have = client.images.get(tag).labels or {}
+        if all(have.get(key) == value for key, value in labels.items()):
+            return tag
+        log(f"{tag} holds another base or other contents of a set; rebuilding it")
+    except docker.errors.ImageNotFound:
+        pass
+    for h in hashes:
+        require_prepared(h)
+    log(f"building {tag}: {base} + requirements {', '.join(hashes)} ...")
+    started = time.monotonic()
+    with tempfile.TemporaryFile(dir=cache_dir()) as context:
+        _write_context(context, base, hashes)
+        context.seek(0)
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="none",
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise SandboxUnavailable(f"docker build of {tag} failed: {chunk['error'].strip()}")
+    if not image_present(client, tag):
+        raise SandboxUnavailable(f"docker build finished but {tag} is not listed; see the engine's log")
+    log(f"image built in {time.monotonic() - started:.1f} s: {tag}")
+    return tag
+
+
+def _write_context(f, base: str, hashes: list[str]) -> None:
+    """A docker build context: a Dockerfile with one COPY (one layer) per set, and the sets' folders."""
+    dockerfile = "".join([f"FROM {base}\n", *(f"COPY {h} {site_path(h)}\n" for h in hashes)]).encode()
+    with tarfile.open(fileobj=f, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        for h in hashes:
+            tar.add(site_dir(h), arcname=h, filter=_root_owned)
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Owned by root and writable by root only, whoever prepared the folder: agent code cannot change it."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isdir():
+        info.mode = 0o755
+    elif info.isfile():
+        info.mode = 0o755 if info.mode & 0o100 else 0o644
+    return info
