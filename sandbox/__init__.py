@@ -3,11 +3,15 @@
 from toolgym.sandbox import open_sandbox, Limits
 with open_sandbox(limits=Limits(memory_mb=512, timeout_s=10)) as sb:
     sb.run(["python3", "-c", "print(1)"])
+
+Requirements an environment declares are prepared once (`prepare(lines)`, or `toolgym sandbox build-image
+--with FILE`) and given by hash: `open_sandbox(requirements=[requirements_hash(lines)])`.
 """
 
 from .errors import SandboxDied, SandboxError, SandboxFileNotFound, SandboxPathError, SandboxUnavailable
 from .limits import Limits
 from .pool import BlockingSandboxPool, PoolStats, SandboxPool
+from .requirements import RequirementsError, prepare, requirements_hash, site_path
 from .results import CellError, CellResult, RunResult
 from .sandbox import PythonSession, Sandbox, get_backend, open_sandbox
 
@@ -18,6 +22,7 @@ __all__ = [
     "Limits",
     "PoolStats",
     "PythonSession",
+    "RequirementsError",
     "RunResult",
     "Sandbox",
     "SandboxDied",
@@ -28,4 +33,7 @@ __all__ = [
     "SandboxUnavailable",
     "get_backend",
     "open_sandbox",
+    "prepare",
+    "requirements_hash",
+    "site_path",
 ]

@@ -119,8 +119,15 @@ class Handle:
 class Backend(Protocol):
     name: str
 
-    def start(self, limits: Limits, run_id: str, mounts: dict[str, str] | None = None) -> Handle:
-        """Start a sandbox and return once its server answers. `mounts`: host path -> sandbox path, read-only."""
+    def start(
+        self,
+        limits: Limits,
+        run_id: str,
+        mounts: dict[str, str] | None = None,
+        requirements: frozenset[str] = frozenset(),
+    ) -> Handle:
+        """Start a sandbox and return once its server answers. `mounts`: host path -> sandbox path, read-only.
+        `requirements`: hashes of prepared requirement sets, each read-only at requirements.site_path(h)."""
         ...
 
     def stop(self, handle: Handle) -> None:

@@ -5,11 +5,14 @@ and not docker-init, is the init): memory without swap, CPU and pids limits, no 
 with bounded tmpfs /workspace, /tmp and /dev/shm, no-new-privileges, owner labels. The server starts as root
 with four capabilities (SETUID, SETGID, SETPCAP, KILL; every other one dropped) and at once becomes uid 1000:
 it needs them to start trusted Python kernels under a second uid (inside/caps.py); agent commands run as uid
-1000 with no capability and an empty bounding set.
+1000 with no capability and an empty bounding set. A sandbox that needs requirement sets runs on the derived
+image that holds them (image.ensure_image), built once per backend and set of sets, never per sandbox.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from .backend import (
 from .client import wait_for_server
 from .engine import docker_client
 from .errors import SandboxDied, SandboxUnavailable
-from .image import default_image, image_present
+from .image import default_image, ensure_image, image_present
 from .limits import Limits
 from .paths import lock_sandbox_dir, new_sandbox_dir, remove_sandbox_dir
 
@@ -37,6 +40,7 @@ CREATE_TRIES = 3
 
 INSIDE = Path(__file__).resolve().parent / "inside"
 LABEL = "toolgym.sandbox"
+log = logging.getLogger(__name__)
 
 
 class DockerBackend:
@@ -52,9 +56,29 @@ class DockerBackend:
                 "root), or set TOOLGYM_IMAGE to an image that has python3."
             )
         self.owner = Owner.me()
+        self._derived: dict[frozenset[str], str] = {}
+        self._derived_lock = threading.Lock()
         reaper.watch_docker(self.client)
 
-    def start(self, limits: Limits, run_id: str, mounts: dict[str, str] | None = None) -> Handle:
+    def image_for(self, requirements: frozenset[str]) -> str:
+        """The image of sandboxes that need these requirement sets: the base image when none."""
+        if not requirements:
+            return self.image
+        with self._derived_lock:  # the first starts of a pool wait for one build instead of racing it
+            tag = self._derived.get(requirements)
+            if tag is None:
+                tag = ensure_image(self.client, requirements, log.info, base=self.image)
+                self._derived[requirements] = tag
+        return tag
+
+    def start(
+        self,
+        limits: Limits,
+        run_id: str,
+        mounts: dict[str, str] | None = None,
+        requirements: frozenset[str] = frozenset(),
+    ) -> Handle:
+        image = self.image_for(requirements)
         host_dir = new_sandbox_dir(SANDBOX_UID)
         tmpfs_opts = f"rw,nosuid,nodev,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755"
         workspace_mb, tmp_mb, shm_mb = limits.scratch_mb()
@@ -86,7 +110,7 @@ class DockerBackend:
             container_id = None
             try:
                 created = self.api.create_container(
-                    self.image,
+                    image,
                     command=server_command(trusted_uid=TRUSTED_UID),
                     user="0:0",  # the server becomes SANDBOX_UID before it does anything else
                     working_dir=WORKSPACE,
@@ -110,9 +134,7 @@ class DockerBackend:
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 remove_sandbox_dir(host_dir)
-                raise SandboxUnavailable(
-                    f"Docker could not start a sandbox from {self.image}: {exc}"
-                ) from None
+                raise SandboxUnavailable(f"Docker could not start a sandbox from {image}: {exc}") from None
         handle = Handle(
             container_id[:12],
             self.name,

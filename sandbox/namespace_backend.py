@@ -1,7 +1,8 @@
 """The namespace backend, for hosts without Docker: bubblewrap namespaces plus cgroup (or rlimit) limits.
 
 Same server, same interface as the Docker backend. Its root is the image recipe's root file system from the
-cache when built (else the host's own /usr, /lib and /etc, read-only). Weaker than Docker in ways the README
+cache when built (else the host's own /usr, /lib and /etc, read-only). Requirement sets are their prepared host
+folders bound read-only at requirements.site_path(h). Weaker than Docker in ways the README
 lists: no seccomp filter, and without writable cgroups only per-process rlimits bound memory and no pids limit.
 
 As root it prepares the user namespace itself, mapping a second uid (TRUSTED_UID) beside the sandbox uid, and
@@ -37,9 +38,10 @@ from .backend import (
 )
 from .client import wait_for_server
 from .errors import SandboxDied, SandboxUnavailable
-from .image import rootfs_dir, rootfs_ready
+from .image import reqs_mount_point, rootfs_dir, rootfs_ready
 from .limits import Limits
 from .paths import lock_sandbox_dir, new_sandbox_dir, remove_sandbox_dir
+from .requirements import REQS_ROOT, require_prepared, site_path
 
 INSIDE = Path(__file__).resolve().parent / "inside"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -182,6 +184,7 @@ class NamespaceBackend:
         mounts: dict[str, str],
         userns: int | None,
         cgroup: Cgroup | None = None,
+        requirements: frozenset[str] = frozenset(),
     ) -> list[str]:
         if userns is None:
             unshare = ["--unshare-all"] + (["--share-net"] if limits.network else [])
@@ -208,6 +211,12 @@ class NamespaceBackend:
             for d in HOST_ROOT_DIRS:
                 if os.path.exists(d):
                     cmd += ["--ro-bind", d, d]
+        if requirements:
+            # As for mounts below: mount points in a fresh tmpfs, then read-only like the sets themselves.
+            cmd += ["--tmpfs", REQS_ROOT]
+            for h in sorted(requirements):
+                cmd += ["--ro-bind", str(require_prepared(h)), site_path(h)]
+            cmd += ["--remount-ro", REQS_ROOT]
         if mounts:
             # The root is read-only, so mount points are made in a fresh tmpfs that is then made read-only too.
             cmd += ["--tmpfs", MOUNT_ROOT]
@@ -271,7 +280,23 @@ class NamespaceBackend:
         cmd += ["--remount-ro", "/", *server_command(trusted_uid=TRUSTED_UID if userns is not None else None)]
         return cmd
 
-    def start(self, limits: Limits, run_id: str, mounts: dict[str, str] | None = None) -> Handle:
+    def start(
+        self,
+        limits: Limits,
+        run_id: str,
+        mounts: dict[str, str] | None = None,
+        requirements: frozenset[str] = frozenset(),
+    ) -> Handle:
+        for h in requirements:
+            require_prepared(h)
+        if requirements and rootfs_ready():
+            try:
+                reqs_mount_point(rootfs_dir())
+            except OSError:
+                raise SandboxUnavailable(
+                    f"the root file system {rootfs_dir()} has no {REQS_ROOT} to mount requirement sets at: run "
+                    "a sandbox with requirements once as root (it makes the folder)"
+                ) from None
         host_dir = new_sandbox_dir(None)
         sandbox_id = uuid.uuid4().hex[:12]
         cgroup = Cgroup(f"{self.owner.pid}-{sandbox_id}", limits) if self.use_cgroups else None
@@ -287,7 +312,7 @@ class NamespaceBackend:
             userns = user_namespace() if self.split_uids else None
             try:
                 return subprocess.Popen(
-                    self._command(limits, host_dir, check_mounts(mounts), userns, cgroup),
+                    self._command(limits, host_dir, check_mounts(mounts), userns, cgroup, requirements),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,

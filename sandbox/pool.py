@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from .backend import Backend
 from .errors import SandboxError, SandboxUnavailable
 from .limits import Limits
+from .requirements import check_hashes
 from .sandbox import Sandbox, get_backend, open_sandbox
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ class PoolStats:
 
 
 class SandboxPool:
-    """Keeps `size` sandboxes warm. Async: `sb = await pool.acquire()` ... `await pool.release(sb)`."""
+    """Keeps `size` sandboxes warm. Async: `sb = await pool.acquire()` ... `await pool.release(sb)`.
+
+    `requirements`: hashes of prepared requirement sets that every sandbox of the pool holds."""
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class SandboxPool:
         recycle: str = "reset",
         run_id: str | None = None,
         mounts: dict[str, str] | None = None,
+        requirements: Iterable[str] = (),
         max_parallel_starts: int = 4,
     ) -> None:
         if size < 1:
@@ -62,6 +66,8 @@ class SandboxPool:
         self.recycle = recycle
         self.run_id = run_id
         self.mounts = mounts
+        self.requirements = check_hashes(requirements)
+        """Requirement set hashes every sandbox of the pool holds (see open_sandbox)."""
         self.stats = PoolStats()
         self._ready: asyncio.Queue[Sandbox] | None = None
         self._starts: asyncio.Semaphore | None = None
@@ -95,7 +101,12 @@ class SandboxPool:
     async def _create(self) -> Sandbox:
         async with self._starts:
             sb = await asyncio.to_thread(
-                open_sandbox, self.backend, self.limits, run_id=self.run_id, mounts=self.mounts
+                open_sandbox,
+                self.backend,
+                self.limits,
+                run_id=self.run_id,
+                mounts=self.mounts,
+                requirements=self.requirements,
             )
         self.stats.created += 1
         if self._closed:
@@ -198,7 +209,7 @@ class SandboxPool:
 
 
 class BlockingSandboxPool:
-    """The same pool for synchronous code: its event loop runs on a private thread."""
+    """The same pool for synchronous code (same arguments): its event loop runs on a private thread."""
 
     def __init__(self, size: int = 8, **kwargs) -> None:
         self._loop = asyncio.new_event_loop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
 
 from .backend import Backend, Handle, new_run_id
 from .client import ServerClient
 from .errors import SandboxError, SandboxUnavailable
 from .inside import wire
 from .limits import Limits
+from .requirements import check_hashes
 from .results import CellError, CellResult, RunResult
 
 # Extra seconds the host waits beyond a command's own timeout before it calls the sandbox dead.
@@ -66,11 +68,20 @@ class PythonSession:
 class Sandbox:
     """One isolated sandbox. Use as a context manager, or call close()."""
 
-    def __init__(self, backend: Backend, handle: Handle, limits: Limits, run_id: str) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        handle: Handle,
+        limits: Limits,
+        run_id: str,
+        requirements: frozenset[str] = frozenset(),
+    ) -> None:
         self.backend = backend
         self.handle = handle
         self.limits = limits
         self.run_id = run_id
+        self.requirements = requirements
+        """Hashes of the requirement sets this sandbox holds, each importable at requirements.site_path(h)."""
         self.client = ServerClient(handle.socket_path, handle.extra.get("server_pid"))
         self.tainted = False
         """Agent code ran here since the last reset (commands or Python cells)."""
@@ -225,14 +236,20 @@ def open_sandbox(
     image: str | None = None,
     run_id: str | None = None,
     mounts: dict[str, str] | None = None,
+    requirements: Iterable[str] = (),
 ) -> Sandbox:
     """Start one sandbox. `with open_sandbox() as sb: sb.run(...)` removes it at the end of the block.
 
-    `mounts` maps host paths to sandbox paths under /mnt, bound read-only (an env store, a data set)."""
+    `mounts` maps host paths to sandbox paths under /mnt, bound read-only (an env store, a data set).
+    `requirements`: hashes of prepared requirement sets (requirements.prepare), each read-only at
+    requirements.site_path(h); on Docker the first sandbox of a set builds its derived image, offline."""
     limits = (limits or Limits()).validate()
     impl = get_backend(backend, image) if isinstance(backend, str) else backend
     run_id = run_id or RUN_ID
-    return Sandbox(impl, impl.start(limits, run_id, mounts), limits, run_id)
+    sets = check_hashes(requirements)
+    # Without sets the backend is called as before, so a backend that knows nothing of them still works.
+    handle = impl.start(limits, run_id, mounts, sets) if sets else impl.start(limits, run_id, mounts)
+    return Sandbox(impl, handle, limits, run_id, sets)
 
 
 RUN_ID = new_run_id()
