@@ -78,7 +78,7 @@ def test_tools_module_that_does_not_import_and_missing_files(toy_env):
     (toy_env / "verify.py").unlink()
     problems = validate_env(toy_env)
     assert any(p.startswith("tools.py does not import (SyntaxError") for p in problems)
-    assert "verify.py is missing; every environment needs one." in problems
+    assert any("but there is no verify.py; add one." in p for p in problems)
 
 
 def test_not_json_and_not_a_folder(toy_env, tmp_path):
