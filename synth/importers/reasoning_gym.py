@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,13 @@ def check_names(names: list[str]) -> None:
             )
 
 
+TAGS = ("__tuple__", "__set__", "__dict__", "__fraction__")
+
+
 def encode(value: Any) -> Any:
-    """An entry as JSON data that `decode` in verify.py turns back into the same Python values: tuples, sets and
-    dicts with non-string keys are tagged (a scorer may compare with them, e.g. ARC's grids are tuples).
+    """An entry as JSON data that `decode` in verify.py turns back into the same Python values: tuples, sets,
+    fractions and dicts with non-string keys are tagged (a scorer may compare with them, e.g. ARC's grids are
+    tuples).
     Anything else without a JSON form raises TypeError."""
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -126,12 +131,14 @@ def encode(value: Any) -> Any:
         return [encode(x) for x in value]
     if isinstance(value, tuple):
         return {"__tuple__": [encode(x) for x in value]}
+    if isinstance(value, Fraction):
+        return {"__fraction__": [value.numerator, value.denominator]}
     if isinstance(value, set | frozenset):
         items = [encode(x) for x in value]
         return {"__set__": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value):
-            if len(value) == 1 and next(iter(value)) in ("__tuple__", "__set__", "__dict__"):
+            if len(value) == 1 and next(iter(value)) in TAGS:
                 return {"__dict__": [[k, encode(v)] for k, v in value.items()]}  # not read back as a tag
             return {k: encode(v) for k, v in value.items()}
         return {"__dict__": [[encode(k), encode(v)] for k, v in value.items()]}

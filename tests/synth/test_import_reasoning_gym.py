@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -204,9 +205,10 @@ def test_entries_keep_tuples_sets_and_non_string_keys_through_json(store):
         4: "int key",
         "__tuple__": [1],
         "plain": [1.5, None, "x"],
+        "ratio": Fraction(3, 4),
     }
     back = verify.decode(json.loads(json.dumps(rg.encode(value))))
-    assert back == value and isinstance(back["grid"][0], tuple)
+    assert back == value and isinstance(back["grid"][0], tuple) and isinstance(back["ratio"], Fraction)
     with pytest.raises(TypeError, match="no JSON form"):
         rg.encode({"x": object()})
     with pytest.raises(TypeError, match="no JSON form"):
