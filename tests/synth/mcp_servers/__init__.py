@@ -1,0 +1,48 @@
+"""MCP servers for the import-mcp tests and benchmark: `notes_server` (a stateful notes server written with the MCP
+Python SDK), its hand-written tasks and verify.py, and a native twin of it (`notes_native`, @tool functions over
+SQLite) for the benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NOTES_TASKS = HERE / "notes_tasks.jsonl"
+NOTES_VERIFY = HERE / "notes_verify.py"
+SERVERS = HERE / "servers"
+"""--lib of the notes server: the folder that holds its package."""
+NOTES_REQUIREMENTS = ["mcp==2.3.0"]
+TIME_REQUIREMENTS = ["mcp==2.3.0", "mcp-server-time==2026.10.19"]
+
+
+def import_notes(out: Path, env_id: str = "mcp-notes", requirements=NOTES_REQUIREMENTS) -> Path:
+    """The notes server imported into the store `out`, with its tasks and verify.py."""
+    from toolgym.synth.importers.mcp import import_mcp
+
+    return import_mcp(
+        "python3 -m notes_server",
+        env_id,
+        out,
+        lib=SERVERS,
+        requirements=list(requirements),
+        state_tool="list_notes",
+        verify=NOTES_VERIFY,
+        tasks=NOTES_TASKS,
+    )
+
+
+def boot_with_mcp() -> None:
+    """Make env servers define `toolgym_mcp` (in the sandbox and on the host) where toolgym's runtime does not
+    yet: its boot cell gets the module beside `toolgym_env`. A no-op once runtime._boot_code defines it."""
+    import sys
+
+    from toolgym.envs import runtime
+    from toolgym.envs.inside import toolgym_mcp
+
+    sys.modules.setdefault("toolgym_mcp", toolgym_mcp)
+    boot = runtime._boot_code()
+    if "toolgym_mcp" in boot:
+        return
+    source = (runtime.INSIDE_DIR / "toolgym_mcp.py").read_text()
+    define = "    _toolgym_define('envserver',"
+    runtime._BOOT = boot.replace(define, f"    _toolgym_define('toolgym_mcp', {source!r})\n" + define, 1)

@@ -1,0 +1,3 @@
+"""A small stateful MCP server for tests and benchmarks: notes that can be added, listed, read, tagged and
+deleted. Its state lives in the process (one process per episode), seeded with two notes; ids are n1, n2, ...
+in order of creation, so every replay of the same calls sees the same ids."""
