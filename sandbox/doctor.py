@@ -1,4 +1,5 @@
-"""Health checks of the sandbox side: engine, image, backends, limits. Each failed check names its fix."""
+"""Health checks of the sandbox side: engine, image, backends, limits, requirement sets. Each failed check names
+its fix."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def checks() -> list[Check]:
             required=False,
         )
     )
+    out += requirement_checks(client, image)
     usable = (client is not None and image_present(client, image)) or bwrap is not None
     out.append(
         Check(
@@ -91,4 +93,28 @@ def checks() -> list[Check]:
             required=False,
         )
     )
+    return out
+
+
+def requirement_checks(client, image: str) -> list[Check]:
+    """One line per prepared requirement set: its lines, and whether its derived image exists yet."""
+    from .image import derived_tag, image_present
+    from .requirements import manifest, prepared_sets, reqs_dir
+
+    sets = prepared_sets()
+    detail = f"{len(sets)} prepared in {reqs_dir()}" if sets else "none prepared"
+    out = [Check("requirement sets", True, detail, required=False)]
+    for h in sets:
+        try:
+            held = manifest(h)
+            detail = f"{', '.join(held['requirements'])} ({len(held['installed'])} distributions)"
+        except (OSError, ValueError, KeyError) as exc:
+            out.append(
+                Check(f"requirements {h}", False, f"unreadable ({exc})", f"rm -r {reqs_dir() / h}", False)
+            )
+            continue
+        if client is not None:
+            tag = derived_tag(image, [h])
+            detail += f"; image {tag}" if image_present(client, tag) else "; image built at first use"
+        out.append(Check(f"requirements {h}", True, detail, required=False))
     return out
