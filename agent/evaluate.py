@@ -74,11 +74,43 @@ def _group_metrics(rows: list[dict], ks: Iterable[int]) -> dict[str, Any]:
             values = [pass_at_k(n, c, k) for n, c in tasks.values()]
             out[f"pass@{k}"] = sum(values) / len(values)
             out[f"pass@{k}_ci"] = bootstrap(values, seed=k)
+    turns = [t for r in rows for t in turn_rewards(r)]
+    if turns:
+        # Multi-turn tasks: how many user turns passed, apart from whole tasks (a task passes when all do).
+        passed = sum(t >= 1.0 for t in turns)
+        out["turn_success_rate"] = passed / len(turns)
+        out["turn_success_ci"] = wilson(passed, len(turns))
+        out["turns"] = len(turns)
     multi = [(n, c) for n, c in tasks.values() if n >= 2]
     if multi:
         # The chance that two samples of a task disagree, averaged over tasks: how stable the policy is.
         out["flip_rate"] = sum(2 * c * (n - c) / (n * (n - 1)) for n, c in multi) / len(multi)
         out["tasks_flipping"] = sum(0 < c < n for n, c in multi) / len(multi)
+    return out
+
+
+def turn_rewards(row: dict) -> list[float]:
+    """The per-turn rewards of a row's verdict (empty where its verifier judged the episode as a whole)."""
+    verdict = row.get("verdict")
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("turns"), list):
+        return []
+    return [float(t.get("reward", 0.0)) for t in verdict["turns"] if isinstance(t, dict)]
+
+
+def by_turn(rows: list[dict]) -> dict[str, dict]:
+    """Success of the n-th user turn over the episodes that had one: {"1": {"turns", "success_rate", ...}}."""
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        for i, reward in enumerate(turn_rewards(r)):
+            buckets[i + 1].append(reward)
+    out = {}
+    for index, rewards in sorted(buckets.items()):
+        passed = sum(x >= 1.0 for x in rewards)
+        out[str(index)] = {
+            "turns": len(rewards),
+            "success_rate": passed / len(rewards),
+            "success_ci": wilson(passed, len(rewards)),
+        }
     return out
 
 
@@ -130,6 +162,8 @@ def evaluate(
         for r in agent:
             buckets[str(r[key])].append(r)
         report[f"by_{key}"] = {k: _group_metrics(v, ks) for k, v in sorted(buckets.items())}
+    if any(turn_rewards(r) for r in agent):
+        report["by_turn"] = by_turn(agent)
     report["tool_use"] = tool_use(agent)
     report["flips"] = sorted(
         ({"task_id": t, "samples": n, "successes": c} for t, (n, c) in _per_task(agent).items() if 0 < c < n),
@@ -161,15 +195,35 @@ def compare(a_rows: list[dict], b_rows: list[dict]) -> dict[str, Any]:
 # --- rescoring --------------------------------------------------------------------------------------------
 
 
+def recorded_turns(messages: list[dict]) -> list[dict]:
+    """The user turns of a recorded conversation: {"calls", "answer"} each, in order. A turn begins where the
+    user (or the system, in a turn given as a message list) speaks after the agent; its answer is its last
+    assistant text without calls (None where the turn's step budget ended it)."""
+    turns: list[dict] = []
+    agent_spoke = True
+    for m in messages:
+        if m["role"] in ("assistant", "tool"):
+            agent_spoke = True
+            if m["role"] == "assistant":
+                calls = [c["function"] for c in m.get("tool_calls") or []]
+                turns[-1]["calls"] += calls
+                turns[-1]["answer"] = None if calls else m.get("content")
+        elif agent_spoke:
+            turns.append({"calls": [], "answer": None})
+            agent_spoke = False
+    return turns
+
+
 def recorded_script(row: dict) -> Script | None:
-    """The scripted episode a stored trajectory recorded: its tool calls in order and its final answer; None
-    when the episode never terminated (it scored 0 whatever the verifier says now)."""
+    """The scripted episode a stored trajectory recorded: its tool calls in order and its final answer (turn by
+    turn, where it had several user turns); None when the episode never terminated (it scored 0 whatever the
+    verifier says now)."""
     if not row.get("terminated"):
         return None
-    turns = [m for m in row["messages"] if m["role"] == "assistant"]
-    calls = [c["function"] for m in turns for c in m.get("tool_calls") or []]
-    answer = turns[-1].get("content") if turns and not turns[-1].get("tool_calls") else None
-    return Script({"id": row["task_id"]}, calls, answer)
+    turns = recorded_turns(row["messages"])
+    calls = [c for t in turns for c in t["calls"]]
+    answer = turns[-1]["answer"] if turns else None
+    return Script({"id": row["task_id"]}, calls, answer, turns=turns if len(turns) > 1 else None)
 
 
 def rescore(rows: list[dict], corpus, *, backend="auto") -> list[dict]:
@@ -206,6 +260,10 @@ def rescore(rows: list[dict], corpus, *, backend="auto") -> list[dict]:
                 for (row, _), verdict in zip(batch, ops.replay_many([s for _, s in batch]), strict=True):
                     row["reward"] = float(verdict["reward"])
                     row["success"] = row["reward"] >= 1.0
+                    if isinstance(row.get("verdict"), dict) or "turns" in verdict:
+                        row["verdict"] = {
+                            k: verdict[k] for k in ("reward", "reason", "turns") if k in verdict
+                        }
     finally:
         lease.close()
     return out
@@ -258,6 +316,22 @@ def to_markdown(report: dict, comparison: dict | None = None, title: str = "tool
     lines += _group_table("Overall", {"all": report["overall"]}, ks)
     for key in GROUPS:
         lines += _group_table(f"By {key}", report[f"by_{key}"], ks)
+    if report.get("by_turn"):
+        overall = report["overall"]
+        lines += [
+            "### By user turn (multi-turn tasks)",
+            "",
+            f"turns passed: {_pct(overall['turn_success_rate'])} {_ci(overall['turn_success_ci'])} of "
+            f"{overall['turns']}; whole tasks pass only when every turn does",
+            "",
+            "| turn | episodes with it | success | 95% CI |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i} | {m['turns']} | {_pct(m['success_rate'])} | {_ci(m['success_ci'])} |"
+            for i, m in report["by_turn"].items()
+        ]
+        lines.append("")
     tu = report["tool_use"]
     lines += [
         "### Tool use",
@@ -384,6 +458,13 @@ def to_html(
                 ],
             )
         )
+        if report.get("by_turn"):
+            plots.append(
+                _bars_svg(
+                    "success rate by user turn (95% CI)",
+                    [(f"turn {k}", m["success_rate"], m["success_ci"]) for k, m in report["by_turn"].items()],
+                )
+            )
         agent = [r["n_steps"] for r in rows if r["status"] != "infra_error"]
         plots.append(_histogram_svg("steps per episode", agent))
     style = (

@@ -151,7 +151,7 @@ async def rollout(
     marked `trusted` (the oracle and toolgym's baselines); a model's policy is refused.
     """
     from toolgym.envs import IN_PROCESS, EnvLease, InProcess, ToolEnv
-    from toolgym.envs.lease import BY_NAME
+    from toolgym.envs.lease import BY_NAME, requirement_sets
     from toolgym.envs.spec import load_env_spec
     from toolgym.sandbox import SandboxError, SandboxPool
 
@@ -179,12 +179,19 @@ async def rollout(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
     )
-    domains = {env_id: load_env_spec(d).domain for env_id, d in corpus.env_dirs.items()}
+    specs = {env_id: load_env_spec(d) for env_id, d in corpus.env_dirs.items()}
+    domains = {env_id: spec.domain for env_id, spec in specs.items()}
     if backend == "inprocess":
         raise ValueError(BY_NAME)
     own_pool = None
     if pool is None and not isinstance(backend, InProcess):
-        own_pool = pool = SandboxPool(min(in_flight, max(len(items), 1)), backend=backend, limits=limits)
+        # Every sandbox holds the requirement sets of every environment the run serves (a derived image).
+        needed = {t.env_id for t in corpus.tasks}
+        sets = sorted({h for env_id in needed if env_id in specs for h in requirement_sets(specs[env_id])})
+        extra = {"requirements": sets} if sets else {}
+        own_pool = pool = SandboxPool(
+            min(in_flight, max(len(items), 1)), backend=backend, limits=limits, **extra
+        )
         await pool.start()
     queue: asyncio.Queue = asyncio.Queue()
     for chunk in env_chunks(items, in_flight):

@@ -1,7 +1,7 @@
 """Task shards: task rows (`TaskSpec`) in sharded parquet files, written byte-for-byte deterministically.
 
 One place for the task file format, so synthesis writes it and rollouts read it the same way. Nested fields
-(params, solution, provenance, features) travel as canonical JSON strings: any parquet reader loads the shards,
+(params, solution, provenance, features; turns, config, metadata of format 2) travel as canonical JSON strings: any parquet reader loads the shards,
 and the same tasks always give the same bytes. Shards written before a column existed (features) still load.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from .spec import TaskSpec
 
 SHARD_GLOB = "*.parquet"
-JSON_FIELDS = ("params", "solution", "provenance", "features")
-OPTIONAL_FIELDS = ("features",)
+JSON_FIELDS = ("params", "solution", "provenance", "features", "turns", "config", "metadata")
+OPTIONAL_FIELDS = ("features", "turns", "config", "metadata")
 """Columns added later: None when absent, and absent from older shards."""
 
 
@@ -36,6 +36,9 @@ def _schema():
             ("user_instructions", pa.string()),
             ("provenance", pa.string()),
             ("features", pa.string()),
+            ("turns", pa.string()),
+            ("config", pa.string()),
+            ("metadata", pa.string()),
         ]
     )
 
@@ -45,7 +48,7 @@ def _canonical(value) -> str:
 
 
 def task_row(task: TaskSpec) -> dict:
-    data = task.model_dump(mode="json")
+    data = task.model_dump(mode="json")  # format-2 fields at their defaults are left out: their columns hold null
     row = {name: data.get(name) for name in _schema().names}
     for name in JSON_FIELDS:
         row[name] = None if data.get(name) is None and name in OPTIONAL_FIELDS else _canonical(data[name])

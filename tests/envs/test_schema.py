@@ -137,3 +137,15 @@ def test_checker_reports_each_mismatch():
     assert any("does not match the signature of book()" in p and "'nights'" in p for p in problems)
     assert any("declares tool 'ghost' but tools.py has no @tool function" in p for p in problems)
     assert any("defines @tool 'extra' but env.json does not list it" in p for p in problems)
+
+
+def test_committed_json_schemas_are_current():
+    """docs/schema/*.json are what `toolgym envs schema` prints (regenerate them when the format changes)."""
+    import json
+    from pathlib import Path
+
+    from toolgym.envs.spec import env_schema, task_schema
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "schema"
+    assert json.loads((docs / "env.schema.json").read_text()) == env_schema()
+    assert json.loads((docs / "task.schema.json").read_text()) == task_schema()

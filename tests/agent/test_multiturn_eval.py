@@ -1,0 +1,96 @@
+"""Multi-turn tasks through the real rollout path: rows keep each turn's verdict, eval reports per-turn and
+whole-task success, and rescoring in a sandbox replays the recorded turns to the same verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from toolgym.agent.evaluate import evaluate, recorded_turns, rescore, to_markdown
+from toolgym.agent.policies import OraclePolicy
+from toolgym.agent.rollout import load_trajectories, rollout
+from toolgym.envs import IN_PROCESS
+from toolgym.envs.corpus import load_corpus
+
+from tests.conftest import backend_or_skip
+from tests.envs import multiturn_env
+from tests.envs.test_multiturn import GT, Scripted
+
+
+class Mixed:
+    """The oracle on even samples, every call before the first answer on odd ones."""
+
+    name = "mixed"
+    trusted = True
+
+    def __init__(self) -> None:
+        self.n = -1
+
+    def start(self, task, seed=None) -> None:
+        self.n += 1
+        self.inner = (
+            OraclePolicy() if self.n % 2 == 0 else Scripted([GT[0] + GT[1] + GT[3], "ok", "ok", "no", "ok"])
+        )
+        self.inner.start(task)
+
+    async def act(self, messages, tools):
+        return await self.inner.act(messages, tools)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    multiturn_env.build(store)
+    out = tmp_path_factory.mktemp("run")
+    asyncio.run(
+        rollout(
+            load_corpus(store),
+            Mixed,
+            out,
+            samples_per_task=4,
+            in_flight=1,
+            backend=IN_PROCESS,
+            progress=False,
+        )
+    )
+    return store, out
+
+
+def test_rows_and_report_per_turn(run):
+    store, out = run
+    rows = load_trajectories(out)
+    assert [r["reward"] for r in sorted(rows, key=lambda r: r["sample"])] == [1.0, 0.0, 1.0, 0.0]
+    report = evaluate(rows, ks=(1,))
+    assert report["overall"]["turns"] == 16
+    # the hostile samples fail turns 1, 2 and 4 and pass turn 3 (no call asked, none made)
+    assert report["overall"]["turn_success_rate"] == pytest.approx(10 / 16)
+    assert {k: m["success_rate"] for k, m in report["by_turn"].items()} == {
+        "1": 0.5,
+        "2": 0.5,
+        "3": 1.0,
+        "4": 0.5,
+    }
+    assert "### By user turn" in to_markdown(report)
+
+
+def test_recorded_turns_split_where_the_user_speaks(run):
+    _, out = run
+    row = next(r for r in load_trajectories(out) if r["sample"] == 0)
+    turns = recorded_turns(row["messages"])
+    assert [[c["name"] for c in t["calls"]] for t in turns] == [
+        ["transfer"],
+        ["balance", "add_note"],
+        [],
+        ["transfer"],
+    ]
+    assert [t["answer"] for t in turns] == ["Done.", "B has 80; noted.", "I cannot order food.", "Moved."]
+
+
+@pytest.mark.docker
+def test_rescore_in_a_sandbox_gives_the_same_turn_verdicts(run):
+    store, out = run
+    rows = load_trajectories(out)
+    again = rescore(rows, load_corpus(store), backend=backend_or_skip("docker"))
+    for old, new in zip(rows, again, strict=True):
+        assert new["reward"] == old["reward"]
+        assert new["verdict"]["turns"] == old["verdict"]["turns"]
