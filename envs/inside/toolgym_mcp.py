@@ -169,6 +169,17 @@ class McpServerProcess:
             return self._popen.poll() is None
         return not select.select([self._pidfd], [], [], 0)[0]
 
+    def _ended(self, wait_s: float = 1.0) -> str:
+        """How the server's output ended: it exited (with its code, where known) or closed its output."""
+        if self._popen is not None:
+            try:
+                return f"exited with code {self._popen.wait(timeout=wait_s)}"
+            except Exception:  # noqa: BLE001 - still running after its output closed
+                return "closed its output"
+        if self._pidfd is not None and select.select([self._pidfd], [], [], wait_s)[0]:
+            return "exited"
+        return "closed its output"
+
     def stderr_tail(self) -> str:
         if self._stderr is None:
             return ""
@@ -251,7 +262,7 @@ class McpServerProcess:
             except BlockingIOError:
                 continue
             if not chunk:
-                raise self._gone("exited" if not self.alive() else "closed its output")
+                raise self._gone(self._ended())
             self._buffer += chunk
 
     def notify(self, method: str, params: dict | None = None, timeout_s: float = 5.0) -> None:
