@@ -1,5 +1,7 @@
 """Environment benchmark: oracle episodes per second through ToolEnv in Docker sandboxes (a warm pool, 8 in
-flight) per category, and one tool call's round trip through the env server beside the same call in-process.
+flight) per category, one tool call's round trip through the env server beside the same call in-process, and
+format 2's environments (a class-based multi-turn env and its native twin of @tool functions; an MCP-backed env
+beside its native twin, from bench/envs_mcp.py) in Docker and in-process, side by side.
 
     python bench/envs.py            # the table
     python bench/envs.py --json     # the same rows for machines
@@ -114,6 +116,46 @@ def call_round_trips(backend, n: int) -> list[dict]:
     return rows
 
 
+def v2_rows(docker, n: int) -> list[dict]:
+    """Oracle episodes/s of the 4-turn bank task: its class-based env and its native twin, in-process and in
+    Docker (one kept sandbox: no agent code runs in general environments), n episodes each."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from toolgym.agent.loop import run_episode
+    from toolgym.agent.policies import OraclePolicy
+    from toolgym.envs import IN_PROCESS
+
+    from tests.envs import multiturn_env
+
+    store = Path(tempfile.mkdtemp(prefix="bench-v2-"))
+    envs = {
+        "class-based (tools_from_class)": multiturn_env.build(store),
+        "native twin (@tool + SQLite)": (multiturn_env.build_native(store)),
+    }
+    rows = []
+    for name, env_dir in envs.items():
+        for where, backend in (("in-process", IN_PROCESS), ("docker", docker)):
+            env = ToolEnv(env_dir, backend=backend, transport="push")
+            try:
+                asyncio.run(run_episode(env, OraclePolicy()))  # warm: the sandbox and the server
+                started, rewards = time.perf_counter(), []
+                for _ in range(n):
+                    rewards.append(asyncio.run(run_episode(env, OraclePolicy())).reward)
+                seconds = time.perf_counter() - started
+            finally:
+                env.close()
+            rows.append(
+                {
+                    "env": name,
+                    "where": where,
+                    "episodes": n,
+                    "seconds": seconds,
+                    "episodes_per_s": n / seconds,
+                    "mean_reward": sum(rewards) / n,
+                }
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -139,8 +181,18 @@ def main(argv: list[str] | None = None) -> int:
         r = asyncio.run(episodes_per_second(backend, by_category[category], count, args.in_flight, transport))
         episodes.append({"category": category, "transport": transport, **r})
     calls = call_round_trips(backend, 200 if args.quick else 1000)
+    v2 = v2_rows(backend, 10 if args.quick else 40)
+    try:
+        from envs_mcp import mcp_rows  # bench/envs_mcp.py: the MCP-backed env beside its native twin
+    except ImportError:
+        mcp_rows = None
+    mcp = mcp_rows(backend, quick=args.quick) if mcp_rows is not None else []
     if args.json:
-        print(json.dumps({"episodes": episodes, "tool_call_round_trip": calls}, indent=2))
+        print(
+            json.dumps(
+                {"episodes": episodes, "tool_call_round_trip": calls, "format_v2": v2, "mcp": mcp}, indent=2
+            )
+        )
         return 0
     print(
         f"oracle episodes through ToolEnv, Docker, warm pool of {args.in_flight}, {args.in_flight} in flight"
@@ -162,6 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         f"\nsandbox overhead per call: {calls[0]['p50_ms'] - base:.3f} ms "
         f"({calls[0]['p50_ms'] / base:.1f}x the in-process call)"
     )
+    print("\nformat 2: the 4-turn bank task (5 calls, toolgym:ground_truth), one episode at a time")
+    print(f"{'env':<32} {'where':<11} {'episodes':>8} {'episodes/s':>11} {'vs native':>10} {'reward':>7}")
+    native = {r["where"]: r["episodes_per_s"] for r in v2 if r["env"].startswith("native")}
+    for r in v2:
+        print(
+            f"{r['env']:<32} {r['where']:<11} {r['episodes']:>8} {r['episodes_per_s']:>11.1f} "
+            f"{r['episodes_per_s'] / native[r['where']]:>9.2f}x {r['mean_reward']:>7.2f}"
+        )
+    if mcp:
+        print("\nMCP-backed env beside its native twin (bench/envs_mcp.py)")
+        for r in mcp:
+            print(
+                "  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())
+            )
     return 0
 
 

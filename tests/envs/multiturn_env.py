@@ -162,3 +162,90 @@ def task(env_id: str = "bank-multiturn", **changes) -> TaskSpec:
         **changes,
     }
     return TaskSpec.model_validate(data)
+
+
+NATIVE_TOOLS = '''
+"""The same bank and notebook as @tool functions over the episode's SQLite database (the native twin)."""
+
+from toolgym_env import ToolError, tool
+
+
+@tool
+def balance(ctx, account: str) -> dict:
+    """Look up the balance of an account.
+
+    Args:
+        account: The account's id.
+    """
+    rows = ctx.rows("SELECT balance FROM accounts WHERE id = ?", (account,))
+    if not rows:
+        raise ToolError(f"there is no account {account}")
+    return {"account": account, "balance": rows[0]["balance"]}
+
+
+@tool(access="write")
+def transfer(ctx, source: str, target: str, amount: int) -> str:
+    """Move money from one account to another (a fee applies).
+
+    Args:
+        source: The account the money leaves.
+        target: The account the money goes to.
+        amount: How much to move.
+    """
+    have = ctx.rows("SELECT balance FROM accounts WHERE id = ?", (source,))
+    if not have or have[0]["balance"] < amount:
+        raise ToolError(f"{source} cannot cover {amount} plus the fee of 0")
+    ctx.db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, source))
+    ctx.db.execute(
+        "INSERT INTO accounts (id, balance) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET balance = balance + ?",
+        (target, amount, amount),
+    )
+    ctx.db.execute("INSERT INTO history (source, target, amount) VALUES (?, ?, ?)", (source, target, amount))
+    return f"moved {amount} from {source} to {target}"
+
+
+@tool(access="write")
+def add_note(ctx, text: str) -> int:
+    """Write a note down.
+
+    Args:
+        text: The note.
+    """
+    ctx.db.execute("INSERT INTO notes (text) VALUES (?)", (text,))
+    return ctx.rows("SELECT count(*) AS n FROM notes")[0]["n"]
+
+
+@tool
+def list_notes(ctx) -> list[str]:
+    """Every note so far."""
+    return [r["text"] for r in ctx.rows("SELECT text FROM notes ORDER BY rowid")]
+'''
+
+
+def build_native(store: Path, env_id: str = "bank-native") -> Path:
+    """The native twin: the same tools as @tool functions over SQLite, the same task and verifier."""
+    import sqlite3
+
+    env_dir = store / env_id
+    (env_dir / "state").mkdir(parents=True)
+    (env_dir / "tools.py").write_text(textwrap.dedent(NATIVE_TOOLS).lstrip())
+    db = sqlite3.connect(env_dir / "state" / "db.sqlite")
+    db.executescript(
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, balance INTEGER);"
+        "CREATE TABLE history (source TEXT, target TEXT, amount INTEGER);"
+        "CREATE TABLE notes (text TEXT);"
+    )
+    db.executemany("INSERT INTO accounts VALUES (?, ?)", sorted(CONFIG["Bank"]["accounts"].items()))
+    db.commit()
+    db.close()
+    spec = EnvSpec(
+        id=env_id,
+        category="general",
+        domain="banking",
+        description="You help a bank customer. Use the tools.",
+        tools=tools_from_module(load_tools_module(env_dir / "tools.py")),
+        provenance=Provenance(producer="import", family="toy-multiturn"),
+    )
+    write_env_spec(env_dir, spec)
+    write_tasks(env_dir, [task(env_id, config=None)])
+    return env_dir

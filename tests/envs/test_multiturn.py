@@ -183,3 +183,12 @@ def test_a_private_store_works_in_every_backend(tmp_path, name):
             env.reset()
     finally:
         env.close()
+
+
+def test_the_native_twin_is_judged_by_its_database(tmp_path):
+    """Without toolsets, the built-in verifier compares the database's digest at every turn's end."""
+    env_dir = multiturn_env.build_native(tmp_path)
+    assert validate_env(env_dir) == []
+    assert play(env_dir, OraclePolicy()).reward == 1.0
+    bad = play(env_dir, Scripted([GT[0] + GT[1][:1] + GT[3], "ok", [GT[1][1]], "ok", "no", "ok"]))
+    assert [t["reward"] for t in bad.verdict["turns"]] == [0.0, 0.0, 1.0, 0.0]
