@@ -46,6 +46,27 @@ class ToolCall(BaseModel):
         return tool_call(self.name, self.arguments, id)
 
     @classmethod
+    def from_python(cls, text: str) -> ToolCall:
+        """From a call written as Python (`cd(folder='docs')`, as some benchmarks write their ground truth):
+        keyword arguments of literal values only; raises ValueError for anything else."""
+        import ast
+
+        try:
+            node = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as exc:
+            raise ValueError(f"{text!r} is not a Python call ({exc.msg})") from None
+        if not isinstance(node, ast.Call) or node.args:
+            raise ValueError(f"{text!r} is not a call with keyword arguments only, like f(a=1)")
+        name = ast.unparse(node.func)
+        try:
+            arguments = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg is not None}
+        except ValueError:
+            raise ValueError(f"the arguments of {text!r} are not literal values") from None
+        if len(arguments) != len(node.keywords):
+            raise ValueError(f"{text!r} passes **kwargs; write each argument by name")
+        return cls(name=name, arguments=arguments)
+
+    @classmethod
     def from_dict(cls, call: Mapping[str, Any]) -> ToolCall:
         """From the wire form (or a flat {"name", "arguments"}); raises ValueError on unreadable arguments."""
         fn = call.get("function", call)

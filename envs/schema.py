@@ -82,6 +82,47 @@ def type_schema(hint: Any, where: str) -> dict:
     )
 
 
+_FOREIGN_TYPES = {
+    "dict": "object",
+    "float": "number",
+    "double": "number",
+    "tuple": "array",
+    "list": "array",
+    "int": "integer",
+    "str": "string",
+    "bool": "boolean",
+}
+
+
+def normalize_schema(schema: Any) -> Any:
+    """A foreign parameter schema in the JSON Schema words models and validators know: the type names some
+    benchmarks write ("dict", "float", "tuple", "any", ...) become "object", "number", "array" (or no type), the
+    rest is kept as it is (nested properties, items, enums, descriptions). For env.json of imported tools."""
+    if isinstance(schema, list):
+        return [normalize_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "type":
+            types = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else None
+            if types is None:
+                out[key] = value
+                continue
+            mapped = [_FOREIGN_TYPES.get(t, t) for t in types if t != "any"]
+            if mapped:
+                out[key] = mapped[0] if len(mapped) == 1 else mapped
+        elif key in ("properties", "$defs", "definitions", "patternProperties"):
+            out[key] = (
+                {k: normalize_schema(v) for k, v in value.items()} if isinstance(value, dict) else value
+            )
+        elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "not", "prefixItems"):
+            out[key] = normalize_schema(value)
+        else:
+            out[key] = value
+    return out
+
+
 def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     """(description, {param: description}) from a Google-style docstring: the first paragraph, and `Args:`."""
     doc = inspect.cleandoc(doc or "")
@@ -199,8 +240,12 @@ def host_requirement_paths(env_dir: Path) -> list[Path]:
         return []
     from toolgym.sandbox import requirements
 
-    folder = requirements.host_site(requirements.requirements_hash(lines))
-    return [folder] if folder is not None else []
+    h = requirements.requirements_hash(lines)
+    # Prepared for the sandbox's Python: usable here only where this is the same Python.
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not requirements.prepared(h) or here != requirements.PYTHON_TARGET["python_version"]:
+        return []
+    return [requirements.site_dir(h)]
 
 
 def tool_functions(module) -> dict[str, Any]:

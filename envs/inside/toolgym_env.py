@@ -26,6 +26,11 @@ def tool(fn=None, *, access: str = "read", submit: bool = False):
     docstring (first paragraph, `Args:` section) are the tool's JSON schema."""
     if access not in ACCESS:
         raise ValueError(f"access must be 'read' or 'write', not {access!r}")
+    if fn is not None and _inspect.ismethod(fn):
+        raise TypeError(
+            f"tool() takes a function of (ctx, ...), not the bound method {fn.__qualname__}; turn a class's "
+            "methods into tools with tools_from_class(TheClass)"
+        )
 
     def mark(f):
         f.__toolgym_tool__ = {"access": access, "submit": submit}

@@ -149,3 +149,44 @@ def test_committed_json_schemas_are_current():
     docs = Path(__file__).resolve().parents[2] / "docs" / "schema"
     assert json.loads((docs / "env.schema.json").read_text()) == env_schema()
     assert json.loads((docs / "task.schema.json").read_text()) == task_schema()
+
+
+def test_foreign_schemas_and_python_calls():
+    import pytest
+    from toolgym.envs import ToolCall, tool
+    from toolgym.envs.schema import normalize_schema
+
+    doc = {
+        "type": "dict",
+        "properties": {
+            "n": {"type": "float"},
+            "x": {"type": "any", "description": "d"},
+            "pair": {"type": "tuple", "items": {"type": "dict", "properties": {"k": {"type": "str"}}}},
+        },
+        "required": ["n"],
+    }
+    assert normalize_schema(doc) == {
+        "type": "object",
+        "properties": {
+            "n": {"type": "number"},
+            "x": {"description": "d"},
+            "pair": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+        },
+        "required": ["n"],
+    }
+    call = ToolCall.from_python("mv(source='a b.txt', destination=\"d/\", flags=[1, 2.5, None])")
+    assert (call.name, call.arguments) == (
+        "mv",
+        {"source": "a b.txt", "destination": "d/", "flags": [1, 2.5, None]},
+    )
+    for bad in ("mv('a')", "mv(**x)", "mv(a=open('f'))", "not a call("):
+        with pytest.raises(ValueError):
+            ToolCall.from_python(bad)
+
+    class Files:
+        def ls(self) -> list[str]:
+            """List files."""
+            return []
+
+    with pytest.raises(TypeError, match="tools_from_class"):
+        tool(Files().ls)
