@@ -59,18 +59,11 @@ MAX_SOURCE_BUILDS = 20
 MIN_PIP = (22, 2)  # --report
 HASH_RE = re.compile(r"[0-9a-f]{12}")
 NOT_PREPARED = "requirements {h} are not prepared; run `toolgym sandbox build-image --with <file>`"
-NETWORK_ERRORS = (
-    "NewConnectionError",
-    "Failed to establish a new connection",
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "Network is unreachable",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-    "ProxyError",
-    "Could not fetch URL",
-    "Connection refused",
+NETWORK_ERRORS = re.compile(
+    r"connection error|NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+    r"resolution|Name or service not known|Network is unreachable|ConnectTimeoutError|ReadTimeoutError|ProxyError"
 )
+"""What pip says (at -vv, or in its retry warnings) when it cannot reach an index."""
 
 
 class RequirementsError(ValueError):
@@ -220,7 +213,7 @@ def prepare(
             )
             if proc.returncode != 0:
                 raise RequirementsError(
-                    f"pip could not install the resolved wheels of {h} ({_last_error(proc.stdout)}); fix the "
+                    f"pip could not install the resolved wheels of {h} ({_first_error(proc.stdout)}); fix the "
                     "requirement lines"
                 )
             _compile(site, log)
@@ -272,6 +265,7 @@ def _resolve(
         for _ in range(MAX_SOURCE_BUILDS + 1):
             proc = _pip(
                 "download",
+                "-vv",  # pip names an index it cannot reach only at this level when it does not retry
                 "--dest",
                 str(wheels_dir()),
                 *_link_options(links),
@@ -284,15 +278,16 @@ def _resolve(
             if proc.returncode == 0:
                 break
             missing = _no_distribution(proc.stdout)
-            if _index_unreachable(proc.stdout):
+            unreachable = _index_unreachable(proc.stdout)
+            if unreachable and missing:
                 raise SandboxUnavailable(
-                    f"No package index is reachable and the wheels for {missing or 'these requirements'} are not "
-                    f"in the wheel cache {wheels_dir()}: run `toolgym sandbox build-image --with FILE` "
-                    "where PyPI (or your PIP_INDEX_URL) is reachable, or pass --find-links DIR with the wheels."
+                    f"No package index is reachable ({unreachable}) and the wheels for {missing} are not in the "
+                    f"wheel cache {wheels_dir()}: run `toolgym sandbox build-image --with FILE` where PyPI (or "
+                    "your PIP_INDEX_URL) is reachable, or pass --find-links DIR with the wheels."
                 )
             if missing is None:
                 raise RequirementsError(
-                    f"pip could not resolve the requirements ({_last_error(proc.stdout)}); fix the requirement "
+                    f"pip could not resolve the requirements ({_first_error(proc.stdout)}); fix the requirement "
                     "lines"
                 )
             if not build_sources:
@@ -351,12 +346,13 @@ def _build_pure_wheel(spec: str, log: Callable[[str], None]) -> str:
     """Build a source-only dependency into a wheel in the cache; only a pure-Python one is accepted."""
     log(f"{spec}: no wheel for {TARGET_LABEL} on the index; building one from its source release here ...")
     with tempfile.TemporaryDirectory(dir=wheels_dir()) as out:
-        proc = _pip("wheel", "--no-deps", "--wheel-dir", out, "--progress-bar", "off", spec)
+        proc = _pip("wheel", "-vv", "--no-deps", "--wheel-dir", out, "--progress-bar", "off", spec)
         if proc.returncode != 0:
-            if _index_unreachable(proc.stdout):
+            unreachable = _index_unreachable(proc.stdout)
+            if unreachable and _no_distribution(proc.stdout):
                 raise SandboxUnavailable(
-                    f"No package index is reachable to fetch the source of {spec}: run again where PyPI (or "
-                    "your PIP_INDEX_URL) is reachable, or pass --find-links DIR with its wheel."
+                    f"No package index is reachable ({unreachable}) to fetch the source of {spec}: run again "
+                    "where PyPI (or your PIP_INDEX_URL) is reachable, or pass --find-links DIR with its wheel."
                 )
             if _no_distribution(proc.stdout):
                 raise RequirementsError(
@@ -365,7 +361,7 @@ def _build_pure_wheel(spec: str, log: Callable[[str], None]) -> str:
                 )
             raise RequirementsError(
                 f"{spec} has no wheel for the sandbox's Python ({TARGET_LABEL}) and its source did not build "
-                f"here ({_last_error(proc.stdout)}): pin a version that ships a wheel, or pass --find-links DIR "
+                f"here ({_first_error(proc.stdout)}): pin a version that ships a wheel, or pass --find-links DIR "
                 "with one"
             )
         (wheel,) = Path(out).glob("*.whl")
@@ -522,15 +518,23 @@ def _no_distribution(output: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def _index_unreachable(output: str) -> bool:
-    return any(marker in output for marker in NETWORK_ERRORS)
+def _index_unreachable(output: str) -> str | None:
+    """The index URL pip could not reach ("an index" when it did not say which), or None."""
+    failed = [line for line in output.splitlines() if NETWORK_ERRORS.search(line)]
+    for line in failed:
+        match = re.search(r"Could not fetch URL (\S+?):? ", line)
+        if match:
+            return match.group(1)
+    return "an index" if failed else None
 
 
-def _last_error(output: str) -> str:
+def _first_error(output: str) -> str:
     errors = [
         line.removeprefix("ERROR: ").strip() for line in output.splitlines() if line.startswith("ERROR:")
     ]
-    lines = errors or [line.strip() for line in output.splitlines() if line.strip()]
+    if errors:
+        return errors[0]  # pip's first error names the cause; its last one often only points to the docs
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
 
