@@ -333,9 +333,22 @@ def unsafe_files(env_dir: str | Path) -> list[str]:
     return problems
 
 
+def uses_format_2(env_dir: Path, spec: EnvSpec) -> bool:
+    """Whether an environment needs a reader of format 2: a lib/ folder, or a format-2 field of env.json set."""
+    data = spec.model_dump(mode="json")
+    tool_fields = set(ToolSchema._OPTIONAL) | set(FunctionSchema._OPTIONAL)
+    used = any(k in data for k in EnvSpec._OPTIONAL) or any(
+        k in t or k in t["function"] for t in data["tools"] for k in tool_fields
+    )
+    return used or (env_dir / "lib").is_dir()
+
+
 def write_env_spec(env_dir: str | Path, spec: EnvSpec) -> EnvSpec:
-    """Write env.json with its content hash filled in (tools.py, verify.py and state/ must be written first)."""
+    """Write env.json with its content hash filled in (tools.py, verify.py, state/ and lib/ must be written first).
+    An environment that uses anything of format 2 is marked `format_version` 2."""
     env_dir = Path(env_dir)
+    if spec.format_version < 2 and uses_format_2(env_dir, spec):
+        spec = spec.model_copy(update={"format_version": 2})
     spec = spec.model_copy(update={"content_hash": content_hash(env_dir, spec)})
     (env_dir / "env.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
     return spec
