@@ -48,7 +48,8 @@ def _canonical(value) -> str:
 
 
 def task_row(task: TaskSpec) -> dict:
-    data = task.model_dump(mode="json")  # format-2 fields at their defaults are left out: their columns hold null
+    # format-2 fields at their defaults are left out of the dump: their columns hold null
+    data = task.model_dump(mode="json")
     row = {name: data.get(name) for name in _schema().names}
     for name in JSON_FIELDS:
         row[name] = None if data.get(name) is None and name in OPTIONAL_FIELDS else _canonical(data[name])
