@@ -16,6 +16,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -116,6 +117,13 @@ def check_names(names: list[str]) -> None:
 TAGS = ("__tuple__", "__set__", "__dict__", "__fraction__")
 
 
+def check_size(size: int) -> None:
+    if not 1 <= size <= MAX_SIZE:
+        raise ReasoningGymError(
+            f"--size must be between 1 and {MAX_SIZE}, not {size}; pick a size in that range."
+        )
+
+
 def encode(value: Any) -> Any:
     """An entry as JSON data that `decode` in verify.py turns back into the same Python values: tuples, sets,
     fractions and dicts with non-string keys are tagged (a scorer may compare with them, e.g. ARC's grids are
@@ -176,33 +184,119 @@ def provenance(name: str, seed: int) -> Provenance:
     return Provenance(producer="import", family=f"reasoning_gym:{name}", seed=seed, version=IMPORTER_VERSION)
 
 
+HASH_SEED = "0"
+"""Some generators iterate sets of strings (isomorphic_strings, ransom_note, word_ladder, knight_swap, ...), so
+their entries change with Python's string hashing: entries are made in a child process with this hash seed."""
+
+
+class EntryChild:
+    """A child Python, started with PYTHONHASHSEED fixed, that makes generators' entries on request, so the same
+    arguments give the same entries whatever process asks. One child serves a whole import (its start imports
+    reasoning_gym: 1.5 s)."""
+
+    def __init__(self) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self._errors = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            env={**os.environ, "PYTHONHASHSEED": HASH_SEED},
+            text=True,
+        )
+
+    def entries(self, name: str, size: int, seed: int):
+        """(index, entry encoded for JSON or None, why not) for entries 0..size-1 of generator `name` at `seed`."""
+        self._proc.stdin.write(json.dumps({"name": name, "size": size, "seed": seed}) + "\n")
+        self._proc.stdin.flush()
+        ended = False
+        try:
+            while True:
+                line = self._proc.stdout.readline()
+                if not line:
+                    self._errors.seek(0)
+                    text = self._errors.read().decode(errors="replace").strip()
+                    raise RuntimeError(f"the entry maker of {name} died: {(text.splitlines() or ['?'])[-1]}")
+                row = json.loads(line)
+                if "end" in row:
+                    ended = True
+                    if row["end"]:
+                        raise RuntimeError(f"reasoning-gym could not make {name}'s entries: {row['end']}")
+                    return
+                yield row["i"], row.get("entry"), row.get("error")
+        finally:
+            if not ended:  # left mid-stream: its remaining lines would answer the next request
+                self._proc.kill()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._errors.close()
+
+    def __enter__(self) -> EntryChild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve_entries() -> None:
+    """The child's side of EntryChild: per request line, one JSON line per entry then an end line, on the stdout
+    it was started with (what the generators print goes to stderr instead)."""
+    import os
+    import sys
+    import warnings
+
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    warnings.simplefilter("ignore")  # the generators' own deprecation noise
+    import reasoning_gym
+
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            dataset = reasoning_gym.create_dataset(req["name"], size=req["size"], seed=req["seed"])
+        except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
+            out.write(json.dumps({"end": f"{type(exc).__name__}: {exc}"}) + "\n")
+            out.flush()
+            continue
+        for i in range(req["size"]):
+            try:
+                text = json.dumps({"i": i, "entry": encode(dataset[i])}, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                text = json.dumps({"i": i, "error": f"the entry has no JSON form ({exc})"})
+            out.write(text + "\n")
+        out.write(json.dumps({"end": None}) + "\n")
+        out.flush()
+
+
 def make_tasks(
-    name: str, env_id: str, seed: int, size: int, verify, progress: bool = False
+    name: str, env_id: str, seed: int, size: int, verify, child: EntryChild, progress: bool = False
 ) -> tuple[list[TaskSpec], dict[str, int]]:
     """Entries 0..size-1 of generator `name` at `seed` as tasks, each kept only where verify.py's `score` gives
     its gold answer 1.0 and an empty answer less; (tasks, drop reasons -> counts)."""
-    import reasoning_gym
     from toolgym.envs.inside.toolgym_env import Context
 
-    dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
     tasks: list[TaskSpec] = []
     dropped: dict[str, int] = {}
-    indices: Any = range(size)
+    rows: Any = child.entries(name, size, seed)
     if progress:
         from tqdm import tqdm
 
-        indices = tqdm(indices, desc=name, unit="task", leave=False)
+        rows = tqdm(rows, total=size, desc=name, unit="task", leave=False)
     with tempfile.TemporaryDirectory(prefix="toolgym-rg-") as scratch:
         ctx = Context(scratch, env_id)
-        for i in indices:
-            entry = dataset[i]
-            reason = None
-            gold = entry.get("answer")
-            try:
-                # what verify.py will read: the params as the sandbox receives them (JSON)
-                params = json.loads(json.dumps({"dataset": name, "entry": encode(entry)}, allow_nan=False))
-            except TypeError as exc:
-                reason = f"the entry has no JSON form ({exc})"
+        for i, entry, reason in rows:
+            # the params exactly as verify.py reads them in the sandbox (JSON)
+            params = {"dataset": name, "entry": entry}
+            gold = entry.get("answer") if entry is not None else None
             if reason is None and not (isinstance(gold, str) and gold.strip()):
                 reason = "the entry has no gold answer"
             if reason is None:
@@ -248,16 +342,23 @@ def _replace(target: Path, built: Path, name: str) -> None:
     built.rename(target)
 
 
-def import_generator(name: str, store: str | Path, size: int, seed: int = 0, progress: bool = False):
+def import_generator(
+    name: str,
+    store: str | Path,
+    size: int,
+    seed: int = 0,
+    progress: bool = False,
+    child: EntryChild | None = None,
+) -> GeneratorImport:
     """Write `<store>/rg-<name>/` (env.json, tools.py, verify.py, tasks.jsonl) from generator `name`: entries
-    0..size-1 at `seed`. Returns a GeneratorImport; its path is None (and nothing is written) when no entry
-    passed the gold-answer check."""
+    0..size-1 at `seed`. Its path is None (and nothing is written) when no entry passed the gold-answer check.
+    `child`: an EntryChild to reuse (one is started otherwise)."""
     _package()
     check_names([name])
-    if not 1 <= size <= MAX_SIZE:
-        raise ReasoningGymError(
-            f"--size must be between 1 and {MAX_SIZE}, not {size}; pick a size in that range."
-        )
+    check_size(size)
+    if child is None:
+        with EntryChild() as own:
+            return import_generator(name, store, size, seed, progress, own)
     started = time.perf_counter()
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
@@ -268,7 +369,7 @@ def import_generator(name: str, store: str | Path, size: int, seed: int = 0, pro
     try:
         write_env_files(built, name, seed)
         verify = load_tools_module(built / "verify.py", "verify")
-        tasks, result.dropped = make_tasks(name, env_id, seed, size, verify, progress)
+        tasks, result.dropped = make_tasks(name, env_id, seed, size, verify, child, progress)
         result.kept = len(tasks)
         if tasks:
             write_tasks(built, tasks)
@@ -282,9 +383,26 @@ def import_generator(name: str, store: str | Path, size: int, seed: int = 0, pro
 
 
 def import_generators(
-    names: list[str], store: str | Path, size: int, seed: int = 0, progress: bool = False
+    names: list[str],
+    store: str | Path,
+    size: int,
+    seed: int = 0,
+    progress: bool = False,
+    on_result: Callable[[GeneratorImport], None] | None = None,
 ) -> list[GeneratorImport]:
-    """`import_generator` for each name, in the order given (all names are checked before anything is written)."""
+    """`import_generator` for each name in the order given, with one EntryChild; every name is checked before
+    anything is written. `on_result` hears of each generator as it is done."""
     _package()
     check_names(names)
-    return [import_generator(n, store, size, seed, progress) for n in names]
+    check_size(size)
+    results = []
+    with EntryChild() as child:
+        for name in names:
+            results.append(import_generator(name, store, size, seed, progress, child))
+            if on_result is not None:
+                on_result(results[-1])
+    return results
+
+
+if __name__ == "__main__":  # the child of EntryChild
+    _serve_entries()

@@ -13,12 +13,7 @@ TOOLGYM_ENV_STORE=./store toolgym envs show rg-leg-counting"""
 
 def _import_reasoning_gym(args) -> int:
     from toolgym.envs import default_store
-    from toolgym.synth.importers.reasoning_gym import (
-        ReasoningGymError,
-        check_names,
-        generators,
-        import_generator,
-    )
+    from toolgym.synth.importers.reasoning_gym import ReasoningGymError, generators, import_generators
 
     try:
         if args.list:
@@ -33,21 +28,22 @@ def _import_reasoning_gym(args) -> int:
             print("toolgym: name the generators with --datasets a,b (see --list).", file=sys.stderr)
             return 2
         names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-        check_names(names)  # every name before anything is written
         out = args.out or default_store()
         print(
             f"importing {len(names)} reasoning-gym generator(s), {args.size} entries each, seed {args.seed}"
         )
-        results = []
-        for name in names:
-            r = import_generator(name, out, size=args.size, seed=args.seed, progress=not args.quiet)
-            results.append(r)
+
+        def done(r) -> None:
             drops = ", ".join(f"{n}: {why}" for why, n in sorted(r.dropped.items()))
             where = str(r.path) if r.path else "nothing written"
             print(
-                f"{name}: {r.kept} task(s)" + (f", {sum(r.dropped.values())} dropped ({drops})" if drops else "")
-                + f" in {r.seconds:.1f} s -> {where}"
+                f"{r.name}: {r.kept} task(s)" + (f", {sum(r.dropped.values())} dropped ({drops})" if drops else "")
+                + f" in {r.seconds:.1f} s -> {where}", flush=True
             )  # fmt: skip
+
+        results = import_generators(
+            names, out, size=args.size, seed=args.seed, progress=not args.quiet, on_result=done
+        )
     except ReasoningGymError as exc:
         print(f"toolgym: {exc}", file=sys.stderr)
         return 2
