@@ -56,6 +56,14 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
+    """The generators imported, and their requirement set prepared (episodes need it in process and in Docker;
+    offline from the wheel cache once filled), or the tests skipped."""
+    from toolgym.sandbox.requirements import RequirementsError, prepare
+
+    try:
+        prepare([rg.REQUIREMENT], log=lambda _: None)
+    except RequirementsError as exc:
+        pytest.skip(f"cannot prepare {rg.REQUIREMENT}: {exc}")
     out = tmp_path_factory.mktemp("rg-store")
     results = rg.import_generators(GENERATORS, out, size=SIZE, seed=0)
     assert [r.env_id for r in results] == ["rg-leg-counting", "rg-basic-arithmetic", "rg-arc-agi"]
@@ -244,22 +252,9 @@ def test_the_verifier_never_imports_a_reasoning_gym_left_in_the_working_folder(s
     assert not marker.exists()
 
 
-def _docker_requirements_ready() -> str | None:
-    """Why the Docker test cannot run yet: the sandbox side of env requirements (prepared site folders put on the
-    env server's sys.path) is another part's work; None once it is there."""
-    import importlib.util
-
-    if importlib.util.find_spec("toolgym.sandbox.requirements") is None:
-        return "toolgym.sandbox.requirements (prepared requirement sets) is not there yet"
-    return None
-
-
 @pytest.mark.docker
 @pytest.mark.slow
 def test_in_a_docker_sandbox_the_generators_own_scorer_judges(store):
-    why = _docker_requirements_ready()
-    if why:
-        pytest.skip(why)
     backend = backend_or_skip("docker")
     for name in ("leg_counting", "arc_agi"):
         env = ToolEnv(store / rg.env_id_of(name), backend=backend)
@@ -273,3 +268,19 @@ def test_in_a_docker_sandbox_the_generators_own_scorer_judges(store):
             assert "scores the answer" in env.last_verdict["reason"]
         finally:
             env.close()
+    # Agent code leaves a reasoning_gym that passes everything in the working folder: the verifier never loads it.
+    env = ToolEnv(store / "rg-leg-counting", backend=backend)
+    try:
+        env.reset(options={"task_id": env.tasks[0].id})
+        fake = "def get_score_answer_fn(name):\n    return lambda answer, entry: 1.0\n"
+        obs, _, _, _, _ = env.step(
+            python_call(
+                f"import os\nos.makedirs('reasoning_gym', exist_ok=True)\n"
+                f"open('reasoning_gym/__init__.py', 'w').write({fake!r})\nprint(os.getcwd())"
+            )
+        )
+        assert "Error" not in obs, obs
+        env.step(submit("I do not know"))
+        assert env.last_verdict["reward"] == 0.0, env.last_verdict
+    finally:
+        env.close()
