@@ -93,7 +93,10 @@ class McpServerProcess:
     ) -> None:
         self.command = [str(c) for c in command]
         self.env = server_environment(env)
-        self.cwd = cwd or tempfile.gettempdir()
+        self.cwd = cwd
+        """Where the server runs; None: a folder of its own, made at start and removed at close (so nothing it
+        writes there reaches the server of another episode)."""
+        self._own_cwd = False
         self.preload = tuple(preload)
         self.pid: int | None = None
         self.forked = False
@@ -111,6 +114,8 @@ class McpServerProcess:
 
     # -- the process ---------------------------------------------------------------------------------------
     def start(self) -> McpServerProcess:
+        if self.cwd is None:
+            self.cwd, self._own_cwd = tempfile.mkdtemp(prefix="toolgym-mcp-"), True
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         self._stderr = tempfile.TemporaryFile()  # a chatty server must never block on a full pipe
@@ -207,8 +212,7 @@ class McpServerProcess:
                     self._popen.wait(timeout=5)
                 except Exception:  # noqa: BLE001 - unkillable is reported by nobody; the sandbox reset ends it
                     pass
-            elif self._pidfd is not None:
-                select.select([self._pidfd], [], [], 5.0)  # the zygote reaps it
+            # A forked one is not waited for: killed, it runs nothing more, and its zygote reaps it.
             self.pid = None
         for fd in (self._stdin, self._stdout, self._pidfd):
             if fd is not None:
@@ -220,6 +224,11 @@ class McpServerProcess:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if self._own_cwd:
+            import shutil
+
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self._own_cwd = False
 
     # -- JSON-RPC ------------------------------------------------------------------------------------------
     def _send(self, message: dict, deadline: float) -> None:
@@ -271,19 +280,22 @@ class McpServerProcess:
             message["params"] = params
         self._send(message, time.monotonic() + timeout_s)
 
-    def request(self, method: str, params: dict | None, timeout_s: float) -> dict:
-        """Send one request and wait for its result (a dict); McpError for an error answer, McpTimeout when none
-        came in time (the request is then cancelled), ServerGone when the server died. Requests the server makes
-        meanwhile are answered (ping) or declined; its notifications (logs, progress) are dropped."""
+    def send_request(self, method: str, params: dict | None, timeout_s: float = 5.0) -> int:
+        """Send one request without waiting for its answer (`reply` reads it); its id."""
         if self._stdin is None:
             raise ServerGone("the MCP server is not running")
-        deadline = time.monotonic() + timeout_s
         self._next_id += 1
-        rid = self._next_id
-        message = {"jsonrpc": "2.0", "id": rid, "method": method}
+        message = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
         if params is not None:
             message["params"] = params
-        self._send(message, deadline)
+        self._send(message, time.monotonic() + timeout_s)
+        return self._next_id
+
+    def reply(self, rid: int, method: str, timeout_s: float) -> dict:
+        """The result of request `rid` (a dict); McpError for an error answer, McpTimeout when none came in time
+        (the request is then cancelled), ServerGone when the server died. Requests the server makes meanwhile are
+        answered (ping) or declined; its notifications (logs, progress) are dropped."""
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 reply = self._line(deadline)
@@ -309,6 +321,12 @@ class McpServerProcess:
             result = reply.get("result")
             return result if isinstance(result, dict) else {}
 
+    def request(self, method: str, params: dict | None, timeout_s: float) -> dict:
+        """Send one request and wait for its result (see `reply`)."""
+        started = time.monotonic()
+        rid = self.send_request(method, params, timeout_s)
+        return self.reply(rid, method, max(0.0, timeout_s - (time.monotonic() - started)))
+
     def _answer_server_request(self, request: dict, deadline: float) -> None:
         if request["method"] == "ping":
             reply = {"jsonrpc": "2.0", "id": request["id"], "result": {}}
@@ -323,11 +341,16 @@ class McpServerProcess:
     # -- MCP -----------------------------------------------------------------------------------------------
     def initialize(self, timeout_s: float = START_TIMEOUT_S) -> dict:
         """The handshake: `initialize`, then `notifications/initialized`. The server's InitializeResult."""
-        result = self.request(
-            "initialize",
-            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO},
-            timeout_s,
-        )
+        self.begin_initialize()
+        return self.finish_initialize(timeout_s)
+
+    def begin_initialize(self) -> None:
+        """Send `initialize`; the server starts up meanwhile (`finish_initialize` reads its answer)."""
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        self._initialize_id = self.send_request("initialize", params)
+
+    def finish_initialize(self, timeout_s: float = START_TIMEOUT_S) -> dict:
+        result = self.reply(self._initialize_id, "initialize", timeout_s)
         self.protocol_version = result.get("protocolVersion")
         self.server_info = result.get("serverInfo") or {}
         self.instructions = result.get("instructions")
@@ -390,8 +413,8 @@ def result_data(result: dict):
 
 
 class McpToolset(toolgym_env.Toolset):
-    """An MCP server's tools: one server process per episode, started at the episode's start (in the episode's
-    scratch folder), killed at its end, so nothing of one episode's state reaches another.
+    """An MCP server's tools: one server process per episode, killed at the episode's end, so nothing of one
+    episode's state reaches another.
 
     `command`: the server's program (`["python3", "-m", "notes_server"]`; a Python program runs on the sandbox's
     interpreter, forked from a zygote that loaded `preload` first where one serves). `tools`: the tool list
@@ -399,7 +422,14 @@ class McpToolset(toolgym_env.Toolset):
     `state_tool`: a read-only tool whose result is the server's state (called with `state_arguments`): the
     toolset's snapshot, which verifiers compare at a turn's end; None (the default) leaves the snapshot None.
     `names`: {toolgym name: MCP name} for tools whose MCP names are not function names (`get-time`).
-    `env`: extra environment variables of the server."""
+    `env`: extra environment variables of the server.
+
+    Each server runs in a working folder of its own (new, empty, removed with it); `in_state_dir=True` runs it in
+    the episode's copy of state/ instead, for a server that works on seed files. `spare=True` (the default, not
+    with `in_state_dir`) keeps the next episode's server started and initialized beforehand, so an episode does
+    not wait for its server's start: a spare has answered `initialize` and nothing else, the state a server has
+    when it is started at the episode's start. (The spare is the toolset's, not an episode's: it belongs to no
+    Context until an episode takes it.)"""
 
     def __init__(
         self,
@@ -413,6 +443,8 @@ class McpToolset(toolgym_env.Toolset):
         state_arguments: dict | None = None,
         env: dict | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
+        in_state_dir: bool = False,
+        spare: bool = True,
     ) -> None:
         if state_tool is not None and state_tool not in tools:
             raise ValueError(
@@ -427,21 +459,50 @@ class McpToolset(toolgym_env.Toolset):
         self.state_arguments = dict(state_arguments or {})
         self.env = dict(env or {})
         self.start_timeout_s = start_timeout_s
+        self.in_state_dir = in_state_dir
+        self.spare = spare and not in_state_dir
+        self._spares: list = []  # at most one, started for the next episode
+        import weakref
+
+        weakref.finalize(self, _close_all, self._spares)
 
     def tools(self) -> dict:
         return {name: dict(meta) for name, meta in self._tools.items()}
 
+    def _spawn(self, cwd: str | None) -> McpServerProcess:
+        server = McpServerProcess(self.command, env=self.env, cwd=cwd, preload=self.preload).start()
+        server.begin_initialize()
+        return server
+
+    def _taken_spare(self) -> McpServerProcess | None:
+        """The spare, handed over, where it is still alive and usable (in this process: a fork copies it)."""
+        while self._spares:
+            server, owner = self._spares.pop()
+            if owner == os.getpid() and server.alive():
+                return server
+            server.close()
+        return None
+
     def start(self, ctx) -> None:
-        server = McpServerProcess(self.command, env=self.env, cwd=ctx.state_dir, preload=self.preload)
-        episode = ctx.objects[self.key] = {"server": server, "error": None}
-        ctx.on_close(server.close)  # registered first: even a start cut short leaves no process behind
-        os.makedirs(ctx.state_dir, exist_ok=True)
+        episode = ctx.objects[self.key] = {"server": None, "error": None}
+        server = self._taken_spare() if self.spare else None
         try:
-            server.start()
-            server.initialize(self.start_timeout_s)
+            if server is None:
+                if self.in_state_dir:
+                    os.makedirs(ctx.state_dir, exist_ok=True)
+                server = self._spawn(ctx.state_dir if self.in_state_dir else None)
+            episode["server"] = server
+            ctx.on_close(server.close)  # registered first: even a start cut short leaves no process behind
+            server.finish_initialize(self.start_timeout_s)
         except (ServerGone, McpTimeout, McpError) as exc:
             episode["error"] = f"the MCP server did not start: {exc}"
-            server.close()
+            if server is not None:
+                server.close()
+        if self.spare:
+            try:
+                self._spares.append((self._spawn(None), os.getpid()))
+            except (ServerGone, McpTimeout):
+                pass  # the next episode starts its own
 
     def _server(self, ctx) -> McpServerProcess:
         if self.key not in ctx.objects:
@@ -490,3 +551,8 @@ class McpToolset(toolgym_env.Toolset):
         if result.get("isError"):
             return {"error": result_value(result)}
         return result_data(result)
+
+
+def _close_all(spares: list) -> None:
+    while spares:
+        spares.pop()[0].close()

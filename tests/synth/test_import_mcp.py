@@ -214,6 +214,19 @@ def test_each_episode_has_a_server_of_its_own(plain):
     assert gone(pid)  # the episode's end killed its server
 
 
+def test_the_next_episodes_server_is_started_ahead_and_untouched(plain):
+    toolset, episode, _ = plain
+    first = episode()
+    (spare, _), *more = toolset._spares
+    assert not more and spare.alive() and spare.cwd != first.state_dir  # a working folder of its own
+    assert toolset.call(first, "bump", {}) == "1"
+    second = episode()
+    assert second.objects["mcp"]["server"] is spare
+    assert toolset.snapshot(second) == {"count": 0}
+    second.close()
+    assert not os.path.exists(spare.cwd)  # removed with its server
+
+
 def test_results_and_errors_reach_the_model(plain):
     toolset, episode, _ = plain
     ctx = episode()

@@ -15,7 +15,9 @@ NOTES_REQUIREMENTS = ["mcp==2.3.0"]
 TIME_REQUIREMENTS = ["mcp==2.3.0", "mcp-server-time==2026.10.19"]
 
 
-def import_notes(out: Path, env_id: str = "mcp-notes", requirements=NOTES_REQUIREMENTS) -> Path:
+def import_notes(
+    out: Path, env_id: str = "mcp-notes", requirements=NOTES_REQUIREMENTS, preload: bool = True
+) -> Path:
     """The notes server imported into the store `out`, with its tasks and verify.py."""
     from toolgym.synth.importers.mcp import import_mcp
 
@@ -28,6 +30,7 @@ def import_notes(out: Path, env_id: str = "mcp-notes", requirements=NOTES_REQUIR
         state_tool="list_notes",
         verify=NOTES_VERIFY,
         tasks=NOTES_TASKS,
+        preload=preload,
     )
 
 
