@@ -196,7 +196,7 @@ def prepare(
             req_file = work / "requirements.txt"
             req_file.write_text("".join(line + "\n" for line in reqs))
             with _locked(wheels_dir() / ".lock"):
-                chosen, built = _resolve(req_file, links, work, log, build_sources)
+                chosen = _resolve(req_file, links, work, log, build_sources)
             site = work / "site"
             proc = _pip(
                 "install",
@@ -224,8 +224,7 @@ def prepare(
                 "python": PYTHON_TARGET,
                 "installed": sorted(f"{name}=={version}" for name, version, _ in chosen),
                 "wheels": {path.name: _sha256(path) for _, _, path in sorted(chosen)},
-                "built_from_source": sorted(built),
-            }
+            }  # the same wheels give the same record (and digest), however they came into the cache
             (site / MARKER).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
             if target.exists():
                 shutil.rmtree(target)  # an earlier try that died before its marker
@@ -256,9 +255,8 @@ def target_options() -> list[str]:
 
 def _resolve(
     req_file: Path, links: list[Path], work: Path, log: Callable[[str], None], build_sources: bool
-) -> tuple[list[tuple[str, str, Path]], list[str]]:
+) -> list[tuple[str, str, Path]]:
     """The wheels that install these requirements, all in the wheel cache: (name, version, path) each."""
-    built: list[str] = []
     report = _resolve_offline(req_file, links, work)
     if report is None:
         log(f"downloading wheels for {TARGET_LABEL} into {wheels_dir()} ...")
@@ -296,7 +294,7 @@ def _resolve(
                     "releases is off: pin a version that ships a wheel, or pass --find-links DIR with a wheel "
                     f"built by `pip wheel --no-deps {missing}`"
                 )
-            built.append(_build_pure_wheel(missing, log))
+            _build_wheel(missing, log)
         else:
             raise RequirementsError(
                 f"more than {MAX_SOURCE_BUILDS} dependencies have no wheel for {TARGET_LABEL}: pass --find-links "
@@ -316,7 +314,7 @@ def _resolve(
             shutil.copy2(path, wheels_dir() / path.name)
             path = wheels_dir() / path.name
         chosen.append((item["metadata"]["name"], item["metadata"]["version"], path))
-    return chosen, built
+    return chosen
 
 
 def _resolve_offline(req_file: Path, links: list[Path], work: Path) -> dict | None:
@@ -342,8 +340,8 @@ def _resolve_offline(req_file: Path, links: list[Path], work: Path) -> dict | No
     return json.loads(report.read_text())
 
 
-def _build_pure_wheel(spec: str, log: Callable[[str], None]) -> str:
-    """Build a source-only dependency into a wheel in the cache; only a pure-Python one is accepted."""
+def _build_wheel(spec: str, log: Callable[[str], None]) -> str:
+    """Build a source-only dependency into a wheel in the cache, kept only when it runs in the sandbox."""
     log(f"{spec}: no wheel for {TARGET_LABEL} on the index; building one from its source release here ...")
     with tempfile.TemporaryDirectory(dir=wheels_dir()) as out:
         proc = _pip("wheel", "-vv", "--no-deps", "--wheel-dir", out, "--progress-bar", "off", spec)
