@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import site
 import sqlite3
 import stat
 import sys
@@ -280,9 +281,13 @@ class EnvServer:
         elif self.env_dir is not None and os.path.isdir(os.path.join(self.env_dir, "lib")):
             lib = os.path.join(self.env_dir, "lib")
         out = ([lib] if lib else []) + [str(p) for p in paths]
-        for path in reversed(out):
-            if path not in sys.path:
-                sys.path.insert(0, path)
+        before = list(sys.path)
+        for path in paths:
+            # A site folder (pip's --target) may hold .pth files: addsitedir reads them, sys.path.insert would not.
+            site.addsitedir(str(path))
+        if lib and lib not in sys.path:
+            sys.path.insert(0, lib)
+        out += [p for p in sys.path if p not in before and p not in out]  # what the .pth files added
         return out
 
     def unload(self) -> None:
