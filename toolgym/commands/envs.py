@@ -121,8 +121,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(
         "envs",
-        help="List, show and validate tool environments.",
-        description="List, show and validate tool environments.",
+        help="List, show, validate and import tool environments; serve one over MCP.",
+        description="List, show, validate and import tool environments; serve one over MCP.",
     )
     s = p.add_subparsers(dest="envs_command", metavar="SUBCOMMAND", required=True)
     ls = add_command(
@@ -169,3 +169,9 @@ def add_parser(sub) -> None:
         _schema,
     )
     sc.add_argument("--task", action="store_true", help="the schema of a task row instead")
+    # Importers and MCP: environments from the field (toolgym/commands/importers.py, toolgym/commands/mcp.py)
+    from .importers import add_reasoning_gym_parser
+    from .mcp import add_mcp_parsers
+
+    add_reasoning_gym_parser(s)
+    add_mcp_parsers(s)
