@@ -87,21 +87,21 @@ def main(argv: list[str] | None = None) -> int:
         store = Path(tmp)
         native = build_native_notes(store / "native")
         mcp_docker = import_notes(store / "docker")  # the sandbox imports mcp from the prepared set
+        fresh_docker = import_notes(store / "docker-fresh", module="notes_server.fresh")
         mcp_local = import_notes(store / "local", requirements=())  # in-process: this host's SDK
+        fresh_local = import_notes(store / "local-fresh", requirements=(), module="notes_server.fresh")
         bare_local = import_notes(store / "bare", requirements=(), preload=False)  # --no-preload
+        native_row = "native (@tool over SQLite)"
+        at_import, in_main = "MCP, server built at import", "MCP, server built per process"
+        few = max(4, n // 12)
         rows = [
-            ("docker", "native (@tool over SQLite)", native, docker, n, args.in_flight),
-            ("docker", "MCP (server per episode)", mcp_docker, docker, n, args.in_flight),
-            ("in-process", "native (@tool over SQLite)", native, IN_PROCESS, n, 1),
-            ("in-process", "MCP (server per episode)", mcp_local, IN_PROCESS, n, 1),
-            (
-                "in-process",
-                "MCP, no preload (imports per episode)",
-                bare_local,
-                IN_PROCESS,
-                max(4, n // 12),
-                1,
-            ),
+            ("docker", native_row, native, docker, n, args.in_flight),
+            ("docker", at_import, mcp_docker, docker, n, args.in_flight),
+            ("docker", in_main, fresh_docker, docker, n, args.in_flight),
+            ("in-process", native_row, native, IN_PROCESS, n, 1),
+            ("in-process", at_import, mcp_local, IN_PROCESS, n, 1),
+            ("in-process", in_main, fresh_local, IN_PROCESS, n, 1),
+            ("in-process", "MCP, no preload (imports per episode)", bare_local, IN_PROCESS, few, 1),
         ]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(rows))}
         for _ in range(args.rounds):

@@ -16,13 +16,18 @@ TIME_REQUIREMENTS = ["mcp==2.3.0", "mcp-server-time==2026.10.19"]
 
 
 def import_notes(
-    out: Path, env_id: str = "mcp-notes", requirements=NOTES_REQUIREMENTS, preload: bool = True
+    out: Path,
+    env_id: str = "mcp-notes",
+    requirements=NOTES_REQUIREMENTS,
+    preload: bool = True,
+    module: str = "notes_server",
 ) -> Path:
-    """The notes server imported into the store `out`, with its tasks and verify.py."""
+    """The notes server imported into the store `out`, with its tasks and verify.py. `module`: `notes_server`
+    (the server built at import) or `notes_server.fresh` (built when the process runs)."""
     from toolgym.synth.importers.mcp import import_mcp
 
     return import_mcp(
-        "python3 -m notes_server",
+        f"python3 -m {module}",
         env_id,
         out,
         lib=SERVERS,

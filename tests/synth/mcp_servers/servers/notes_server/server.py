@@ -76,5 +76,10 @@ def create_server() -> MCPServer:
     return server
 
 
+SERVER = create_server()
+"""Built at import, as servers written with the SDK usually are: a process forked after the import (toolgym's
+zygote preloads this module) starts with the server built and its seed notes in place, each a copy of its own."""
+
+
 def main() -> None:
-    create_server().run()
+    SERVER.run()
