@@ -116,8 +116,12 @@ class McpEpisode:
                 return self._over(info.get("verdict"), "answered"), False
             if truncated:
                 return self._over(None, info.get("env_error") or "it ran out of steps"), True
-            users = [m["content"] for m in info["messages"][count + 1 :] if m["role"] == "user"]
-            return "The user replies: " + "\n\n".join(users), False
+            said = [
+                m["content"] if m["role"] == "user" else f"[{m['role']}] {m['content']}"
+                for m in info["messages"][count + 1 :]
+                if m["role"] in ("user", "system", "developer")
+            ]
+            return "The user replies: " + "\n\n".join(said), False
         self._calls += 1
         call = {
             "id": f"mcp_{self._calls}",

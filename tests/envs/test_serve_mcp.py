@@ -117,3 +117,41 @@ def test_serve_mcp_never_runs_an_environment_in_process():
         McpEpisode(order_desk(), backend=IN_PROCESS)
     with pytest.raises(ValueError, match="has no task 'nope'"):
         McpEpisode(order_desk(), "nope", backend="docker")
+
+
+def test_a_multi_turn_task_goes_on_turn_by_turn_over_mcp(tmp_path):
+    """Each toolgym_submit ends a user turn: the next turn's messages come back, the last one the verdict."""
+    from tests.envs import multiturn_env
+
+    env_dir = multiturn_env.build(tmp_path)
+    turns = multiturn_env.turns()
+    seen = anyio.run(drive_turns, env_dir, f"{env_dir.name}-0", turns)
+    assert seen[0] == (
+        False,
+        "The user replies: [system] The user may ask you to keep notes.\n\n"
+        "What is B's balance now? Write it in a note.",
+    )
+    assert seen[1] == (False, "The user replies: Also order me a pizza.")
+    assert seen[2] == (False, "The user replies: Move 10 back from B to A.")
+    assert seen[3][0] is False and "reward 1 (all 4 turns match the ground truth)" in seen[3][1]
+
+
+async def drive_turns(env_dir, task_id: str, turns: list[dict]) -> list:
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "toolgym.envs.mcp_serve", str(env_dir), "--task", task_id, "--backend", "docker"],
+    )
+    replies = []
+    with anyio.fail_after(180):
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                for turn in turns:
+                    for c in turn["solution"]:
+                        result = await session.call_tool(c["name"], c["arguments"])
+                        assert not result.is_error, result.content[0].text
+                    result = await session.call_tool(SUBMIT_TOOL, {"answer": turn["answer"]})
+                    replies.append((result.is_error, result.content[0].text))
+    return replies
