@@ -1,6 +1,10 @@
 """MCP servers as toolgym tools: a stdlib-only MCP client (JSON-RPC 2.0 over a server's stdin and stdout, one
 message a line) and `McpToolset`, which runs one server process per episode, inside the sandbox.
 
+A Python server is forked from a zygote (toolgym_env.fork_program) that imported, once, what the server had
+imported by the end of its handshake when it was imported into toolgym: a server built at import (as SDK servers
+usually are) starts in a few milliseconds instead of the second a fresh interpreter spends importing the SDK.
+
 Stdlib only: it runs inside the sandbox (as the top-level module `toolgym_mcp`) and on the host (as
 `toolgym.envs.inside.toolgym_mcp`). An imported environment's tools.py is two lines:
 
@@ -31,9 +35,6 @@ START_TIMEOUT_S = 60.0
 """A server's start and handshake (a fresh interpreter that imports the MCP Python SDK spends ~1 s of CPU)."""
 STDERR_TAIL = 2000
 """The most of a dead server's stderr a tool error quotes."""
-SDK_PRELOAD = ("mcp.server.mcpserver", "mcp.server.lowlevel", "mcp.server.stdio")
-"""What a Python server built on the MCP Python SDK imports first anyway: loaded once in a zygote, so each
-episode's server is forked with them in place instead of importing them (~1 s of CPU) again."""
 _PYTHONS = ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
 _FLAGS = ("-I", "-S", "-B", "-E", "-s", "-u")
 
