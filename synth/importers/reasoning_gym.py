@@ -4,8 +4,10 @@ tool) with `size` tasks made from seed `seed`, scored inside the sandbox by the 
     from toolgym.synth.importers.reasoning_gym import import_generators
     import_generators(["leg_counting", "basic_arithmetic"], "./store", size=20, seed=0)
 
-The same arguments give the same bytes. Every task's gold answer is scored through the environment's verify.py at
-import time; an entry whose own answer does not score 1.0 (or that an empty answer passes) is dropped and counted.
+The same arguments give the same bytes (entries are made in a child Python with string hashing fixed). Every
+task's gold answer is scored through the environment's verify.py at import time; an entry whose own answer does
+not score 1.0 (or that an empty answer passes) is dropped and counted. Episodes need env.json's requirement set
+prepared (`toolgym sandbox build-image --with STORE`).
 """
 
 from __future__ import annotations

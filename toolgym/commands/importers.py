@@ -13,7 +13,12 @@ TOOLGYM_ENV_STORE=./store toolgym envs show rg-leg-counting"""
 
 def _import_reasoning_gym(args) -> int:
     from toolgym.envs import default_store
-    from toolgym.synth.importers.reasoning_gym import ReasoningGymError, generators, import_generators
+    from toolgym.synth.importers.reasoning_gym import (
+        REQUIREMENT,
+        ReasoningGymError,
+        generators,
+        import_generators,
+    )
 
     try:
         if args.list:
@@ -54,6 +59,7 @@ def _import_reasoning_gym(args) -> int:
             file=sys.stderr,
         )
         return 1
+    print(f"before episodes, prepare {REQUIREMENT} for the sandbox: toolgym sandbox build-image --with {out}")
     return 0
 
 
