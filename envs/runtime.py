@@ -170,9 +170,10 @@ def _task_request(task) -> dict:
 
 
 def episode_start(task) -> dict:
-    """The reset request of an episode of `task` (a TaskSpec): id, configuration, the first turn's tools."""
+    """The reset request of an episode of `task` (a TaskSpec): id, verifier's name (not its params), configuration,
+    the first turn's tools."""
     request = _task_request(task)
-    return {k: request[k] for k in ("id", "config", "tools") if k in request}
+    return {k: request[k] for k in ("id", "verifier", "config", "tools") if k in request}
 
 
 def replay(

@@ -250,6 +250,7 @@ class EnvServer:
         }
         self.allowed: set | None = None
         """The tools of the current user turn (None: all of them)."""
+        self._turn_db = False
         category = self.category = self.spec.get("category", "general")
         self.sandboxed = sandboxed
         """In a sandbox (never in-process on the host): verification first stops every process of the agent."""
@@ -410,6 +411,9 @@ class EnvServer:
     def _new_episode(self, task: dict) -> dict:
         self.ctx = Context(self.scratch, str(task.get("id", "")), call_timeout_s=self.call_timeout_s)
         self.ctx.config = task.get("config")
+        # The database's digest at every turn's end only where the built-in verifier will compare it: a verify.py
+        # verifier reads the final state itself, and admission verifies thousands of single-turn episodes.
+        self._turn_db = str(task.get("verifier") or "").startswith(BUILTIN_PREFIX)
         self.calls = []
         self._wrote = False
         tools = task.get("tools")
@@ -429,7 +433,7 @@ class EnvServer:
         self.allowed = set(tools) if tools is not None else None
         return {"ok": True, "turn": self.ctx.turn}
 
-    def _close_turn(self, answer=None) -> None:
+    def _close_turn(self, answer=None, final: bool = False) -> None:
         ctx = self.ctx
         if ctx.turns and ctx.turns[-1]["index"] == ctx.turn:
             return  # closed already (a second verification of the same end)
@@ -437,15 +441,18 @@ class EnvServer:
             stop_agent_processes()  # the state of a turn's end is what nothing of the agent's can change any more
             self._agent_ran = False
         calls = [dict(c) for c in self.calls if c.get("turn") == ctx.turn]
-        ctx.turns.append({"index": ctx.turn, "answer": answer, "calls": calls, "state": self._snapshot()})
+        ctx.turns.append(_Turn(index=ctx.turn, answer=answer, calls=calls, snapshot=self._snapshot))
+        if final is False:
+            ctx.turns[-1]["state"]  # a turn that ends before the episode does: its state now, while it is so
 
     def _snapshot(self) -> dict:
         """The state verifiers compare at a turn's end: every toolset's snapshot, or (an environment of @tool
-        functions over a database) the database's digest."""
+        functions over a database, judged by the built-in verifier) the database's digest."""
         if self.toolsets:
             return {ts.key: ts.snapshot(self.ctx) for ts in self.toolsets}
-        if self.category not in FILE_CATEGORIES and os.path.exists(os.path.join(self.scratch, "db.sqlite")):
-            return {"db": toolgym_env.state_digest(self.ctx.db)}
+        if self._turn_db and self.category not in FILE_CATEGORIES:
+            if os.path.exists(os.path.join(self.scratch, "db.sqlite")):
+                return {"db": toolgym_env.state_digest(self.ctx.db)}
         return {}
 
     def _untouched(self) -> bool:
@@ -610,7 +617,7 @@ class EnvServer:
                 return {"reward": 0.0, "reason": f"{survivors} of the agent's processes could not be stopped"}
             self._agent_ran = False
         try:
-            self._close_turn(answer)
+            self._close_turn(answer, final=True)  # its state is the final state: taken when a verifier reads it
             out = fn(self.ctx, answer, [dict(c) for c in self.calls], **(params or {}))
         except Exception as exc:  # noqa: BLE001 - a verifier crash scores 0 with the reason
             return {"reward": 0.0, "reason": f"the verifier raised {type(exc).__name__}: {exc}"}
@@ -848,6 +855,24 @@ class EnvServer:
         else:
             reply = {"error": f"unknown op {op!r}"}
         return json.dumps(reply, default=str)
+
+
+class _Turn(dict):
+    """A turn that ended ({"index", "answer", "calls", "state"}); the last one's "state" is taken when first read
+    (it is the final state, which nothing changes before the verifier runs)."""
+
+    def __init__(self, snapshot, **fields) -> None:
+        super().__init__(fields)
+        self._snapshot = snapshot
+
+    def __missing__(self, key):
+        if key != "state":
+            raise KeyError(key)
+        self["state"] = self._snapshot()
+        return self["state"]
+
+    def get(self, key, default=None):
+        return self[key] if key in self or key == "state" else default
 
 
 def _judge_turn(
