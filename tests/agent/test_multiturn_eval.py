@@ -94,3 +94,22 @@ def test_rescore_in_a_sandbox_gives_the_same_turn_verdicts(run):
     for old, new in zip(rows, again, strict=True):
         assert new["reward"] == old["reward"]
         assert new["verdict"]["turns"] == old["verdict"]["turns"]
+
+
+def test_sft_export_of_multiturn_episodes(run, tmp_path):
+    """Successful multi-turn episodes export with every turn (a system message mid-conversation included) and
+    render in both encodings."""
+    import json
+
+    from toolgym.agent.encodings import ENCODINGS, render
+    from toolgym.agent.export import export_sft
+
+    _, out = run
+    export_sft(load_trajectories(out), tmp_path / "sft", min_reward=1.0)
+    samples = [json.loads(line) for line in (tmp_path / "sft" / "sft.jsonl").read_text().splitlines()]
+    assert len(samples) == 2
+    roles = [m["role"] for m in samples[0]["messages"]]
+    assert roles.count("user") == 4 and roles.count("system") == 2
+    for name in ENCODINGS:
+        text = render(name, samples[0]["messages"], samples[0]["tools"], thinking=True)
+        assert "Move 10 back from B to A." in text and "The user may ask you to keep notes." in text
