@@ -26,7 +26,7 @@ from toolgym.envs import IN_PROCESS, ToolEnv, load_env_spec, load_tasks  # noqa:
 from toolgym.envs.lease import requirement_sets  # noqa: E402
 from toolgym.sandbox import Limits, SandboxPool, get_backend  # noqa: E402
 
-from tests.synth.mcp_servers import boot_with_mcp, import_notes  # noqa: E402
+from tests.synth.mcp_servers import import_notes  # noqa: E402
 from tests.synth.mcp_servers.notes_native import build_native_notes  # noqa: E402
 
 LIMITS = Limits(memory_mb=512, timeout_s=30)
@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-flight", type=int, default=8, help="workers in Docker (in-process runs one)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each row; the median is shown")
     args = ap.parse_args(argv)
-    boot_with_mcp()
     n = 24 if args.quick else 96
     docker = get_backend("docker")
     with tempfile.TemporaryDirectory(prefix="toolgym-bench-mcp-") as tmp:

@@ -76,6 +76,16 @@ def _boot_code() -> str:
     return _BOOT
 
 
+def _mcp_code(env_dir: Path) -> str:
+    """For an environment whose tools.py uses `toolgym_mcp` (an imported MCP server): a line defining it in the
+    session first (25 KB of source that other environments do not compile)."""
+    tools = env_dir / "tools.py"
+    if not tools.exists() or "toolgym_mcp" not in tools.read_text(errors="replace"):
+        return ""
+    source = (INSIDE_DIR / "toolgym_mcp.py").read_text()
+    return f"if 'toolgym_mcp' not in _s.modules:\n    _toolgym_define('toolgym_mcp', {source!r})\n"
+
+
 def check_env_files(env_dir: Path) -> None:
     """Refuse an environment folder whose files could reach outside it (symlinks, hard links, devices)."""
     problems = unsafe_files(env_dir)
@@ -295,6 +305,9 @@ class EnvServerHandle(EnvServerOps):
         self._cell(_boot_code() + self._start_code(), timeout_s=120)  # one cell: each costs a round trip
 
     def _start_code(self) -> str:
+        return _mcp_code(self.env_dir) + self._server_code()
+
+    def _server_code(self) -> str:
         verify = self.env_dir / "verify.py"
         self._verify_source = None
         if self.env_path is None and verify.exists():  # optional where tasks use built-in verifiers

@@ -27,6 +27,10 @@ except ImportError:
     import toolgym_env
 
 sys.modules.setdefault("toolgym_env", toolgym_env)
+if __package__:  # on the host: what an imported MCP environment's tools.py imports (the runtime defines it in a
+    from . import toolgym_mcp  # sandbox where an environment needs it)
+
+    sys.modules.setdefault("toolgym_mcp", toolgym_mcp)
 Context, ToolError, Toolset = toolgym_env.Context, toolgym_env.ToolError, toolgym_env.Toolset
 BUILTIN_PREFIX = "toolgym:"
 

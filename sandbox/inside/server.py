@@ -493,6 +493,34 @@ class Privileges:
 
         return self.spawner.submit(spawn).result()
 
+    def empty_as_trusted(self, directory: str) -> None:
+        """Remove what is left in `directory` after the agent's uid emptied it: what a trusted session wrote (an
+        env server's lib/ files, owned by the trusted uid so agent code cannot change them). Only entries the
+        agent's uid could not remove are left by then, and every agent process is dead, so nothing here is the
+        agent's; the remover gets the trusted uid and no capability."""
+        if self.spawner is None:
+            return
+        entries = [os.path.join(directory, name) for name in sorted(os.listdir(directory))]
+        if not entries:
+            return
+
+        def spawn() -> subprocess.Popen:
+            return CHILDREN.spawn(
+                ["rm", "-rf", "--one-file-system", "--", *entries],
+                user=self.trusted_uid,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        proc = self.spawner.submit(spawn).result()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        CHILDREN.done(proc)
+
 
 PRIVILEGES = Privileges()
 
@@ -1034,7 +1062,9 @@ class Server:
         problems = []
         for directory in (self.workspace, *SCRUB_DIRS):
             if os.path.isdir(directory) and not empty_dir(directory):
-                problems.append(f"{directory} is not empty after the reset")
+                PRIVILEGES.empty_as_trusted(directory)  # then what the trusted uid owns, then the agent's again
+                if not empty_dir(directory):
+                    problems.append(f"{directory} is not empty after the reset")
         # Where the host could not lock the socket's folder (not root), agent code could have replaced the
         # socket: a fresh listener makes sure nothing planted during the episode answers the host.
         if os.access(os.path.dirname(self.socket_path), os.W_OK):

@@ -192,3 +192,33 @@ def test_the_native_twin_is_judged_by_its_database(tmp_path):
     assert play(env_dir, OraclePolicy()).reward == 1.0
     bad = play(env_dir, Scripted([GT[0] + GT[1][:1] + GT[3], "ok", [GT[1][1]], "ok", "no", "ok"]))
     assert [t["reward"] for t in bad.verdict["turns"]] == [0.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("name", ["docker", "namespace"])
+def test_pushed_lib_is_the_trusted_uids_and_a_reset_removes_it(env_dir, name):
+    """The env server writes a pushed lib/ as the trusted uid: agent code (the sandbox user) can read it but not
+    change it, and the sandbox's verified reset still comes back clean."""
+    from toolgym.sandbox import open_sandbox
+
+    backend = backend_or_skip(name)
+    with open_sandbox(backend) as sb:
+        env = ToolEnv(env_dir, sandbox=sb, transport="push")
+        try:
+            assert play_in(env).reward == 1.0
+            probe = (
+                "import glob, os\n"
+                "lib = glob.glob('/tmp/toolgym-lib-*/lib/bank/__init__.py')[0]\n"
+                "print(os.stat(lib).st_uid != os.getuid(), open(lib).read(3))\n"
+                "try:\n    open(lib, 'a').write('x')\n    print('WROTE')\nexcept OSError as e:\n    print(type(e).__name__)\n"
+            )
+            out = sb.run(["python3", "-c", probe]).stdout
+            assert out.split() == ["True", '"""', "PermissionError"], out
+        finally:
+            env.close()
+        sb.reset()  # raises unless /tmp came back empty
+        assert sb.run(["sh", "-c", "ls -A /tmp | wc -l"]).stdout.strip() == "0"
+
+
+def play_in(env):
+    return asyncio.run(run_episode(env, OraclePolicy(), budgets=Budgets(max_steps=30)))

@@ -73,10 +73,9 @@ def test_submitting_without_doing_the_task_scores_0():
 
 def test_an_imported_mcp_environment_is_served_back_over_mcp(tmp_path):
     """MCP both ways: the SDK's client -> serve-mcp -> a Docker sandbox -> McpToolset -> the notes server."""
-    from tests.synth.mcp_servers import NOTES_REQUIREMENTS, boot_with_mcp, import_notes
+    from tests.synth.mcp_servers import NOTES_REQUIREMENTS, import_notes
     from tests.synth.test_import_mcp import prepared
 
-    boot_with_mcp()  # in this process; the served one is started with the same runtime below
     prepared(NOTES_REQUIREMENTS)
     env_dir = import_notes(tmp_path)
     task = next(t for t in load_tasks(env_dir) if t.id == "notes-urgent")
@@ -89,11 +88,7 @@ def test_an_imported_mcp_environment_is_served_back_over_mcp(tmp_path):
 async def drive_notes(env_dir, task_id: str, calls: list[tuple[str, dict]]) -> dict:
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    # The served process needs toolgym_mcp in its env server's boot cell too (tests.synth.mcp_servers).
-    code = (
-        "import sys; from tests.synth.mcp_servers import boot_with_mcp; boot_with_mcp(); "
-        "from toolgym.envs.mcp_serve import main; sys.exit(main(sys.argv[1:]))"
-    )
+    code = "import sys; from toolgym.envs.mcp_serve import main; sys.exit(main(sys.argv[1:]))"
     params = StdioServerParameters(
         command=sys.executable,
         args=["-c", code, str(env_dir), "--task", task_id, "--backend", "docker"],

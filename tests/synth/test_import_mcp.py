@@ -23,16 +23,10 @@ from tests.synth.mcp_servers import (
     NOTES_REQUIREMENTS,
     SERVERS,
     TIME_REQUIREMENTS,
-    boot_with_mcp,
     import_notes,
 )
 
 SEED_TITLES = ["Dentist", "Old ideas"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _boot():
-    boot_with_mcp()
 
 
 @pytest.fixture(scope="module")

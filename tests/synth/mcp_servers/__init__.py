@@ -37,20 +37,3 @@ def import_notes(
         tasks=NOTES_TASKS,
         preload=preload,
     )
-
-
-def boot_with_mcp() -> None:
-    """Make env servers define `toolgym_mcp` (in the sandbox and on the host) where toolgym's runtime does not
-    yet: its boot cell gets the module beside `toolgym_env`. A no-op once runtime._boot_code defines it."""
-    import sys
-
-    from toolgym.envs import runtime
-    from toolgym.envs.inside import toolgym_mcp
-
-    sys.modules.setdefault("toolgym_mcp", toolgym_mcp)
-    boot = runtime._boot_code()
-    if "toolgym_mcp" in boot:
-        return
-    source = (runtime.INSIDE_DIR / "toolgym_mcp.py").read_text()
-    define = "    _toolgym_define('envserver',"
-    runtime._BOOT = boot.replace(define, f"    _toolgym_define('toolgym_mcp', {source!r})\n" + define, 1)
