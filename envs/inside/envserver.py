@@ -27,7 +27,9 @@ except ImportError:
     import toolgym_env
 
 sys.modules.setdefault("toolgym_env", toolgym_env)
-if __package__:  # on the host: what an imported MCP environment's tools.py imports (the runtime defines it in a
+if (
+    __package__
+):  # on the host: what an imported MCP environment's tools.py imports (the runtime defines it in a
     from . import toolgym_mcp  # sandbox where an environment needs it)
 
     sys.modules.setdefault("toolgym_mcp", toolgym_mcp)
@@ -621,7 +623,9 @@ class EnvServer:
                 return {"reward": 0.0, "reason": f"{survivors} of the agent's processes could not be stopped"}
             self._agent_ran = False
         try:
-            self._close_turn(answer, final=True)  # its state is the final state: taken when a verifier reads it
+            self._close_turn(
+                answer, final=True
+            )  # its state is the final state: taken when a verifier reads it
             out = fn(self.ctx, answer, [dict(c) for c in self.calls], **(params or {}))
         except Exception as exc:  # noqa: BLE001 - a verifier crash scores 0 with the reason
             return {"reward": 0.0, "reason": f"the verifier raised {type(exc).__name__}: {exc}"}
@@ -683,15 +687,7 @@ class EnvServer:
         id and configuration): every turn's results and end state. The episode's own state is untouched."""
         import tempfile
 
-        saved = (
-            self.ctx,
-            self.calls,
-            self._wrote,
-            self._read_cache,
-            self.allowed,
-            self.scratch,
-            self._agent_ran,
-        )
+        saved = {name: getattr(self, name) for name in _EPISODE_FIELDS}
         scratch = tempfile.mkdtemp(prefix="toolgym-truth-")
         files, dirs, _ = self._state_files()
         for rel in dirs:
@@ -699,7 +695,7 @@ class EnvServer:
         for rel, data in files.items():
             with open(os.path.join(scratch, rel), "wb") as f:
                 f.write(data)
-        episode = saved[0]
+        episode = saved["ctx"]
         self.scratch = scratch
         self.ctx = Context(scratch, episode._task_id, call_timeout_s=self.call_timeout_s)
         self.ctx.config = episode.config
@@ -717,15 +713,8 @@ class EnvServer:
             if self.sandboxed and self.category in FILE_CATEGORIES:
                 stop_agent_processes()
             shutil.rmtree(scratch, ignore_errors=True)
-            (
-                self.ctx,
-                self.calls,
-                self._wrote,
-                self._read_cache,
-                self.allowed,
-                self.scratch,
-                self._agent_ran,
-            ) = saved
+            for name, value in saved.items():
+                setattr(self, name, value)
         return out
 
     def replay(
@@ -859,6 +848,10 @@ class EnvServer:
         else:
             reply = {"error": f"unknown op {op!r}"}
         return json.dumps(reply, default=str)
+
+
+_EPISODE_FIELDS = ("ctx", "calls", "_wrote", "_read_cache", "allowed", "scratch", "_agent_ran")
+"""What the ground truth's replay swaps out and gives back: everything of the agent's episode it would touch."""
 
 
 class _Turn(dict):

@@ -282,20 +282,9 @@ class ClassToolset(Toolset):
         return {k: _copy.deepcopy(v) for k, v in vars(instance).items() if not k.startswith("_")}
 
 
-def tools_from_class(
-    cls,
-    *,
-    key=None,
-    setup=None,
-    include=None,
-    exclude=(),
-    read=(),
-    submit=None,
-    state=None,
-    args=(),
-    kwargs=None,
-) -> ClassToolset:
+def tools_from_class(cls, **options) -> ClassToolset:
     """Turn a class's public methods into tools: `TOOLS = tools_from_class(FileSystem, setup="_load_scenario")`.
+    The options are ClassToolset's: key, setup, include, exclude, read, submit, state, args, kwargs.
 
     Each episode gets a new instance (`cls(*args, **kwargs)`); `setup` (a method name, or a function taking the
     instance and the config) then gets the task's `config[key]` (`{}` when absent; `key` defaults to the class's
@@ -303,18 +292,7 @@ def tools_from_class(
     `submit` names the method whose call ends the episode with its result. `include`/`exclude` choose the
     methods; `state(instance)` is the snapshot verifiers compare, by default the instance's public attributes
     (deep copies, compared with `==`, as a multi-turn benchmark's state checker does)."""
-    return ClassToolset(
-        cls,
-        key=key,
-        setup=setup,
-        include=include,
-        exclude=exclude,
-        read=read,
-        submit=submit,
-        state=state,
-        args=args,
-        kwargs=kwargs,
-    )
+    return ClassToolset(cls, **options)
 
 
 NEW_ID = _re.compile(r"\b[A-Za-z]+-?[0-9A-F]{4}\d{4}\b")
