@@ -455,7 +455,10 @@ class EnvServer:
         """The state verifiers compare at a turn's end: every toolset's snapshot, or (an environment of @tool
         functions over a database, judged by the built-in verifier) the database's digest."""
         if self.toolsets:
-            return {ts.key: ts.snapshot(self.ctx) for ts in self.toolsets}
+            try:
+                return {ts.key: ts.snapshot(self.ctx) for ts in self.toolsets}
+            except Exception as exc:  # noqa: BLE001 - the turn cannot be judged on its state: it fails, with why
+                return toolgym_env.Unjudgeable(f"the snapshot raised {type(exc).__name__}: {exc}")
         if self._turn_db and self.category not in FILE_CATEGORIES:
             if os.path.exists(os.path.join(self.scratch, "db.sqlite")):
                 return {"db": toolgym_env.state_digest(self.ctx.db)}
@@ -891,6 +894,9 @@ def _judge_turn(
             "reason": f"{where}: no tool call, where the task needs "
             f"{', '.join(sorted({c['name'] for c in expected}))}",
         }
+    unjudgeable = [s for s in (mine["state"], reference["state"]) if isinstance(s, toolgym_env.Unjudgeable)]
+    if check_state and unjudgeable:
+        return {"reward": 0.0, "reason": f"{where}: {unjudgeable[0]!r}"}
     if check_state and mine["state"] != reference["state"]:
         return {
             "reward": 0.0,

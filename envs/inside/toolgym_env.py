@@ -279,7 +279,30 @@ class ClassToolset(Toolset):
         instance = self.instance(ctx)
         if self.state is not None:
             return _copy.deepcopy(self.state(instance))
-        return {k: _copy.deepcopy(v) for k, v in vars(instance).items() if not k.startswith("_")}
+        return {k: _snapshot_value(v) for k, v in vars(instance).items() if not k.startswith("_")}
+
+
+class Unjudgeable:
+    """A state that could not be taken (a value that cannot be copied, a snapshot that raised): equal to nothing,
+    itself included, so a verifier that compares it fails the turn with the reason instead of passing it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __eq__(self, other) -> bool:
+        return False
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<state not taken: {self.reason}>"
+
+
+def _snapshot_value(value):
+    try:
+        return _copy.deepcopy(value)
+    except Exception as exc:  # noqa: BLE001 - an attribute that cannot be copied (a lock, a socket)
+        return Unjudgeable(f"{type(value).__name__} cannot be copied ({type(exc).__name__}: {exc})")
 
 
 def tools_from_class(cls, **options) -> ClassToolset:

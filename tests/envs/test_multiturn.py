@@ -222,3 +222,19 @@ def test_pushed_lib_is_the_trusted_uids_and_a_reset_removes_it(env_dir, name):
 
 def play_in(env):
     return asyncio.run(run_episode(env, OraclePolicy(), budgets=Budgets(max_steps=30)))
+
+
+def test_a_state_that_cannot_be_taken_fails_the_turn(tmp_path):
+    """A snapshot that raises (or a value that cannot be copied) never compares equal: the turn fails with why,
+    even where the ground truth's snapshot fails the same way."""
+    env_dir = multiturn_env.build(tmp_path)
+    tools = env_dir / "tools.py"
+    tools.write_text(
+        tools.read_text().replace('read=["balance"])', 'read=["balance"], state=lambda bank: 1 / 0)')
+    )
+    from toolgym.envs import load_env_spec, write_env_spec
+
+    write_env_spec(env_dir, load_env_spec(env_dir))
+    traj = play(env_dir, OraclePolicy())
+    assert traj.reward == 0.0
+    assert "state not taken: the snapshot raised ZeroDivisionError" in traj.verdict["turns"][0]["reason"]
