@@ -182,11 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         episodes.append({"category": category, "transport": transport, **r})
     calls = call_round_trips(backend, 200 if args.quick else 1000)
     v2 = v2_rows(backend, 10 if args.quick else 40)
-    try:
-        from envs_mcp import mcp_rows  # bench/envs_mcp.py: the MCP-backed env beside its native twin
-    except ImportError:
-        mcp_rows = None
-    mcp = mcp_rows(backend, quick=args.quick) if mcp_rows is not None else []
+    from envs_mcp import mcp_rows  # bench/envs_mcp.py: the MCP-backed env beside its native twin
+
+    mcp = mcp_rows(backend, quick=args.quick, in_flight=args.in_flight)
     if args.json:
         print(
             json.dumps(
@@ -222,12 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['env']:<32} {r['where']:<11} {r['episodes']:>8} {r['episodes_per_s']:>11.1f} "
             f"{r['episodes_per_s'] / native[r['where']]:>9.2f}x {r['mean_reward']:>7.2f}"
         )
-    if mcp:
-        print("\nMCP-backed env beside its native twin (bench/envs_mcp.py)")
-        for r in mcp:
-            print(
-                "  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())
-            )
+    from envs_mcp import print_rows
+
+    print("\nthe notes MCP env beside its native twin (bench/envs_mcp.py; one MCP server per episode)")
+    print_rows(mcp)
     return 0
 
 

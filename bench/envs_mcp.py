@@ -80,8 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-flight", type=int, default=8, help="workers in Docker (in-process runs one)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each row; the median is shown")
     args = ap.parse_args(argv)
-    n = 24 if args.quick else 96
-    docker = get_backend("docker")
+    out = mcp_rows(get_backend("docker"), quick=args.quick, rounds=args.rounds, in_flight=args.in_flight)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"oracle episodes of the notes tasks, median of {args.rounds} alternating rounds")
+    print_rows(out)
+    return 0
+
+
+def print_rows(out: list[dict]) -> None:
+    print(f"{'where':<11} {'env':<40} {'in flight':>9} {'episodes/s':>11} {'reward':>7} {'vs native':>10}")
+    for r in out:
+        print(
+            f"{r['where']:<11} {r['env']:<40} {r['in_flight']:>9} {r['episodes_per_s']:>11.1f} "
+            f"{r['mean_reward']:>7.2f} {r['vs_native']:>9.2f}x"
+        )
+
+
+def mcp_rows(docker, quick: bool = False, rounds: int = 2, in_flight: int = 8) -> list[dict]:
+    """The notes MCP env beside its native twin, in Docker (`in_flight` workers) and in-process, median of
+    `rounds` alternating runs of each row."""
+    n = 24 if quick else 96
     with tempfile.TemporaryDirectory(prefix="toolgym-bench-mcp-") as tmp:
         store = Path(tmp)
         native = build_native_notes(store / "native")
@@ -94,16 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         at_import, in_main = "MCP, server built at import", "MCP, server built per process"
         few = max(4, n // 12)
         rows = [
-            ("docker", native_row, native, docker, n, args.in_flight),
-            ("docker", at_import, mcp_docker, docker, n, args.in_flight),
-            ("docker", in_main, fresh_docker, docker, n, args.in_flight),
+            ("docker", native_row, native, docker, n, in_flight),
+            ("docker", at_import, mcp_docker, docker, n, in_flight),
+            ("docker", in_main, fresh_docker, docker, n, in_flight),
             ("in-process", native_row, native, IN_PROCESS, n, 1),
             ("in-process", at_import, mcp_local, IN_PROCESS, n, 1),
             ("in-process", in_main, fresh_local, IN_PROCESS, n, 1),
             ("in-process", "MCP, no preload (imports per episode)", bare_local, IN_PROCESS, few, 1),
         ]
         runs: dict[int, list[dict]] = {i: [] for i in range(len(rows))}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for i, (_, _, env_dir, backend, count, in_flight) in enumerate(rows):
                 runs[i].append(asyncio.run(episodes_per_second(env_dir, backend, count, in_flight)))
     out = []
@@ -123,17 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     native_rate = {r["where"]: r["episodes_per_s"] for r in out if r["env"].startswith("native")}
     for r in out:
         r["vs_native"] = r["episodes_per_s"] / native_rate[r["where"]]
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    print(f"oracle episodes of the notes tasks, median of {args.rounds} alternating rounds")
-    print(f"{'where':<11} {'env':<40} {'in flight':>9} {'episodes/s':>11} {'reward':>7} {'vs native':>10}")
-    for r in out:
-        print(
-            f"{r['where']:<11} {r['env']:<40} {r['in_flight']:>9} {r['episodes_per_s']:>11.1f} "
-            f"{r['mean_reward']:>7.2f} {r['vs_native']:>9.2f}x"
-        )
-    return 0
+    return out
 
 
 if __name__ == "__main__":
