@@ -290,9 +290,14 @@ def import_mcp(
     verify: str | Path | None = None,
     tasks: str | Path | None = None,
     limits: EnvLimits | None = None,
+    category: str = "general",
 ) -> Path:
     """Write `<out>/<env_id>/` for the MCP server `command` (a string is split as a shell would); the folder.
 
+    `category`: "general" for a server whose tools act on data; "code_interpreter" or "code" for one whose tools
+    run what the agent writes (a shell, a Python runner): its sandbox is then one where agent code runs (pushed,
+    never mounted, reset after each episode, every agent process stopped before verification, the server
+    included, so verify answers or files, not the server's own account of its state).
     `lib`: a folder copied to the env's lib/ (the server's own source; on PYTHONPATH). `requirements`: pip lines
     the sandbox image must hold (the SDK, the server's package). `state_tool`: a read-only tool whose result is
     the server's state (verifiers compare it). `preload`: record the modules a Python server imports and preload
@@ -361,7 +366,7 @@ def import_mcp(
     )
     spec = EnvSpec(
         id=env_id,
-        category="general",
+        category=category,
         domain=domain
         or re.sub(r"[^a-z0-9_]+", "_", str(info.get("name", "mcp")).lower()).strip("_")
         or "mcp",

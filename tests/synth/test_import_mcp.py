@@ -345,3 +345,40 @@ def test_mcp_server_time_from_pypi_in_docker(tmp_path):
         assert not bad["ok"] and "Invalid timezone" in bad["content"]
     finally:
         env.close()
+
+
+@pytest.mark.docker
+def test_a_server_that_runs_agent_code_is_imported_as_such(tmp_path):
+    """--category code_interpreter: the sandbox counts as running agent code (pushed, never mounted; tainted after
+    an episode, so the next one gets a reset sandbox), and answers still verify."""
+    from toolgym.envs import TaskSpec, validate_env, write_tasks
+    from toolgym.synth.importers.mcp import import_mcp
+
+    from tests.synth.mcp_servers import NOTES_TASKS, NOTES_VERIFY, SERVERS
+
+    prepared(NOTES_REQUIREMENTS)
+    env_dir = import_mcp(
+        "python3 -m notes_server",
+        "mcp-notes-code",
+        tmp_path,
+        lib=SERVERS,
+        requirements=NOTES_REQUIREMENTS,
+        state_tool="list_notes",
+        verify=NOTES_VERIFY,
+        category="code_interpreter",
+    )
+    tasks = [
+        TaskSpec.model_validate_json(line) for line in NOTES_TASKS.read_text().splitlines() if line.strip()
+    ]
+    update = {"category": "code_interpreter", "env_id": "mcp-notes-code"}
+    write_tasks(env_dir, [t.model_copy(update=update) for t in tasks])
+    assert validate_env(env_dir) == []
+    env = ToolEnv(env_dir, backend="docker")
+    try:
+        assert env.runs_agent_code
+        assert oracle(env, "notes-count") == 1.0
+        # pushed (never mounted), and tainted: the next episode gets a reset sandbox
+        assert env.lease.sandbox.tainted and env.lease.server.env_path is None
+        assert oracle(env, "notes-count") == 1.0
+    finally:
+        env.close()

@@ -23,6 +23,7 @@ def _import(args) -> int:
         preload=not args.no_preload,
         verify=args.verify,
         tasks=args.tasks,
+        category=args.category,
     )
     info = summary(env_dir)
     if args.json:
@@ -96,6 +97,13 @@ def add_mcp_parsers(sub) -> None:
     )
     im.add_argument("--verify", help="a verify.py to copy in (default: state_equals and answer_contains)")
     im.add_argument("--tasks", help="a tasks.jsonl to copy in")
+    im.add_argument(
+        "--category",
+        default="general",
+        choices=["general", "code_interpreter", "code"],
+        help="general (the default) for tools that act on data; code_interpreter or code for a server whose tools "
+        "run what the agent writes (a shell, a Python runner): its sandbox then counts as running agent code",
+    )
     im.add_argument("--json", action="store_true", help="machine-readable output")
     sv = add_command(
         sub,
