@@ -300,7 +300,10 @@ class ToolEnv(gymnasium.Env):
             if self.user is not None:
                 text = self.user.reply([dict(m) for m in self.messages], self.task)
                 if text:
+                    # A turn of its own for the env server too, as rescoring splits the recorded conversation.
+                    self._server.next_turn(msg["content"], self._turns[-1].tools)
                     self.messages.append({"role": "user", "content": text})
+                    self._turn_steps = 0
                     return False, None
             return True, msg["content"]
         self.lease.agent_code_runs()
