@@ -309,6 +309,13 @@ class EnvServer:
             if roots and where.startswith(roots):
                 del sys.modules[name]
         sys.path[:] = [p for p in sys.path if p not in self._paths]
+        for path in self._paths:
+            if path.startswith("/proc/self/fd/"):  # a pushed lib/, held open (see _write_lib)
+                try:
+                    os.close(int(path.rsplit("/", 1)[1]))
+                except (OSError, ValueError):
+                    pass
+        self._paths = []
 
     # -- episode ---------------------------------------------------------------------------------------
     def _state_files(self) -> tuple[dict, list, set]:
@@ -522,7 +529,7 @@ class EnvServer:
             except (ValueError, RecursionError) as exc:
                 why = "they are nested too deeply" if isinstance(exc, RecursionError) else str(exc)
                 return self._error(f"the arguments of {name} are not valid: {why}.", "invalid_arguments")
-        elif not _finite(arguments):
+        if not _finite(arguments):  # also what JSON text holds: 1e400 reads as infinity
             return self._error(
                 f"the arguments of {name} are not valid: NaN and Infinity are not JSON values, "
                 "or they are nested too deeply.",
@@ -575,8 +582,10 @@ class EnvServer:
             return self._error(str(exc))
         except Exception as exc:  # noqa: BLE001 - a tool's bug is the model's tool error, never a crash
             where = traceback.extract_tb(exc.__traceback__)[-1]
+            # The file of the frame that raised: tools.py, or a module of lib/ (a toolset's class)
+            file = os.path.basename(where.filename) if where.filename.endswith(".py") else "tools.py"
             return self._error(
-                f"{name} failed with {type(exc).__name__}: {exc} (line {where.lineno} of tools.py)."
+                f"{name} failed with {type(exc).__name__}: {exc} (line {where.lineno} of {file})."
             )
         content = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         if len(content) > self.max_result_chars:
@@ -979,7 +988,8 @@ def _write_lib(files: dict) -> str:
     """Pushed lib/ files in a new folder, owned by the trusted uid where this process has one (a protected
     session): the agent's uid reads them but cannot change what a later import or data read gets. A forked child
     writes them as the trusted uid through and through, so this process never leaves the agent's effective uid
-    (which it could not take back)."""
+    (which it could not take back). Returns the folder to import from: in a protected session, the path of an
+    open descriptor of it (/proc/self/fd/N), so renaming folders cannot put another lib/ in its place."""
     import tempfile
 
     agent, trusted = os.geteuid(), os.getuid()
@@ -1008,7 +1018,14 @@ def _write_lib(files: dict) -> str:
     _, status = os.waitpid(pid, 0)
     if status != 0 or not said.startswith("ok:"):
         raise RuntimeError(f"the env server could not write the environment's lib/ folder ({said})")
-    return said[3:]
+    # The folder above lib/ is in /tmp, which the agent's uid owns (in every backend): agent code could rename
+    # lib/ away and put its own in its place. An open descriptor of the trusted folder keeps naming the folder
+    # the child wrote, whatever is renamed later: imports and data reads go through /proc/self/fd/N.
+    fd = os.open(said[3:], os.O_RDONLY | os.O_DIRECTORY)
+    if os.fstat(fd).st_uid != trusted:
+        os.close(fd)
+        raise RuntimeError("the environment's lib/ folder was replaced before the env server opened it")
+    return f"/proc/self/fd/{fd}"
 
 
 def _write_tree(files: dict, root: str) -> str:

@@ -184,21 +184,23 @@ print(out)
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: _write_lib's sticky parent /tmp/toolgym-lib-* is made by mkdtemp under the env server's "
-    "effective uid, which is the agent's (1000): the agent owns it, so the sticky bit does not stop it renaming the "
-    "trusted lib/ away and writing its own; a module or data file first read after that (verify.py's imports) is "
-    "the agent's",
-)
 def test_agent_code_cannot_swap_a_pushed_lib_before_verification(tmp_path):
     env = ToolEnv(_code_interpreter_with_lib(tmp_path), backend=backend_or_skip("docker"), transport="push")
     try:
         traj = play(env, [[{"name": "python", "arguments": {"code": SWAP_LIB}}], "forged"], max_steps=5)
     finally:
         env.close()
-    assert "SWAPPED" not in tool_texts(traj)[0], tool_texts(traj)
-    assert traj.reward == 0.0, traj.verdict
+    # Agent code may rename folders in /tmp (its uid owns /tmp in every backend); the env server imports and reads
+    # lib/ through a descriptor of the folder the trusted uid wrote, so the swapped-in lib/ is never what it reads.
+    assert traj.reward == 0.0 and traj.verdict["reason"] == "compared with lib/answerkey", traj.verdict
+    env = ToolEnv(
+        _code_interpreter_with_lib(tmp_path / "again"), backend=backend_or_skip("docker"), transport="push"
+    )
+    try:  # the same swap, then the right answer: the trusted key still decides
+        traj = play(env, [[{"name": "python", "arguments": {"code": SWAP_LIB}}], "right"], max_steps=5)
+    finally:
+        env.close()
+    assert "SWAPPED" in tool_texts(traj)[0] and traj.reward == 1.0, traj.verdict
 
 
 # -- reasoning-gym environments --------------------------------------------------------------------------------
