@@ -72,7 +72,13 @@ def python_program(command: list) -> tuple | None:
 def server_environment(extra: dict | None = None) -> dict:
     """The server's environment: PATH, a UTF-8 locale, HOME, and every folder on this process's sys.path as
     PYTHONPATH (the environment's lib/ and its requirements' site folders come first there), plus `extra`."""
-    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    # A pushed lib/ is on this process's path as /proc/self/fd/N (a descriptor only this process holds): the
+    # server, another process, gets the folder it names.
+    paths = [
+        os.path.realpath(p) if p.startswith("/proc/self/fd/") else p
+        for p in sys.path
+        if p and os.path.isdir(p)
+    ]
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "LANG": "C.UTF-8",
