@@ -187,10 +187,8 @@ def rl_prompt_rows(corpus) -> list[dict]:
         rows.append(
             {
                 "data_source": f"toolgym/{t.category}",
-                "prompt": [
-                    {"role": "system", "content": spec.description},
-                    {"role": "user", "content": t.prompt[0]},
-                ],
+                # the first user turn as the episode opens it (a multi-turn task's may be a message list)
+                "prompt": [{"role": "system", "content": spec.description}, *t.turn_list()[0].messages()],
                 "ability": t.category,
                 "reward_model": {
                     "style": "rule",

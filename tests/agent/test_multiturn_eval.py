@@ -113,3 +113,19 @@ def test_sft_export_of_multiturn_episodes(run, tmp_path):
     for name in ENCODINGS:
         text = render(name, samples[0]["messages"], samples[0]["tools"], thinking=True)
         assert "Move 10 back from B to A." in text and "The user may ask you to keep notes." in text
+
+
+def test_rl_prompts_open_with_the_first_turns_messages(run):
+    """A task whose first turn is a message list exports those messages as the RL prompt (after the system
+    prompt), as the episode opens."""
+    from toolgym.agent.export import rl_prompt_rows
+    from toolgym.envs.corpus import Corpus
+
+    store, _ = run
+    corpus = load_corpus(store)
+    turns = multiturn_env.turns()
+    turns[0]["prompt"] = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Move 30."}]
+    task = multiturn_env.task(turns=turns)
+    row = rl_prompt_rows(Corpus(corpus.root, corpus.env_dirs, [task]))[0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "system", "user"]
+    assert row["prompt"][1:] == turns[0]["prompt"]
