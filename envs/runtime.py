@@ -168,14 +168,16 @@ def _plain_calls(calls) -> list[dict]:
 def _task_request(task) -> dict:
     """What the env server needs of a TaskSpec for an episode: its id, verifier and the verifier's arguments
     (with the ground truth a built-in verifier replays), its configuration and the tools of each turn."""
-    turns = task.turn_list()
     out = {"id": task.id, "verifier": task.verifier, "params": task.verify_params()}
     if task.config is not None:
         out["config"] = task.config
-    if turns[0].tools is not None:
-        out["tools"] = turns[0].tools
-    if any(t.tools is not None for t in turns):
-        out["turn_tools"] = [t.tools for t in turns]
+    # Only a multi-turn task has per-turn tools (admission builds this for every replayed script: no TurnSpec
+    # is made for single-turn ones).
+    tools = [t.tools for t in task.turns] if task.turns is not None else [None]
+    if tools[0] is not None:
+        out["tools"] = tools[0]
+    if any(t is not None for t in tools):
+        out["turn_tools"] = tools
     return out
 
 
