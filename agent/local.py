@@ -516,6 +516,9 @@ class LocalEngine:
         self.stats = EngineStats()
         self.starts: Counter[str] = Counter()
         """Episodes begun per task id by the policies sharing this engine (see LocalPolicy.start)."""
+        self.trace: dict[int, tuple[list[int], list[int]]] | None = None
+        """When a dict: every finished request's (prompt ids, sampled ids) by its seed, what a trainer needs to
+        learn from exactly the tokens drawn (toolgym.agent.training reads it for GRPO)."""
         self._pending: list[_Request] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -580,6 +583,8 @@ class LocalEngine:
 
     def _finish(self, request: _Request, out: list[int]) -> dict[str, Any]:
         ended = bool(out) and out[-1] in self.runner.eos_ids
+        if self.trace is not None:
+            self.trace[request.seed] = (list(request.ids), list(out))
         text = self._decode(out[:-1] if ended else out)
         cut = min((text.index(s) for s in request.stops if s in text), default=None)
         if cut is not None:

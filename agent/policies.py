@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,15 +106,29 @@ def _tokens(value: Any) -> int:
 
 
 def _describe(name: str, args: dict, tools: list[dict]) -> str:
-    """One sentence of plan before a call: the tool's own description says what it is for."""
+    """One sentence of plan before a call: the tool's own description says what it is for. Short arguments are
+    named with their values; a long one (code, a document) only by its name and size, since the call itself
+    carries it and a model trained on this writes every token of it twice otherwise."""
     description = ""
     for tool in tools:
         fn = tool.get("function", tool)
         if fn.get("name") == name:
             description = (fn.get("description") or "").strip().split("\n")[0].rstrip(".")
-    shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+    description = re.split(r"\. |; | \(", description, maxsplit=1)[0][:100].rstrip(".")
+    shown = []
+    for k, v in args.items():
+        text = json.dumps(v, ensure_ascii=False)
+        if len(text) <= 60:
+            shown.append(f"{k}={text}")
+        elif isinstance(v, str):
+            lines = v.count("\n") + 1
+            shown.append(
+                f"{k} ({lines} line{'s' if lines > 1 else ''})" if lines > 1 else f"{k} ({len(v)} characters)"
+            )
+        else:
+            shown.append(f"{k} ({len(v) if hasattr(v, '__len__') else 1} items)")
     why = f" ({description[:1].lower() + description[1:]})" if description else ""
-    return f"Next I call {name}{why} with {shown or 'no arguments'}."
+    return f"Next I call {name}{why} with {', '.join(shown) or 'no arguments'}."
 
 
 class OraclePolicy:

@@ -55,6 +55,20 @@ class Corpus:
         used = {t.env_id for t in tasks}
         return Corpus(self.root, {k: v for k, v in self.env_dirs.items() if k in used}, tasks)
 
+    def per_category(self, n: int, *, seed: int = 0, max_difficulty: int | None = None) -> Corpus:
+        """A seeded sample of `n` tasks of every category (all of a category with fewer), optionally only those
+        of difficulty at most `max_difficulty`: the same tasks for the same arguments."""
+        import random
+
+        keep = [t for t in self.tasks if max_difficulty is None or (t.difficulty or 0) <= max_difficulty]
+        tasks = []
+        for category in sorted({t.category for t in keep}):
+            of = [t for t in keep if t.category == category]
+            tasks += random.Random(f"{seed}:{category}").sample(of, min(n, len(of)))
+        tasks.sort(key=lambda t: t.id)
+        used = {t.env_id for t in tasks}
+        return Corpus(self.root, {k: v for k, v in self.env_dirs.items() if k in used}, tasks)
+
 
 def _env_folders(store: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(store.iterdir()) if (p / "env.json").is_file()}

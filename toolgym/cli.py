@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "toolgym.commands.rollout",
         "toolgym.commands.evaluate",
         "toolgym.commands.export",
+        "toolgym.commands.train",
         "toolgym.commands.demo",
         "toolgym.model.cli",
     ):

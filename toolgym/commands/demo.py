@@ -156,18 +156,7 @@ def sparse_default(log) -> Path:
 
 def per_category(corpus, n: int):
     """`n` tasks of every category (seeded, the same each run), with their environments."""
-    from toolgym.envs.corpus import Corpus
-
-    tasks = []
-    for category in sorted({t.category for t in corpus.tasks}):
-        of = [t for t in corpus.tasks if t.category == category]
-        tasks += corpus.select(category=category, sample=min(n, len(of)), seed=0).tasks
-    used = {t.env_id for t in tasks}
-    return Corpus(
-        corpus.root,
-        {k: v for k, v in corpus.env_dirs.items() if k in used},
-        sorted(tasks, key=lambda t: t.id),
-    )
+    return corpus.per_category(n)
 
 
 def model_stage(args, out: Path, corpus) -> None:
