@@ -15,6 +15,7 @@ import asyncio
 import copy
 import json
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -203,7 +204,7 @@ def run_policy(
                 backend=backend,
                 budgets=Budgets(max_steps=settings.max_steps),
                 seed=seed,
-                progress=False,
+                progress=sys.stderr.isatty(),  # a bar on a terminal; logs get the job's own lines
             )
         )
     finally:

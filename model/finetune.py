@@ -206,6 +206,31 @@ def _lr(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def _plan(seqs: Seq[Sequence], epochs: int, batch_tokens: int, seed: int) -> list[list[int]]:
+    """The batches of every epoch, each epoch's in a seeded order."""
+    gen = torch.Generator().manual_seed(seed)
+    plan: list[list[int]] = []
+    for _ in range(epochs):
+        groups = batches(seqs, batch_tokens)
+        plan += [groups[i] for i in torch.randperm(len(groups), generator=gen).tolist()]
+    return plan
+
+
+def _step(
+    model, opt, loss: torch.Tensor, grad_clip: float, stats: TrainStats, group: list, t0: float
+) -> None:
+    """One optimizer step on `loss`, and its counts."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    stats.steps += 1
+    stats.tokens += sum(len(s.ids) for s in group)
+    stats.trained_tokens += sum(s.trained for s in group)
+    stats.seconds += time.perf_counter() - t0
+    stats.losses.append(round(loss.item(), 6))
+
+
 def sft_train(
     model,
     seqs: Seq[Sequence],
@@ -222,11 +247,7 @@ def sft_train(
     """Supervised fine-tuning on the trained positions of `seqs`; one optimizer step per batch."""
     if not seqs or not any(s.trained for s in seqs):
         raise ValueError("no tokens to train on: every sequence's mask is empty")
-    gen = torch.Generator().manual_seed(seed)
-    plan = []
-    for _ in range(epochs):
-        groups = batches(seqs, batch_tokens)
-        plan += [groups[i] for i in torch.randperm(len(groups), generator=gen).tolist()]
+    plan = _plan(seqs, epochs, batch_tokens, seed)
     opt = _optimizer(model, lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr(s, len(plan), max(1, len(plan) // 10)))
     stats = TrainStats()
@@ -238,16 +259,8 @@ def sft_train(
         labels = torch.where(trained, ids, torch.full_like(ids, IGNORE))
         logits = _logits(model, ids, attn, precision)
         loss = sft_loss(logits, labels.to(logits.device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        _step(model, opt, loss, grad_clip, stats, group, t0)
         sched.step()
-        stats.steps += 1
-        stats.tokens += sum(len(s.ids) for s in group)
-        stats.trained_tokens += sum(s.trained for s in group)
-        stats.seconds += time.perf_counter() - t0
-        stats.losses.append(round(loss.item(), 5))
         if progress:
             progress(n + 1, len(plan), {"loss": loss.item(), "tokens_per_s": stats.tokens_per_s})
     model.eval()
@@ -302,34 +315,17 @@ def grpo_train(
     seqs = [s for s in seqs if s.trained]
     if not seqs:
         raise ValueError("no sampled tokens to train on")
+
+    def logprobs(m, of: list[Sequence]) -> list[list[float]]:
+        return sequence_logprobs(
+            m, of, temperature=cfg.temperature, batch_tokens=batch_tokens, pad_id=pad_id, precision=precision
+        )
+
     missing = [s for s in seqs if s.old_logprobs is None]
-    if missing:
-        for s, lp in zip(
-            missing,
-            sequence_logprobs(
-                model,
-                missing,
-                temperature=cfg.temperature,
-                batch_tokens=batch_tokens,
-                pad_id=pad_id,
-                precision=precision,
-            ),
-            strict=True,
-        ):
-            s.old_logprobs = lp
-    refs = sequence_logprobs(
-        ref_model,
-        seqs,
-        temperature=cfg.temperature,
-        batch_tokens=batch_tokens,
-        pad_id=pad_id,
-        precision=precision,
-    )
-    gen = torch.Generator().manual_seed(seed)
-    plan = []
-    for _ in range(epochs):
-        groups = batches(seqs, batch_tokens)
-        plan += [groups[i] for i in torch.randperm(len(groups), generator=gen).tolist()]
+    for s, lp in zip(missing, logprobs(model, missing) if missing else [], strict=True):
+        s.old_logprobs = lp
+    refs = logprobs(ref_model, seqs)
+    plan = _plan(seqs, epochs, batch_tokens, seed)
     opt = _optimizer(model, lr)
     stats = TrainStats()
     model.train()
@@ -348,15 +344,7 @@ def grpo_train(
         dev = logits.device
         logp = token_logprobs(logits, ids.to(dev), cfg.temperature)
         loss, step_stats = grpo_loss(logp, old.to(dev), ref.to(dev), adv.to(dev), mask.to(dev), cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        stats.steps += 1
-        stats.tokens += sum(len(s.ids) for s in group)
-        stats.trained_tokens += sum(s.trained for s in group)
-        stats.seconds += time.perf_counter() - t0
-        stats.losses.append(round(loss.item(), 6))
+        _step(model, opt, loss, grad_clip, stats, group, t0)
         stats.extra.append(step_stats)
         if progress:
             progress(n + 1, len(plan), step_stats)
