@@ -66,6 +66,7 @@ def main() -> int:
         "--grpo-eval-tasks", type=int, default=8, help="held-out tasks per category per iteration"
     )
     ap.add_argument("--group", type=int, default=4)
+    ap.add_argument("--grpo-lr", type=float, default=5e-6)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -112,6 +113,7 @@ def main() -> int:
                     iterations=args.grpo_iterations,
                     tasks_per_iteration=args.grpo_tasks,
                     group_size=args.group,
+                    lr=args.grpo_lr,
                     max_difficulty=args.max_difficulty,
                 ),
                 log,

@@ -1062,7 +1062,8 @@ class Server:
         problems = []
         for directory in (self.workspace, *SCRUB_DIRS):
             if os.path.isdir(directory) and not empty_dir(directory):
-                PRIVILEGES.empty_as_trusted(directory)  # then what the trusted uid owns, then the agent's again
+                # then what the trusted uid owns, then the agent's again
+                PRIVILEGES.empty_as_trusted(directory)
                 if not empty_dir(directory):
                     problems.append(f"{directory} is not empty after the reset")
         # Where the host could not lock the socket's folder (not root), agent code could have replaced the

@@ -72,7 +72,10 @@ def test_a_masked_sample_gets_only_the_kl_gradient_and_padding_counts_for_nothin
     assert torch.all(logp.grad[0] != 0)
     # a padded position changes nothing
     pad_logp = torch.cat([logp.detach(), torch.tensor([[-9.0], [-9.0]])], 1)
-    pad = lambda t, v: torch.cat([t, torch.full((2, 1), v)], 1)  # noqa: E731
+
+    def pad(t: torch.Tensor, v: float) -> torch.Tensor:
+        return torch.cat([t, torch.full((2, 1), v)], 1)
+
     padded_mask = torch.cat([mask, torch.zeros(2, 1, dtype=torch.bool)], 1)
     a, _ = grpo_loss(logp.detach(), old, ref, adv, mask, GRPOConfig())
     b, _ = grpo_loss(pad_logp, pad(old, -1.0), pad(ref, -3.0), adv, padded_mask, GRPOConfig())
@@ -158,9 +161,12 @@ def test_grpo_train_raises_the_good_sample_and_lowers_the_bad_one(tiny):
     good = Sequence([1, 2, 3, 4, 5, 6], [False, False, True, True, True, True], advantage=0.5, group="g")
     bad = Sequence([1, 2, 7, 8, 9, 10], [False, False, True, True, True, True], advantage=-0.5, group="g")
     cfg = GRPOConfig(kl_coef=0.0, clip=10.0, offpolicy_delta=100.0)
-    lp = lambda s: sum(
-        sequence_logprobs(model, [s], temperature=1.0, batch_tokens=64, pad_id=0, precision=None)[0]
-    )  # noqa: E731
+
+    def lp(s: Sequence) -> float:
+        return sum(
+            sequence_logprobs(model, [s], temperature=1.0, batch_tokens=64, pad_id=0, precision=None)[0]
+        )
+
     g0, b0 = lp(good), lp(bad)
     stats = grpo_train(model, ref, [good, bad], cfg, lr=1e-2, epochs=5, batch_tokens=64, precision=None)
     assert lp(good) > g0 and lp(bad) < b0
