@@ -24,6 +24,7 @@ from typing import Any
 from .encodings._safe import clean_text
 from .loop import Budgets, run_episode
 from .policies import Policy
+from .progress import Progress, resolve_mode
 from .runstore import (  # noqa: F401 - the run folder's API, re-exported
     JSON_COLUMNS,
     RunBusy,
@@ -135,7 +136,7 @@ async def rollout(
     max_infra_retries: int = 2,
     seed: int = 0,
     commit_every: int = 16,
-    progress: bool = True,
+    progress: str | bool = True,
     finalize: bool = True,
     retry_infra: bool = True,
 ) -> RolloutStats:
@@ -149,12 +150,16 @@ async def rollout(
 
     `backend=toolgym.envs.IN_PROCESS` runs the env servers in this process: only for policies
     marked `trusted` (the oracle and toolgym's baselines); a model's policy is refused.
+
+    `progress`: "auto" (a bar on a terminal, else a line every 10 s on stderr), "bar", "lines" or "none"; True
+    is "auto" and False "none".
     """
     from toolgym.envs import IN_PROCESS, EnvLease, InProcess, ToolEnv
     from toolgym.envs.lease import BY_NAME, requirement_sets
     from toolgym.envs.spec import load_env_spec
     from toolgym.sandbox import SandboxError, SandboxPool
 
+    progress = resolve_mode(progress)  # a wrong name fails here, before the run folder is touched
     budgets = budgets or Budgets()
     store = TrajectoryStore(out_dir)
     # One writer per run folder; released at the end or on an error (below), else when the process ends (the
@@ -198,10 +203,8 @@ async def rollout(
         queue.put_nowait(chunk)
     pending: list[dict] = []
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=stats.planned, initial=stats.skipped, desc="rollout", unit="ep", dynamic_ncols=True)
+    if progress != "none":
+        bar = Progress(stats.planned, "rollout", "ep", mode=progress, initial=stats.skipped)
     started = time.perf_counter()
 
     def new_lease() -> EnvLease:
@@ -307,8 +310,10 @@ async def rollout(
             )
             await flush()
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(success=f"{stats.successes / stats.episodes:.1%}", infra=stats.infra_errors)
+                figures = {"success": f"{stats.successes / stats.episodes:.1%}"}
+                if stats.infra_errors:
+                    figures["infra"] = stats.infra_errors
+                bar.update(1, **figures)
         await lease.aclose()
 
     try:

@@ -15,7 +15,6 @@ import asyncio
 import copy
 import json
 import random
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -204,7 +203,7 @@ def run_policy(
                 backend=backend,
                 budgets=Budgets(max_steps=settings.max_steps),
                 seed=seed,
-                progress=sys.stderr.isatty(),  # a bar on a terminal; logs get the job's own lines
+                progress="auto",  # a bar on a terminal, a line every 10 s in a log
             )
         )
     finally:

@@ -16,6 +16,7 @@ from collections import Counter
 from multiprocessing import Pool
 from pathlib import Path
 
+from toolgym.agent.progress import resolve_mode, track
 from toolgym.envs.runtime import EnvRuntimeError
 from toolgym.envs.shards import write_task_shards
 from toolgym.envs.spec import Provenance, TaskSpec
@@ -44,13 +45,9 @@ def plan(scale: str, only: list[str] | None = None) -> list[tuple[str, tuple]]:
     return [(name, tuple(k)) for name, family in families(only).items() for k in family.plan(scale)]
 
 
-def _progress(it, total: int, desc: str):
-    try:
-        from tqdm import tqdm
-
-        return tqdm(it, total=total, desc=desc, unit="env")
-    except ImportError:
-        return it
+def _progress(it, total: int, desc: str, mode="auto"):
+    """`it` counted on stderr: a bar on a terminal, else a line every 10 s (`mode`: auto, bar, lines, none)."""
+    return track(it, total, desc, "env", mode)
 
 
 def _env_job(job) -> str:
@@ -66,14 +63,16 @@ def _env_job(job) -> str:
     return eid
 
 
-def _map(fn, jobs, workers: int, desc: str) -> list:
+def _map(fn, jobs, workers: int, desc: str, progress="auto") -> list:
     if workers <= 1:
-        return [fn(j) for j in _progress(jobs, len(jobs), desc)]
+        return [fn(j) for j in _progress(jobs, len(jobs), desc, progress)]
     # Slow environments first (code, then code-interpreter) so no worker is left with a long tail at the end.
     order = sorted(range(len(jobs)), key=lambda i: (-_COST.get(jobs[i][1], 1), i))
     pool = Pool(workers)
     try:
-        done = list(_progress(pool.imap(fn, [jobs[i] for i in order], chunksize=1), len(jobs), desc))
+        done = list(
+            _progress(pool.imap(fn, [jobs[i] for i in order], chunksize=1), len(jobs), desc, progress)
+        )
         pool.close()  # workers exit normally and run their finalizers (a worker's sandbox lease is closed)
     except BaseException:
         pool.terminate()
@@ -96,10 +95,13 @@ def synth_envs(
     scale: str = "demo",
     workers: int | None = None,
     only: list[str] | None = None,
+    progress: str | bool = "auto",
 ) -> list[str]:
-    """Build every environment of the plan; returns their ids (sorted). Raises on a distinctness clash."""
+    """Build every environment of the plan; returns their ids (sorted). Raises on a distinctness clash.
+    `progress`: auto (a bar on a terminal, else lines on stderr), bar, lines or none."""
+    resolve_mode(progress)
     jobs = [(str(out), fam, key, seed) for fam, key in plan(scale, only)]
-    ids = _map(_env_job, jobs, workers or os.cpu_count() or 1, "envs")
+    ids = _map(_env_job, jobs, workers or os.cpu_count() or 1, "envs", progress)
     if len(set(ids)) != len(ids):
         raise ValueError("two environments of the plan share an id")
     distinctness(out, ids)
@@ -329,6 +331,7 @@ def synth_tasks(
     only: list[str] | None = None,
     timings: dict | None = None,
     gate: bool = True,
+    progress: str | bool = "auto",
 ) -> dict:
     """Generate, admit and dedupe the tasks of every environment, compute their levels; write shards and the
     manifest.
@@ -337,8 +340,11 @@ def synth_tasks(
     (1.0: every tool of every candidate runs sandboxed); the rest replay in this process. `runtime_check`: the
     seeded share of admitted tasks run again through the rollout runner (oracle 1.0, giving up 0.0).
     `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes).
-    `gate=False` admits without the shortcut solvers (only to measure what they cost)."""
+    `gate=False` admits without the shortcut solvers (only to measure what they cost). `progress`: auto (a bar
+    on a terminal, else lines on stderr), bar, lines or none."""
     import time
+
+    resolve_mode(progress)
 
     started = time.perf_counter()
     out = Path(out)
@@ -357,7 +363,7 @@ def synth_tasks(
         for fam, key in plan(scale, only)
     ]
     results = sorted(
-        _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks"), key=lambda r: r["env_id"]
+        _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks", progress), key=lambda r: r["env_id"]
     )
     _close_lease()
     tasks, drops, random_wins, envs_by_cat, by_domain = [], Counter(), Counter(), Counter(), Counter()
@@ -389,7 +395,9 @@ def synth_tasks(
     check = {"fraction": runtime_check, "checked": 0, "disagreements": []}
     if runtime_check > 0:
         sample = sandbox_sample(tasks, runtime_check, seed)
-        check.update(checked=len(sample), disagreements=sandbox_check(out, sample, backend))
+        check.update(
+            checked=len(sample), disagreements=sandbox_check(out, sample, backend, progress=progress)
+        )
     if timings is not None:
         timings.update(validate_s=validated - started, runtime_check_s=time.perf_counter() - validated)
     if (out / "tasks").exists():
@@ -453,7 +461,13 @@ def synth_tasks(
 
 
 # -- the sandboxed sample ----------------------------------------------------------------------------------------
-def sandbox_check(out: str | Path, tasks: list[TaskSpec], backend="docker", in_flight: int = 4) -> list[dict]:
+def sandbox_check(
+    out: str | Path,
+    tasks: list[TaskSpec],
+    backend="docker",
+    in_flight: int = 4,
+    progress: str | bool = "auto",
+) -> list[dict]:
     """Run `tasks` through the full sandboxed path, the rollout runner's (a sandbox pool, the env server in each
     sandbox, files pushed): the oracle must score 1.0 and an answer without tools 0.0, as in-process. Returns one
     row per disagreement."""
@@ -474,7 +488,9 @@ def sandbox_check(out: str | Path, tasks: list[TaskSpec], backend="docker", in_f
             ("do_nothing", GiveUpPolicy),
         ):
             run_dir = Path(runs) / name
-            asyncio.run(rollout(corpus, factory, run_dir, in_flight=in_flight, backend=backend))
+            asyncio.run(
+                rollout(corpus, factory, run_dir, in_flight=in_flight, backend=backend, progress=progress)
+            )
             for row in load_trajectories(run_dir):
                 rewards[row["task_id"]][name] = row["reward"] if row["status"] == "ok" else None
     return [

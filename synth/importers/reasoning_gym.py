@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from toolgym.agent.progress import resolve_mode, track
 from toolgym.envs.schema import load_tools_module, tools_from_module
 from toolgym.envs.spec import EnvLimits, EnvSpec, Provenance, TaskSpec, ToolCall, write_env_spec, write_tasks
 
@@ -280,19 +281,24 @@ def _serve_entries() -> None:
 
 
 def make_tasks(
-    name: str, env_id: str, seed: int, size: int, verify, child: EntryChild, progress: bool = False
+    name: str,
+    env_id: str,
+    seed: int,
+    size: int,
+    verify,
+    child: EntryChild,
+    progress: str | bool = False,
 ) -> tuple[list[TaskSpec], dict[str, int]]:
     """Entries 0..size-1 of generator `name` at `seed` as tasks, each kept only where verify.py's `score` gives
-    its gold answer 1.0 and an empty answer less; (tasks, drop reasons -> counts)."""
+    its gold answer 1.0 and an empty answer less; (tasks, drop reasons -> counts). `progress`: auto, bar, lines
+    or none (True: auto, False: none), on stderr."""
     from toolgym.envs.inside.toolgym_env import Context
 
     tasks: list[TaskSpec] = []
     dropped: dict[str, int] = {}
     rows: Any = child.entries(name, size, seed)
-    if progress:
-        from tqdm import tqdm
-
-        rows = tqdm(rows, total=size, desc=name, unit="task", leave=False)
+    if resolve_mode(progress) != "none":
+        rows = track(rows, size, name, "task", progress, leave=False)
     with tempfile.TemporaryDirectory(prefix="toolgym-rg-") as scratch:
         ctx = Context(scratch, env_id)
         for i, entry, reason in rows:
@@ -349,7 +355,7 @@ def import_generator(
     store: str | Path,
     size: int,
     seed: int = 0,
-    progress: bool = False,
+    progress: str | bool = False,
     child: EntryChild | None = None,
 ) -> GeneratorImport:
     """Write `<store>/rg-<name>/` (env.json, tools.py, verify.py, tasks.jsonl) from generator `name`: entries
@@ -389,7 +395,7 @@ def import_generators(
     store: str | Path,
     size: int,
     seed: int = 0,
-    progress: bool = False,
+    progress: str | bool = False,
     on_result: Callable[[GeneratorImport], None] | None = None,
 ) -> list[GeneratorImport]:
     """`import_generator` for each name in the order given, with one EntryChild; every name is checked before

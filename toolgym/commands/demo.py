@@ -81,8 +81,8 @@ def pipeline(args) -> None:
 
     out = Path(args.out)
     print(f"\n== synthesis (demo scale) -> {out / 'corpus'}")
-    synth_envs(out / "corpus", seed=0, scale="demo")
-    manifest = synth_tasks(out / "corpus", seed=0, scale="demo")
+    synth_envs(out / "corpus", seed=0, scale="demo", progress=args.progress)
+    manifest = synth_tasks(out / "corpus", seed=0, scale="demo", progress=args.progress)
     print(f"  {manifest['envs']} environments, {manifest['tasks']} verified tasks")
     write_report(out / "corpus", md=out / "corpus" / "report.md", html_out=out / "corpus" / "report.html")
     print(f"  by category: {manifest['by_category']}; report {out / 'corpus' / 'report.html'}")
@@ -91,7 +91,9 @@ def pipeline(args) -> None:
         for policy, factory in (("oracle", OraclePolicy), ("random", lambda: RandomPolicy(seed=0))):
             run = out / "runs" / f"{name}-{policy}"
             print(f"\n== rollout: {policy} over {len(corpus.tasks)} {name} tasks in {args.backend} sandboxes")
-            stats = asyncio.run(rollout(corpus, factory, run, in_flight=8, backend=args.backend))
+            stats = asyncio.run(
+                rollout(corpus, factory, run, in_flight=8, backend=args.backend, progress=args.progress)
+            )
             rows = load_trajectories(run)
             report = evaluate(rows, ks=(1,))
             md, page = write_reports(report, rows, run / "eval")
@@ -123,15 +125,15 @@ SPARSE_PLAN = {"corpus_docs": 200, "seq_len": 256, "top_k": 64, "warmup_steps": 
 from `toolgym model retrofit default` with its defaults)."""
 
 
-def sparse_default(log) -> Path:
+def sparse_default(log, progress: str = "auto") -> Path:
     """The embedded model with DSA indexers (warm-up by KL to its dense attention, then a sparse stage, on the
-    bundled text), made once and cached beside the converted model, named by the dense checkpoint and the plan."""
+    bundled text), made once and cached beside the converted model, named by the dense checkpoint and the plan.
+    `progress`: auto, bar, lines or none (its stages' progress on stderr)."""
     import hashlib
     import os
     import shutil
 
-    from tqdm import tqdm
-
+    from toolgym.agent.progress import Progress
     from toolgym.model.default import ensure_default_model
     from toolgym.model.retrofit_run import RetrofitPlan, run_retrofit
 
@@ -143,8 +145,8 @@ def sparse_default(log) -> Path:
     staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
 
-    def bar(name: str, total: int):
-        return tqdm(total=total, desc=f"  {name}", disable=None, dynamic_ncols=True)
+    def bar(name: str, total: int) -> Progress:
+        return Progress(total, f"  {name}", "step", mode=progress)
 
     run_retrofit(RetrofitPlan(model="default", out=str(staging), **SPARSE_PLAN), bar, log)
     try:
@@ -178,7 +180,7 @@ def model_stage(args, out: Path, corpus) -> None:
     print(
         f"\n== the embedded model (SmolLM2-135M-Instruct) in process: {len(sample.tasks)} tasks, dense and sparse"
     )
-    sparse_dir = sparse_default(log)
+    sparse_dir = sparse_default(log, args.progress)
     sampling = {"max_tokens": args.model_max_tokens, "temperature": 0.0}
     # every core: here the sandboxes mostly wait on the model (a rollout's default leaves them one)
     engine = {"threads": os.cpu_count() or 1}
@@ -199,6 +201,7 @@ def model_stage(args, out: Path, corpus) -> None:
                     in_flight=len(sample.tasks),
                     backend=args.backend,
                     budgets=Budgets(max_steps=args.model_max_steps),
+                    progress=args.progress,
                 )
             )
         finally:
@@ -237,6 +240,7 @@ def model_stage(args, out: Path, corpus) -> None:
 
 def add_parser(sub) -> None:
     from toolgym.cli import add_command
+    from toolgym.commands.rollout import add_progress_argument
 
     p = add_command(sub, "demo", "Run the end-to-end demo on an embedded default.", "toolgym demo", run)
     p.add_argument("--backend", default="auto", choices=["auto", "docker", "namespace"])
@@ -249,3 +253,4 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--model-max-steps", type=int, default=2, help="model turns per episode of that stage")
     p.add_argument("--model-max-tokens", type=int, default=96, help="tokens per model turn of that stage")
+    add_progress_argument(p)

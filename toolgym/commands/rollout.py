@@ -96,7 +96,7 @@ def run(args) -> int:
                 budgets=budgets,
                 episode_timeout_s=args.episode_timeout,
                 seed=args.seed,
-                progress=not args.no_progress,
+                progress=args.progress,
                 retry_infra=not args.no_retry_infra,
             )
         )
@@ -151,11 +151,31 @@ def add_parser(sub) -> None:
     p.add_argument("--category", choices=["general", "code_interpreter", "search", "code"])
     p.add_argument("--limit", type=int, help="only the first N tasks")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
     p.add_argument(
         "--no-retry-infra",
         action="store_true",
         help="on resume, keep episodes recorded as infrastructure failures (default: run them again)",
+    )
+
+
+def add_progress_argument(p) -> None:
+    """`--progress auto|bar|lines|none` (args.progress), with `--no-progress` kept as `--progress none`."""
+    from toolgym.agent.progress import MODES
+
+    p.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto (default): a bar on a terminal, else a line every 10 s on stderr (counts, rate, success, "
+        "ETA); bar; lines; none",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const="none",
+        help="the same as --progress none",
     )
 
 

@@ -12,7 +12,14 @@ import sys
 def _envs(args) -> int:
     from toolgym.synth.pipeline import synth_envs
 
-    ids = synth_envs(args.out, seed=args.seed, scale=args.scale, workers=args.workers, only=args.only)
+    ids = synth_envs(
+        args.out,
+        seed=args.seed,
+        scale=args.scale,
+        workers=args.workers,
+        only=args.only,
+        progress=args.progress,
+    )
     print(f"{len(ids)} environments in {args.out}/envs")
     return 0
 
@@ -28,6 +35,7 @@ def _tasks(args) -> int:
         sandbox_fraction=args.sandbox_fraction,
         runtime_check=args.runtime_check,
         only=args.only,
+        progress=args.progress,
     )
     keys = (
         "envs",
@@ -128,7 +136,7 @@ def _filter(args) -> int:
             backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
             budgets=Budgets(max_steps=args.max_steps),
             episode_timeout_s=args.episode_timeout,
-            progress=not args.no_progress,
+            progress=False if args.progress == "none" else args.progress,  # False: the filter's notes too
         )
     except (KeepError, CorpusError, RunFolderError, ValueError, FileNotFoundError) as exc:
         if os.environ.get("TOOLGYM_DEBUG"):
@@ -238,14 +246,15 @@ def _add_filter(s) -> None:
     )
     p.add_argument("--sample", type=int, help="only a seeded random sample of N tasks (after --only)")
     p.add_argument("--seed", type=int, default=0, help="episode seeds and the --sample draw")
-    from toolgym.commands.rollout import add_policy_arguments
+    from toolgym.commands.rollout import add_policy_arguments, add_progress_argument
 
     add_policy_arguments(p, inprocess="inprocess: no sandbox (oracle and random only)")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
 
 
 def add_parser(sub) -> None:
     from toolgym.cli import add_command
+    from toolgym.commands.rollout import add_progress_argument
     from toolgym.synth import pipeline
 
     p = sub.add_parser(
@@ -283,6 +292,7 @@ def add_parser(sub) -> None:
             choices=["general", "search", "code_interpreter", "code"],
             help="build only these families (default: all four)",
         )
+        add_progress_argument(q)
     r = add_command(
         s,
         "report",
