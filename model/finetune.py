@@ -263,6 +263,7 @@ def sft_train(
         sched.step()
         if progress:
             progress(n + 1, len(plan), {"loss": loss.item(), "tokens_per_s": stats.tokens_per_s})
+    model.zero_grad(set_to_none=True)  # the last step's gradients would stay allocated beside the model
     model.eval()
     return stats
 
@@ -348,6 +349,7 @@ def grpo_train(
         stats.extra.append(step_stats)
         if progress:
             progress(n + 1, len(plan), step_stats)
+    model.zero_grad(set_to_none=True)  # the last step's gradients would stay allocated beside the model
     model.eval()
     return stats
 
