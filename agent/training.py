@@ -375,15 +375,18 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
     )
     sample = _held_out_sample(job.held_out, job.eval)
     report: dict[str, Any] = {"job": "sft", "model": str(path), "data": info, "settings": _settings(job)}
-    before = []
-    if sample is not None and not job.skip_before:
+
+    def measure(name: str) -> list[dict]:
         t0 = time.perf_counter()
-        before = run_policy(
-            model, tokenizer, sample, out / "held-out-before", settings=job.eval, backend=job.backend
+        rows = run_policy(
+            model, tokenizer, sample, out / f"held-out-{name}", settings=job.eval, backend=job.backend
         )
-        report["before"] = success_by_category(before)
-        report["before_s"] = round(time.perf_counter() - t0, 1)
-        log(f"held-out before: {_rates(report['before'])} ({report['before_s']} s)")
+        report[name] = success_by_category(rows)
+        report[f"{name}_s"] = round(time.perf_counter() - t0, 1)
+        log(f"held-out {name}: {_rates(report[name])} ({report[f'{name}_s']} s)")
+        return rows
+
+    before = measure("before") if sample is not None and not job.skip_before else []
 
     def progress(done: int, total: int, s: dict) -> None:
         if done == total or done % max(1, total // 20) == 0:
@@ -405,14 +408,9 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
         f"SFT: {stats.steps} steps, {stats.tokens} tokens in {stats.seconds:.0f} s ({stats.tokens_per_s:.0f} tokens/s)"
     )
     _save(model, tokenizer, out / "model")
+    _write_report(out, report)  # what training measured survives a failure of the measurement after it
     if sample is not None:
-        t0 = time.perf_counter()
-        after = run_policy(
-            model, tokenizer, sample, out / "held-out-after", settings=job.eval, backend=job.backend
-        )
-        report["after"] = success_by_category(after)
-        report["after_s"] = round(time.perf_counter() - t0, 1)
-        log(f"held-out after: {_rates(report['after'])} ({report['after_s']} s)")
+        after = measure("after")
         if before:
             report["compare"] = compare_by_category(before, after)
     _write_report(out, report)
@@ -446,7 +444,6 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
     """GRPO iterations: G rollouts per task from the current policy in sandboxes, environment rewards,
     group-normalised advantages, one update; reward on the training tasks and held-out success tracked per
     iteration. Writes OUT/model, OUT/report.json and OUT/report.html."""
-    import torch
     from toolgym.envs.corpus import load_corpus
     from toolgym.model.finetune import GRPOConfig, group_advantages, grpo_train
 
@@ -539,7 +536,6 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
             f"{entry['groups_with_signal']} groups with signal"
             + (f"; held-out {_rates(entry['held_out'])}" if "held_out" in entry else "")
         )
-        torch.manual_seed(job.seed + it)
     _save(model, tokenizer, out / "model")
     _write_report(out, report)
     return report

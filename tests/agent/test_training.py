@@ -101,6 +101,17 @@ def tiny_dir(tmp_path_factory):
     return tiny_hf_model.build(tmp_path_factory.mktemp("tiny") / "qwen")
 
 
+def _trained_runs(seq) -> list[list[int]]:
+    """The runs of consecutive trained ids of a sequence, in order."""
+    runs: list[list[int]] = []
+    for i, (t, m) in enumerate(zip(seq.ids, seq.mask, strict=True)):
+        if m:
+            if i == 0 or not seq.mask[i - 1]:
+                runs.append([])
+            runs[-1].append(t)
+    return runs
+
+
 def _row(messages, key="t#0", category="search", reward=1.0, status="ok"):
     return {
         "key": key,
@@ -127,17 +138,7 @@ def test_sft_sequences_train_only_the_assistants_tokens(tiny_dir):
     # one sequence per user turn: the second turn's prompt no longer holds the first turn's reasoning
     assert len(seqs) == 2
     written = [w for _, w in step_texts(MESSAGES, TOOLS)]
-    trained = []
-    for s in seqs:
-        run: list[int] = []
-        for t, m in zip(s.ids, s.mask, strict=True):
-            if m:
-                run.append(t)
-            elif run:
-                trained.append(tok.decode(run))
-                run = []
-        if run:
-            trained.append(tok.decode(run))
+    trained = [tok.decode(run) for s in seqs for run in _trained_runs(s)]
     assert trained == written
     full = tok.decode(seqs[1].ids)
     assert "FIRST-THOUGHT" not in full and "THIRD-THOUGHT" in full
@@ -157,18 +158,8 @@ def test_grpo_sequences_are_the_ids_the_engine_sampled(tiny_dir, tmp_path):
     assert len(rows) == 2 * len(corpus.tasks) and trace
     seqs = sampled_sequences(rows, trace)
     sampled = sorted(tuple(out) for _, out in trace.values())
-    trained = []
-    for s in seqs:
-        run: list[int] = []
-        for t, m in zip(s.ids, s.mask, strict=True):
-            if m:
-                run.append(t)
-            elif run:
-                trained.append(tuple(run))
-                run = []
-        if run:
-            trained.append(tuple(run))
-        assert s.meta["key"] in {r["key"] for r in rows}
+    trained = [tuple(run) for s in seqs for run in _trained_runs(s)]
+    assert all(s.meta["key"] in {r["key"] for r in rows} for s in seqs)
     # every sampled token is trained exactly once, in the context it was drawn in
     assert sum(map(len, trained)) == sum(map(len, sampled))
     for s in seqs:
