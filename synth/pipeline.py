@@ -1,6 +1,6 @@
 """Synthesis runs: environments into `<out>/envs/`, validated tasks into `<out>/tasks/*.parquet` and
-`<out>/manifest.json`. Deterministic for a seed whatever the worker count; resumable through per-env markers
-in `<out>/.work/`.
+`<out>/manifest.json`. Deterministic for a seed whatever the worker count, and the same bytes on a Ray cluster
+(`ray=`) as in local processes; resumable through per-env markers in `<out>/.work/`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,11 @@ def _env_job(job) -> str:
     return eid
 
 
-def _map(fn, jobs, workers: int, desc: str, progress="auto") -> list:
+def _map(fn, jobs, workers: int | None, desc: str, progress="auto", ray: str | None = None) -> list:
+    """`fn` over `jobs`, results in job order: in this process, a process pool, or (`ray`) Ray actors."""
+    if ray:
+        return _ray_map(fn, jobs, workers, desc, progress, ray)
+    workers = workers or os.cpu_count() or 1
     if workers <= 1:
         return [fn(j) for j in _progress(jobs, len(jobs), desc, progress)]
     # Slow environments first (code, then code-interpreter) so no worker is left with a long tail at the end.
@@ -96,12 +100,14 @@ def synth_envs(
     workers: int | None = None,
     only: list[str] | None = None,
     progress: str | bool = "auto",
+    ray: str | None = None,
 ) -> list[str]:
     """Build every environment of the plan; returns their ids (sorted). Raises on a distinctness clash.
-    `progress`: auto (a bar on a terminal, else lines on stderr), bar, lines or none."""
+    `progress`: auto (a bar on a terminal, else lines on stderr), bar, lines or none. `ray`: "auto", "local" or
+    a cluster address to build on Ray actors (`workers` of them; default: one per CPU of the cluster)."""
     resolve_mode(progress)
     jobs = [(str(out), fam, key, seed) for fam, key in plan(scale, only)]
-    ids = _map(_env_job, jobs, workers or os.cpu_count() or 1, "envs", progress)
+    ids = _map(_env_job, jobs, workers, "envs", progress, ray)
     if len(set(ids)) != len(ids):
         raise ValueError("two environments of the plan share an id")
     distinctness(out, ids)
@@ -332,6 +338,7 @@ def synth_tasks(
     timings: dict | None = None,
     gate: bool = True,
     progress: str | bool = "auto",
+    ray: str | None = None,
 ) -> dict:
     """Generate, admit and dedupe the tasks of every environment, compute their levels; write shards and the
     manifest.
@@ -341,7 +348,8 @@ def synth_tasks(
     seeded share of admitted tasks run again through the rollout runner (oracle 1.0, giving up 0.0).
     `timings`, when given, receives the seconds of each stage (kept out of the manifest: same seed, same bytes).
     `gate=False` admits without the shortcut solvers (only to measure what they cost). `progress`: auto (a bar
-    on a terminal, else lines on stderr), bar, lines or none."""
+    on a terminal, else lines on stderr), bar, lines or none. `ray`: "auto", "local" or a cluster address to
+    admit on Ray actors, each environment on one actor, sandboxes on that actor's node; the files are the same."""
     import time
 
     resolve_mode(progress)
@@ -362,9 +370,7 @@ def synth_tasks(
         )
         for fam, key in plan(scale, only)
     ]
-    results = sorted(
-        _map(_task_job, jobs, workers or os.cpu_count() or 1, "tasks", progress), key=lambda r: r["env_id"]
-    )
+    results = sorted(_map(_task_job, jobs, workers, "tasks", progress, ray), key=lambda r: r["env_id"])
     _close_lease()
     tasks, drops, random_wins, envs_by_cat, by_domain = [], Counter(), Counter(), Counter(), Counter()
     gate_rows: dict[str, Counter] = {}
@@ -458,6 +464,156 @@ def synth_tasks(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+# -- Ray: the same jobs on a cluster ----------------------------------------------------------------------------
+# Nodes share no filesystem, so an actor builds or admits in a scratch folder on its own node and hands the
+# files back; the driver alone writes `out` (an env folder appears whole, then its marker), so the corpus is
+# byte for byte the local one and an interrupted run resumes from the same markers.
+
+
+def _pack(folder: Path) -> list[tuple[str, int, bytes | None]]:
+    """(relative path, mode, bytes) of every file and folder under `folder` (bytes None for a folder)."""
+    items = []
+    for path in sorted(folder.rglob("*")):
+        mode = path.stat().st_mode & 0o777
+        items.append(
+            (path.relative_to(folder).as_posix(), mode, None if path.is_dir() else path.read_bytes())
+        )
+    return items
+
+
+def _unpack(items: list[tuple[str, int, bytes | None]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, mode, data in items:
+        path = folder / rel
+        if data is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        path.chmod(mode)
+
+
+class _RayWorker:
+    """A Ray actor: runs `_env_job` and `_task_job` in scratch folders on its node (sandboxed admission on that
+    node's Docker engine, through this process's lease) and returns what they made."""
+
+    def __init__(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix="toolgym-synth-"))
+
+    def env(self, job) -> tuple[str, list]:
+        work = Path(tempfile.mkdtemp(dir=self.scratch))
+        try:
+            eid = _env_job((str(work), *job[1:]))
+            return eid, _pack(work / "envs" / eid)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def tasks(self, job, env_files: list) -> dict:
+        work = Path(tempfile.mkdtemp(dir=self.scratch))
+        try:
+            _unpack(env_files, work / "envs" / families([job[1]])[job[1]].env_id(job[2]))
+            return _task_job((str(work), *job[1:]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def close(self) -> None:
+        _close_lease()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _ray_done(fn, job):
+    """A job's result from its marker in `out` (a resumed run), else None."""
+    out, name, key = Path(job[0]), job[1], job[2]
+    eid = families([name])[name].env_id(key)
+    if fn is _env_job:
+        return eid if (out / ".work" / "envs" / f"{eid}.done").exists() else None
+    marker = out / ".work" / "tasks" / f"{eid}.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _ray_submit(fn, actor, job):
+    if fn is _env_job:
+        return actor.env.remote(job)
+    eid = families([job[1]])[job[1]].env_id(job[2])
+    return actor.tasks.remote(job, _pack(Path(job[0]) / "envs" / eid))
+
+
+def _ray_keep(fn, job, got):
+    """Write what an actor returned into `out`, as the local job would have; returns the job's result."""
+    out = Path(job[0])
+    if fn is _env_job:
+        eid, files = got
+        staging = out / ".work" / "staging" / eid
+        shutil.rmtree(staging, ignore_errors=True)
+        _unpack(files, staging)
+        final = out / "envs" / eid
+        shutil.rmtree(final, ignore_errors=True)  # a folder left half-written by an interrupted local run
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(final)
+        marker = out / ".work" / "envs" / f"{eid}.done"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("done\n")
+        return eid
+    marker = out / ".work" / "tasks" / f"{got['env_id']}.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(got, sort_keys=True))
+    return got
+
+
+def _ray_map(fn, jobs, workers: int | None, desc: str, progress, address: str) -> list:
+    """`_map` on Ray: one actor per worker (default: per CPU of the cluster), slow environments first, each
+    actor given its next job as it hands one back."""
+    from toolgym.agent.cluster import connect
+
+    resources = connect(address, num_cpus=workers)
+    import ray
+
+    results: list = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):
+        results[i] = _ray_done(fn, job)
+        if results[i] is None:
+            todo.append(i)
+    todo.sort(key=lambda i: (-_COST.get(jobs[i][1], 1), i))
+    n = max(1, min(workers or int(resources.get("CPU", 1)), len(todo)))
+    # A restarted actor (its node died) runs the job again from scratch: jobs are deterministic and only the
+    # driver writes, so a retry cannot leave half a result behind.
+    worker = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_RayWorker)
+    actors = [worker.remote() for _ in range(n)] if todo else []
+
+    def finished():
+        yield from range(len(jobs) - len(todo))  # resumed jobs count as done
+        queue = list(todo)
+        running = {}
+        for actor in actors:
+            if queue:
+                i = queue.pop(0)
+                running[_ray_submit(fn, actor, jobs[i])] = (i, actor)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            i, actor = running.pop(ready[0])
+            results[i] = _ray_keep(fn, jobs[i], ray.get(ready[0]))
+            if queue:
+                j = queue.pop(0)
+                running[_ray_submit(fn, actor, jobs[j])] = (j, actor)
+            yield i
+
+    try:
+        for _ in _progress(finished(), len(jobs), desc, progress):
+            pass
+    finally:
+        # Each actor stops its node's sandbox before it goes, so no container outlives the run.
+        try:
+            ray.get([a.close.remote() for a in actors], timeout=60)
+        except Exception as exc:  # an actor already dead has nothing left to close
+            print(f"toolgym synth: closing Ray workers: {type(exc).__name__}", file=sys.stderr)
+        for a in actors:
+            ray.kill(a)
+        if jobs:
+            shutil.rmtree(Path(jobs[0][0]) / ".work" / "staging", ignore_errors=True)
+    return results
 
 
 # -- the sandboxed sample ----------------------------------------------------------------------------------------

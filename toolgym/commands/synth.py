@@ -9,17 +9,41 @@ import os
 import sys
 
 
+def _on_ray(args, run):
+    """`run()`, on the Ray cluster `--ray` names when given (Ray is imported only then); a cluster that cannot
+    be joined is one sentence and exit 2."""
+    if not args.ray:
+        return run()
+    from toolgym.agent.cluster import ClusterError, disconnect
+
+    try:
+        return run()
+    except ClusterError as exc:
+        if os.environ.get("TOOLGYM_DEBUG"):
+            raise
+        print(f"toolgym: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        disconnect()
+
+
 def _envs(args) -> int:
     from toolgym.synth.pipeline import synth_envs
 
-    ids = synth_envs(
-        args.out,
-        seed=args.seed,
-        scale=args.scale,
-        workers=args.workers,
-        only=args.only,
-        progress=args.progress,
+    ids = _on_ray(
+        args,
+        lambda: synth_envs(
+            args.out,
+            seed=args.seed,
+            scale=args.scale,
+            workers=args.workers,
+            only=args.only,
+            progress=args.progress,
+            ray=args.ray,
+        ),
     )
+    if isinstance(ids, int):
+        return ids
     print(f"{len(ids)} environments in {args.out}/envs")
     return 0
 
@@ -27,16 +51,22 @@ def _envs(args) -> int:
 def _tasks(args) -> int:
     from toolgym.synth.pipeline import synth_tasks
 
-    m = synth_tasks(
-        args.out,
-        seed=args.seed,
-        scale=args.scale,
-        workers=args.workers,
-        sandbox_fraction=args.sandbox_fraction,
-        runtime_check=args.runtime_check,
-        only=args.only,
-        progress=args.progress,
+    m = _on_ray(
+        args,
+        lambda: synth_tasks(
+            args.out,
+            seed=args.seed,
+            scale=args.scale,
+            workers=args.workers,
+            sandbox_fraction=args.sandbox_fraction,
+            runtime_check=args.runtime_check,
+            only=args.only,
+            progress=args.progress,
+            ray=args.ray,
+        ),
     )
+    if isinstance(m, int):
+        return m
     keys = (
         "envs",
         "tasks",
@@ -265,14 +295,16 @@ def add_parser(sub) -> None:
         s,
         "envs",
         "Build template environments into OUT/envs.",
-        "toolgym synth envs --out ./corpus --scale demo",
+        "toolgym synth envs --out ./corpus --scale demo\n"
+        "toolgym synth envs --out ./corpus --scale full --ray auto   # on the running Ray cluster",
         _envs,
     )
     t = add_command(
         s,
         "tasks",
         "Generate, validate and dedupe tasks; write OUT/tasks/*.parquet and OUT/manifest.json.",
-        "toolgym synth tasks --out ./corpus --scale demo",
+        "toolgym synth tasks --out ./corpus --scale demo\n"
+        "toolgym synth tasks --out ./corpus --scale full --ray auto   # same files as without --ray",
         _tasks,
     )
     for q in (e, t):
@@ -284,7 +316,18 @@ def add_parser(sub) -> None:
             default="demo",
             help="tiny (tests), demo (~500 tasks), small (~2,500), full (~86,000)",
         )
-        q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+        q.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="processes (default: all cores); with --ray, Ray actors (default: one per CPU of the cluster)",
+        )
+        q.add_argument(
+            "--ray",
+            metavar="auto|local|ADDRESS",
+            help="run the jobs on Ray: auto joins the running cluster, local starts one here, or HOST:PORT; "
+            "the files written are the same as without it (needs the ray extra)",
+        )
         q.add_argument(
             "--only",
             nargs="+",
