@@ -11,11 +11,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from toolgym.envs.runtime import Script
 
@@ -409,13 +411,29 @@ def _histogram_svg(title: str, values: list[int]) -> str:
     return "".join(parts) + "</svg>"
 
 
+def _view_link(view_href: str, section: str, name: str) -> str:
+    """A group's name as a link to the trajectory viewer filtered on that group (its filters live in the hash)."""
+    key = {"Overall": None, **{f"By {g}": g for g in GROUPS}}.get(section, "")
+    if key == "":
+        return html.escape(name)
+    target = view_href + ("#" + urlencode({key: name}) if key else "")
+    return f'<a href="{html.escape(target)}">{html.escape(name)}</a>'
+
+
 def to_html(
-    report: dict, rows: list[dict], comparison: dict | None = None, title: str = "toolgym evaluation"
+    report: dict,
+    rows: list[dict],
+    comparison: dict | None = None,
+    title: str = "toolgym evaluation",
+    view_href: str | None = None,
 ) -> str:
-    """A self-contained HTML page: the markdown tables plus plots (inline SVG, no external assets)."""
+    """A self-contained HTML page: the markdown tables plus plots (inline SVG, no external assets). With
+    `view_href` (the trajectory viewer's page, relative to this one), each group's row links to the viewer
+    filtered on that group."""
     md = to_markdown(report, comparison, title)
     body = []
     in_table = False
+    section = ""
     for line in md.splitlines():
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
@@ -426,7 +444,12 @@ def to_html(
                 in_table = True
                 body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
             else:
-                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+                first = _view_link(view_href, section, cells[0]) if view_href else html.escape(cells[0])
+                body.append(
+                    f"<tr><td>{first}</td>"
+                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells[1:])
+                    + "</tr>"
+                )
             continue
         if in_table:
             body.append("</table>")
@@ -436,11 +459,19 @@ def to_html(
         elif line.startswith("**") and line.endswith("**"):
             body.append(f'<p class="partial"><strong>{html.escape(line[2:-2])}</strong></p>')
         elif line.startswith("### "):
-            body.append(f"<h3>{html.escape(line[4:])}</h3>")
+            section = line[4:]
+            body.append(f"<h3>{html.escape(section)}</h3>")
         elif line:
             body.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         body.append("</table>")
+    if view_href:
+        at = next((i for i, b in enumerate(body) if not b.startswith(("<h1>", "<p"))), len(body))
+        body.insert(
+            at,
+            f'<p class="view">episodes: <a href="{html.escape(view_href)}">open the trajectory viewer</a> '
+            "(each group's name below opens it filtered on that group)</p>",
+        )
     plots = []  # shown under the title and the summary line, above the tables
     if "overall" in report:
         plots.append(
@@ -481,14 +512,17 @@ def to_html(
 
 
 def write_reports(
-    report: dict, rows: list[dict], out: Path, comparison: dict | None = None
+    report: dict, rows: list[dict], out: Path, comparison: dict | None = None, view: Path | None = None
 ) -> tuple[Path, Path]:
+    """report.md, report.html and report.json in `out`; `view`: the trajectory viewer's page, which the HTML
+    report's rows link to (by a path relative to the report, so the two folders can move together)."""
     from .runstore import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     md, page = out / "report.md", out / "report.html"
+    href = Path(os.path.relpath(Path(view).resolve(), out.resolve())).as_posix() if view else None
     atomic_write_text(md, to_markdown(report, comparison))
-    atomic_write_text(page, to_html(report, rows, comparison))
+    atomic_write_text(page, to_html(report, rows, comparison, view_href=href))
     atomic_write_text(
         out / "report.json", json.dumps({"report": report, "comparison": comparison}, indent=2, default=list)
     )

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "toolgym.commands.serve",
         "toolgym.commands.rollout",
         "toolgym.commands.evaluate",
+        "toolgym.commands.view",
         "toolgym.commands.export",
         "toolgym.commands.train",
         "toolgym.commands.demo",

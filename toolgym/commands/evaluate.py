@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -24,6 +25,7 @@ def run(args) -> int:
             f"{args.run} holds no committed episodes yet{planned}: let its rollout run (or run "
             f"`toolgym rollout ... --out {args.run}`) first."
         )
+    view = None if args.no_view else _viewer(args.run, rows)
     if args.rescore:
         from toolgym.envs.corpus import load_corpus
 
@@ -42,7 +44,7 @@ def run(args) -> int:
         comparison = {**comparison, "a": str(args.run), "b": str(args.compare)}
     out = Path(args.report_dir or Path(args.run) / "eval")
     try:
-        md, page = write_reports(report, rows, out, comparison)
+        md, page = write_reports(report, rows, out, comparison, view=view)
     except OSError as exc:  # a read-only or full run folder: say so, the evaluation itself is fine
         raise ValueError(
             f"cannot write the reports to {out}: {exc.strerror or exc}; pass --report-dir."
@@ -52,7 +54,24 @@ def run(args) -> int:
     else:
         print(to_markdown(report, comparison))
         print(f"\nreports: {md} and {page}")
+        if view:
+            print(f"episodes: {view} (the HTML report's rows open it filtered)")
     return 0
+
+
+def _viewer(run: str, rows: list[dict]):
+    """The run's trajectory viewer, built (or rebuilt) from the rows as stored, before any rescoring: the
+    HTML report's rows link to it. None (and a note) when it cannot be written; the evaluation goes on."""
+    from toolgym.agent.viewer import build_view
+
+    try:
+        return build_view(run, rows=rows)
+    except (OSError, ValueError) as exc:
+        print(
+            f"note: no trajectory viewer ({exc}); the report has no episode links (`toolgym view {run}`).",
+            file=sys.stderr,
+        )
+        return None
 
 
 def add_parser(sub) -> None:
@@ -83,3 +102,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--report-dir", help="where report.md/.html/.json go (default RUN/eval)")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--no-view",
+        action="store_true",
+        help="do not (re)build the trajectory viewer in RUN/view that the HTML report's rows link to",
+    )
