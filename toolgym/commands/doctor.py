@@ -38,6 +38,27 @@ def default_model_check():
     return Check(name, True, str(path), "", False)
 
 
+def ray_checks():
+    """Whether Ray is installed, and which cluster `--ray auto` would join (without joining it)."""
+    from toolgym.agent.cluster import describe
+    from toolgym.sandbox.doctor import Check
+
+    ray = describe()
+    if not ray["installed"]:
+        return [Check("ray", False, "not installed (only --ray needs it)", ray["hint"], False)]
+    target = ray["would_join"]
+    return [
+        Check("ray", True, f"Ray {ray['version']}", "", False),
+        Check(
+            "ray cluster (--ray auto)",
+            bool(target),
+            f"would join {target}" if target else "none running",
+            ray["hint"],
+            False,
+        ),
+    ]
+
+
 def run(args) -> int:
     from toolgym.sandbox.doctor import Check, checks
 
@@ -46,6 +67,7 @@ def run(args) -> int:
         found = importlib.util.find_spec(module) is not None
         results.append(Check(f"python: {module}", found, "installed" if found else "missing", fix, required))
     results.append(default_model_check())
+    results += ray_checks()
     width = max(len(c.name) for c in results)
     failed = 0
     for c in results:

@@ -3,44 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 
 
 def policy_factory(args):
     """A zero-argument factory of fresh policies (each in-flight worker gets its own)."""
-    from toolgym.agent.policies import GiveUpPolicy, LLMPolicy, OraclePolicy, RandomPolicy
+    from toolgym.agent.policies import GiveUpPolicy, OraclePolicy, RandomPolicy
 
     if args.policy == "oracle":
         return OraclePolicy
     if args.policy == "give_up":
         return GiveUpPolicy
     if args.policy == "random":
-        return lambda: RandomPolicy(seed=args.seed)
+        return functools.partial(RandomPolicy, seed=args.seed)
     if args.policy == "local":
         return local_policy(args).fork
     if not (args.base_url and args.model):
         raise ValueError("--policy llm needs --base-url and --model (start a server with `toolgym serve`).")
-    from toolgym.agent.clients import ChatClient, CompletionsClient
+    from toolgym.agent.served_policy import ServedPolicy
 
     if (args.encoding or "chat") == "chat":
         from toolgym.agent.template_check import require_tools_in_chat_template
 
         # a chat template that drops `tools` would hide them from the model, and nothing would say so
         require_tools_in_chat_template(args.base_url, args.model, timeout_s=args.request_timeout)
-        client = ChatClient(
-            args.base_url, args.model, max_concurrency=args.in_flight, timeout_s=args.request_timeout
-        )
-    else:
-        client = CompletionsClient(
-            args.base_url,
-            args.model,
-            encoding=args.encoding,
-            max_concurrency=args.in_flight,
-            timeout_s=args.request_timeout,
-        )
-    sampling = {"max_tokens": args.max_tokens, "temperature": args.temperature}
-    return lambda: LLMPolicy(client, thinking=args.thinking, **sampling)
+    # picklable, so Ray actors on other machines build the same policy (each process its own HTTP client)
+    return ServedPolicy(
+        args.base_url,
+        args.model,
+        encoding=args.encoding or "chat",
+        thinking=args.thinking,
+        max_concurrency=args.in_flight,
+        timeout_s=args.request_timeout,
+        sampling={"max_tokens": args.max_tokens, "temperature": args.temperature},
+    )
 
 
 def local_policy(args):
@@ -77,6 +75,13 @@ def run(args) -> int:
 
     corpus = load_corpus(args.corpus).select(env_ids=args.env, category=args.category, limit=args.limit)
     budgets = Budgets(max_steps=args.max_steps)
+    if args.ray and args.policy == "local":
+        print(
+            "toolgym: --policy local runs the model inside this process, which Ray actors on other nodes cannot "
+            "share; serve it (`toolgym serve`) and use --policy llm --base-url URL with --ray",
+            file=sys.stderr,
+        )
+        return 2
     try:
         factory = policy_factory(args)
     except (ValueError, FileNotFoundError) as exc:
@@ -84,6 +89,8 @@ def run(args) -> int:
             raise
         print(f"toolgym: {exc}", file=sys.stderr)
         return 2
+    if args.ray:
+        return run_on_ray(args, corpus, factory, budgets)
     try:
         stats = asyncio.run(
             rollout(
@@ -110,10 +117,51 @@ def run(args) -> int:
         close = getattr(getattr(factory, "__self__", None), "close", None)
         if close is not None:  # the local engine's worker thread
             close()
+    print_stats(stats, args.out)
+    return 0
+
+
+def print_stats(stats, out, extra: str = "") -> None:
     print(
         f"{stats.episodes} episodes ({stats.skipped} already done) in {stats.wall_s:.1f} s "
         f"({stats.episodes_per_s:.1f}/s): {stats.successes} succeeded, {stats.timeouts} timed out, "
-        f"{stats.infra_errors} infrastructure failures after {stats.infra_retries} retries -> {args.out}"
+        f"{stats.infra_errors} infrastructure failures after {stats.infra_retries} retries{extra} -> {out}"
+    )
+
+
+def run_on_ray(args, corpus, factory, budgets) -> int:
+    """The same rollout on a Ray cluster (`--ray`); Ray is imported only here."""
+    from toolgym.agent.cluster import ClusterError
+    from toolgym.agent.ray_rollout import ray_rollout
+    from toolgym.agent.runstore import RunFolderError
+    from toolgym.envs import IN_PROCESS
+
+    try:
+        stats = ray_rollout(
+            corpus,
+            factory,
+            args.out,
+            address=args.ray,
+            cpus_per_actor=args.ray_cpus_per_actor,
+            samples_per_task=args.samples_per_task,
+            in_flight=args.in_flight,
+            backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
+            budgets=budgets,
+            episode_timeout_s=args.episode_timeout,
+            seed=args.seed,
+            progress=args.progress,
+            retry_infra=not args.no_retry_infra,
+        )
+    except (RunFolderError, ClusterError) as exc:
+        if os.environ.get("TOOLGYM_DEBUG"):
+            raise
+        print(f"toolgym: {exc}", file=sys.stderr)
+        return 2
+    ray = stats.ray
+    print_stats(
+        stats,
+        args.out,
+        f"; Ray: {ray['actors_started']} actors ({ray['actors_lost']} lost), {ray['ray_retries']} chunks re-run",
     )
     return 0
 
@@ -128,7 +176,8 @@ def add_parser(sub) -> None:
         "toolgym rollout reference --policy oracle --out runs/oracle\n"
         "toolgym rollout out/corpus --policy llm --base-url http://127.0.0.1:8000 --model DeepSeek-V3.2 \\\n"
         "    --encoding deepseek_v32 --thinking --samples-per-task 8 --in-flight 32 --out runs/v32\n"
-        "toolgym rollout reference --policy local --model default --in-flight 8 --out runs/local",
+        "toolgym rollout reference --policy local --model default --in-flight 8 --out runs/local\n"
+        "toolgym rollout out/corpus --policy oracle --ray auto --in-flight 16 --out runs/oracle  # on a Ray cluster",
         run,
     )
     p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")
@@ -152,6 +201,19 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="only the first N tasks")
     p.add_argument("--seed", type=int, default=0)
     add_progress_argument(p)
+    p.add_argument(
+        "--ray",
+        metavar="auto|local|ADDRESS",
+        help="run the episodes on Ray actors (one per node, each with its own sandbox pool of --in-flight): "
+        "auto joins the running cluster (RAY_ADDRESS or `ray start`), local starts a one-node cluster here, "
+        "or a cluster address; needs pip install -e '.[ray]'",
+    )
+    p.add_argument(
+        "--ray-cpus-per-actor",
+        type=int,
+        metavar="N",
+        help="with --ray: one actor per N CPUs of each node (default: one actor per node)",
+    )
     p.add_argument(
         "--no-retry-infra",
         action="store_true",
