@@ -174,6 +174,7 @@ function buildFilters() {
 }
 function debounce(fn, ms) { let t = 0; return () => { clearTimeout(t); t = setTimeout(fn, ms); }; }
 function applyControls() {
+  if ($("list-view").hidden) return; // a late keystroke's timer must not close the episode just opened
   const p = new URLSearchParams();
   const q = $("q").value.trim(); if (q) p.set("q", q);
   for (const name of FILTERS) { const c = $("f-" + name); if (c && c.value) p.set(name, c.value); }
