@@ -86,6 +86,7 @@ function el(tag, props, ...kids) {
   return e;
 }
 const pre = (text) => el("pre", null, text == null ? "" : String(text));
+function pretty(args) { try { return JSON.stringify(JSON.parse(args), null, 1); } catch (e) { return args; } }
 const fmt = (x, d) => (x == null ? "-" : Number(x).toFixed(d));
 const side = (r, s) => (IX.pairs ? IX.pairs[s][r] : s === 0 ? r : -1);
 const either = (r) => { const a = side(r, 0); return a >= 0 ? [0, a] : [1, side(r, 1)]; };
@@ -370,7 +371,7 @@ function itemNode(it) {
   }
   if (it.text) box.append(pre(it.text));
   for (const c of it.calls) {
-    const call = el("div", { cls: "call" }, el("span", { cls: "name" }, c.name), c.kind ? el("span", { cls: "badge err" }, c.kind) : null, pre(c.args));
+    const call = el("div", { cls: "call" }, el("span", { cls: "name" }, c.name), c.kind ? el("span", { cls: "badge err" }, c.kind) : null, pre(pretty(c.args)));
     call.append(c.result == null ? el("div", { cls: "muted" }, "no result recorded") : el("div", null, el("div", { cls: "muted" }, "result"), pre(c.result)));
     box.append(call);
   }
