@@ -4,7 +4,9 @@
 uses `/v1/completions`: it renders the prompt with one of our encodings and parses the text with the same
 one, so the thinking rule and tool-call format are ours whatever the server's template says.
 Both retry 429/5xx, connection errors and garbage answers with seeded exponential backoff, bound each request
-by a timeout (`timeout_s`, 120 s by default), cap concurrency, and sum usage. Failures are `ModelServerError`s
+by a timeout (`timeout_s`, 120 s by default), cap concurrency, and sum usage. A base URL may list several
+servers (`URL[=CAP],URL[=CAP],...`): requests go to the least busy one under its cap, and a server that fails
+rests for a cool-down while its request moves on to another (see `parse_base_urls`). Failures are `ModelServerError`s
 whose `kind` tells a hang, a stalled answer, a dropped connection, a 5xx, a garbage answer, a rejected request
 and an overflowing context apart (`MODEL_ERROR_KINDS`). Everything read from a server comes out as clean strings.
 """
@@ -15,6 +17,7 @@ import asyncio
 import json
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,8 @@ DEFAULT_TIMEOUT_S = 120.0
 """Seconds one request may take, from sending it to the last byte of the answer (see `_ServerClient`)."""
 MAX_RESPONSE_BYTES = 64 * 2**20
 """A bigger answer is read as garbage: no real completion comes near it."""
+DEFAULT_COOLDOWN_S = 30.0
+"""Seconds a failed server of a base-URL list is passed over while another one answers."""
 
 
 class ModelServerError(RuntimeError):
@@ -150,6 +155,8 @@ class Usage:
     """Successful requests."""
     retries: int = 0
     """Attempts that failed and were retried."""
+    failovers: int = 0
+    """Requests moved to another server of a base-URL list after one failed them."""
 
     @property
     def total_tokens(self) -> int:
@@ -197,6 +204,56 @@ def api_root(base_url: str) -> str:
     return root if root.endswith("/v1") else root + "/v1"
 
 
+def parse_base_urls(base_url: str) -> list[tuple[str, int | None]]:
+    """The servers of a `--base-url`: `URL` or a comma-separated list of `URL` or `URL=CAP` (at most CAP
+    requests in flight on that server), as (url, cap or None). Raises ValueError naming the fix."""
+    servers: list[tuple[str, int | None]] = []
+    seen: set[str] = set()
+    for item in base_url.split(","):
+        url, cap = item.strip(), None
+        head, eq, tail = url.rpartition("=")
+        if eq:
+            if not (tail.strip().isdigit() and int(tail) >= 1):
+                raise ValueError(
+                    f"--base-url entry {url!r}: a server's cap is a whole number of requests, at least 1 "
+                    "(as in http://host:8000/v1=8)."
+                )
+            url, cap = head.strip(), int(tail)
+        if not url:
+            raise ValueError(
+                f"--base-url {base_url!r} has an empty entry: list servers as URL[=CAP],URL[=CAP] "
+                "with no empty item."
+            )
+        if api_root(url) in seen:
+            raise ValueError(f"--base-url lists {url} twice: give each server once (with =CAP to weigh it).")
+        seen.add(api_root(url))
+        servers.append((url, cap))
+    return servers
+
+
+def base_urls(base_url: str) -> list[str]:
+    """The server URLs of a `--base-url` (one, or each of a list), caps left out."""
+    return [url for url, _ in parse_base_urls(base_url)]
+
+
+@dataclass
+class Server:
+    """One server of a client's base-URL list, with what the client knows of it."""
+
+    url: str
+    cap: int | None
+    """At most this many of the client's requests in flight on it (None: only the client's own cap)."""
+    http: httpx.AsyncClient = field(repr=False)
+    in_flight: int = 0
+    """Requests on it now (a request waiting out a retry delay still counts)."""
+    requests: int = 0
+    """Requests sent to it, answered or not."""
+    failures: int = 0
+    """Times it failed a request after its retries and was put to rest."""
+    cooling_until: float = 0.0
+    """time.monotonic() until which it is passed over while another server is open."""
+
+
 class _BadShape(Exception):
     """The answer is JSON, but not the completion the client asked for."""
 
@@ -209,6 +266,15 @@ class _Failed(Exception):
         self.kind = kind
         self.detail = detail
         self.status = status
+
+
+class _ServerGaveUp(Exception):
+    """One server failed a request after its retries: `last` is its last failure, after `tries` attempts."""
+
+    def __init__(self, last: _Failed, tries: int) -> None:
+        super().__init__(last.detail)
+        self.last = last
+        self.tries = tries
 
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -266,13 +332,20 @@ def _finish_reason(choice: Mapping[str, Any]) -> str | None:
 
 
 class _ServerClient:
-    """What both clients share: one httpx client, the retry loop, the semaphore, the usage sums.
+    """What both clients share: the servers (one httpx client each), the retry loop, the semaphore, the usage
+    sums.
+
+    `base_url` names one server or several (`parse_base_urls`: `URL[=CAP],...`). Each request goes to the open
+    server with the fewest requests in flight (ties: the one sent the fewest) whose cap allows one more, and is
+    retried there as one server's requests always were; a server that still fails it (or refuses the
+    connection, while another is left to try) rests for `cooldown_s` and the request moves to the next server.
+    Only when every server has failed it does the request raise.
 
     `timeout_s` (default 120 s, None for none) bounds each request from sending it to the last byte of the
     answer: a server that hangs, or starts answering and stalls, fails within it instead of holding the
     episode until the rollout's episode timeout. It is not the episode's budget (`Budgets.max_wall_s`);
-    waiting for a free slot under `max_concurrency` does not count. Failures raise a `ModelServerError`
-    whose `kind` tells them apart (see MODEL_ERROR_KINDS) and whose message is one sentence.
+    waiting for a free slot under `max_concurrency` or a server's cap does not count. Failures raise a
+    `ModelServerError` whose `kind` tells them apart (see MODEL_ERROR_KINDS) and whose message is one sentence.
     """
 
     def __init__(
@@ -287,6 +360,7 @@ class _ServerClient:
         sampling: Mapping[str, Any] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        cooldown_s: float = DEFAULT_COOLDOWN_S,
     ) -> None:
         self.base_url = base_url
         self.model = model
@@ -294,18 +368,25 @@ class _ServerClient:
         self.retry = retry or RetryPolicy()
         self.sampling = dict(sampling or {})
         self.usage = Usage()
+        self.cooldown_s = cooldown_s
         # One RNG per client, drawn at each retry: concurrent requests get different waits (no herd).
         self._rng = random.Random(self.retry.seed)
         self._sleep = sleep
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._changed = asyncio.Condition()
+        """Notified when a server frees a slot or is put to rest: a request waiting for a server looks again."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=api_root(base_url),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-            transport=transport,
-        )
+        self.servers = []
+        for url, cap in parse_base_urls(base_url):
+            slots = min(cap or max_concurrency, max_concurrency)
+            http = httpx.AsyncClient(
+                base_url=api_root(url),
+                headers=headers,
+                timeout=httpx.Timeout(timeout_s),
+                limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+                transport=transport,
+            )
+            self.servers.append(Server(url, cap, http))
 
     async def __aenter__(self) -> _ServerClient:
         return self
@@ -314,14 +395,15 @@ class _ServerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for server in self.servers:
+            await server.http.aclose()
 
-    async def _attempt(self, path: str, payload: bytes) -> tuple[int, bytes, str]:
+    async def _attempt(self, server: Server, path: str, payload: bytes) -> tuple[int, bytes, str]:
         """One POST: (status, body, reason phrase), or _Failed saying what went wrong."""
         began = False  # the status line and headers arrived
         try:
             async with asyncio.timeout(self.timeout_s):
-                async with self._http.stream(
+                async with server.http.stream(
                     "POST", path, content=payload, headers=_JSON_HEADERS
                 ) as response:
                     began = True
@@ -341,61 +423,137 @@ class _ServerClient:
         except httpx.HTTPError as exc:
             raise _Failed("garbage", one_line(f"{type(exc).__name__}: {exc}", 200)) from None
 
-    async def _post(self, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], Any]) -> Any:
-        """POST with retries; `read(data)` takes what the client needs from the JSON answer (raising
-        _BadShape when it is not there). Returns what `read` returns or raises a ModelServerError."""
-        payload = _encode(body)
-        last = _Failed("garbage", "")
-        timeouts = tries = 0
-        async with self._semaphore:
-            for attempt in range(self.retry.max_retries + 1):
-                if attempt:
-                    self.usage.retries += 1
-                    await self._sleep(self.retry.delay(attempt - 1, self._rng))
-                tries += 1
+    async def _acquire(self, tried: set[int]) -> Server | None:
+        """A slot on the next server for a request that `tried` the servers of those indices; None when it has
+        tried them all. Servers at rest are passed over while an open one is left, even a busy one."""
+        while True:
+            untried = [s for i, s in enumerate(self.servers) if i not in tried]
+            if not untried:
+                return None
+            now = time.monotonic()
+            resting = [s.cooling_until - now for s in untried if s.cooling_until > now]
+            pool = [s for s in untried if s.cooling_until <= now] or untried
+            free = [s for s in pool if s.cap is None or s.in_flight < s.cap]
+            if free:
+                server = min(free, key=lambda s: (s.in_flight, s.requests))
+                server.in_flight += 1
+                server.requests += 1
+                return server
+            async with self._changed:
                 try:
-                    status, raw, reason = await self._attempt(path, payload)
-                except _Failed as failed:
-                    last = failed
-                    if failed.kind in ("hang", "slow"):
-                        timeouts += 1
-                        if timeouts > self.retry.timeout_retries:
-                            break
-                    continue
-                text = raw.decode("utf-8", "replace")  # bytes that are not UTF-8 become U+FFFD
-                data, why = loads(text)
-                if status >= 400 or (isinstance(data, dict) and "error" in data and "choices" not in data):
-                    message = _server_message(data, text, reason)
-                    if _is_context_length(data, message):
-                        raise ContextLengthExceeded(
-                            f"The prompt no longer fits the model's context window ({status}: {message}).",
-                            status=status,
-                        )
-                    if status in RETRY_STATUSES:
-                        last = _Failed("status", f"{status}: {message}", status)
-                        continue
-                    if status >= 400:
-                        raise ModelServerRejected(
-                            f"The model server at {self.base_url} rejected the request ({status}): {message}",
-                            status=status,
-                        )
-                    last = _Failed("garbage", f"an error object instead of a completion ({message})")
-                    continue
-                if not isinstance(data, dict):
-                    shown = one_line(text[:80], 80) if text.strip() else "an empty body"
-                    last = _Failed("garbage", f"something other than a JSON object ({shown!r})")
-                    continue
-                try:
-                    result = read(data)
-                except _BadShape as exc:
-                    last = _Failed("garbage", str(exc))
-                    continue
-                self.usage.add(data.get("usage"))
-                return result
-        raise self._give_up(last, path, tries)
+                    # a server coming back from rest frees no slot: look again when the first one does
+                    await asyncio.wait_for(self._changed.wait(), min(resting) if resting else None)
+                except TimeoutError:
+                    pass
 
-    def _give_up(self, last: _Failed, path: str, tries: int) -> ModelServerError:
-        url = self.base_url
+    async def _release(self, server: Server, failed: bool) -> None:
+        server.in_flight -= 1
+        if failed:
+            server.failures += 1
+            server.cooling_until = time.monotonic() + self.cooldown_s
+        else:
+            server.cooling_until = 0.0
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _post(self, path: str, body: dict[str, Any], read: Callable[[dict[str, Any]], Any]) -> Any:
+        """POST with retries, moving to another server when one fails; `read(data)` takes what the client
+        needs from the JSON answer (raising _BadShape when it is not there). Returns what `read` returns or
+        raises a ModelServerError."""
+        payload = _encode(body)
+        tried: set[int] = set()
+        gave_up: _ServerGaveUp | None = None
+        failed_at: Server | None = None
+        async with self._semaphore:
+            while (server := await self._acquire(tried)) is not None:
+                tried.add(self.servers.index(server))
+                if gave_up is not None:
+                    self.usage.failovers += 1
+                failed = False
+                try:
+                    return await self._post_to(
+                        server, path, payload, read, last=len(tried) == len(self.servers)
+                    )
+                except _ServerGaveUp as exc:
+                    gave_up, failed_at, failed = exc, server, True
+                finally:
+                    await self._release(server, failed)
+        assert gave_up is not None and failed_at is not None
+        raise self._give_up(gave_up.last, path, gave_up.tries, failed_at)
+
+    async def _post_to(
+        self, server: Server, path: str, payload: bytes, read: Callable[[dict[str, Any]], Any], last: bool
+    ) -> Any:
+        """The request on one server with its retries; `last`: no other server is left to try, so a refused
+        connection is retried here too. Raises _ServerGaveUp, or the errors no other server would change (a
+        rejected request, an overflowing context)."""
+        last_failure = _Failed("garbage", "")
+        timeouts = tries = 0
+        for attempt in range(self.retry.max_retries + 1):
+            if attempt:
+                self.usage.retries += 1
+                await self._sleep(self.retry.delay(attempt - 1, self._rng))
+            tries += 1
+            try:
+                status, raw, reason = await self._attempt(server, path, payload)
+            except _Failed as failed:
+                last_failure = failed
+                if failed.kind == "connect" and not last:
+                    break  # nothing listens there: the next server, not a backoff
+                if failed.kind in ("hang", "slow"):
+                    timeouts += 1
+                    if timeouts > self.retry.timeout_retries:
+                        break
+                continue
+            text = raw.decode("utf-8", "replace")  # bytes that are not UTF-8 become U+FFFD
+            data, why = loads(text)
+            if status >= 400 or (isinstance(data, dict) and "error" in data and "choices" not in data):
+                message = _server_message(data, text, reason)
+                if _is_context_length(data, message):
+                    raise ContextLengthExceeded(
+                        f"The prompt no longer fits the model's context window ({status}: {message}).",
+                        status=status,
+                    )
+                if status in RETRY_STATUSES:
+                    last_failure = _Failed("status", f"{status}: {message}", status)
+                    continue
+                if status >= 400:
+                    raise ModelServerRejected(
+                        f"The model server at {server.url} rejected the request ({status}): {message}",
+                        status=status,
+                    )
+                last_failure = _Failed("garbage", f"an error object instead of a completion ({message})")
+                continue
+            if not isinstance(data, dict):
+                shown = one_line(text[:80], 80) if text.strip() else "an empty body"
+                last_failure = _Failed("garbage", f"something other than a JSON object ({shown!r})")
+                continue
+            try:
+                result = read(data)
+            except _BadShape as exc:
+                last_failure = _Failed("garbage", str(exc))
+                continue
+            self.usage.add(data.get("usage"))
+            return result
+        raise _ServerGaveUp(last_failure, tries)
+
+    def _give_up(self, last: _Failed, path: str, tries: int, server: Server) -> ModelServerError:
+        """The error of a request every server failed: the last server's failure, said as for one server, with
+        the list named when there are several."""
+        error = self._server_error(last, path, tries, server.url)
+        if len(self.servers) == 1:
+            return error
+        urls = ", ".join(s.url for s in self.servers)
+        if last.kind == "connect":
+            message = (
+                f"No model server answers at any of {urls}: start them (toolgym serve prints the command) "
+                "or fix --base-url."
+            )
+        else:
+            message = f"Every model server of --base-url failed the request ({urls}); the last: {error}"
+        return type(error)(message, status=error.status)
+
+    def _server_error(self, last: _Failed, path: str, tries: int, url: str) -> ModelServerError:
         n = f"{tries} {'try' if tries == 1 else 'tries'}"
         limit = f"{self.timeout_s:g}s" if self.timeout_s is not None else "its timeout"
         if last.kind == "connect":
