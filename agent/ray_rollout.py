@@ -109,8 +109,9 @@ class ChunkEnvs:
 class RolloutActor:
     """One per node (or per N cores): a sandbox pool on this node's engine and up to `slots` chunks at once."""
 
-    def __init__(self, slots: int, backend: Any, limits: Any, requirements: list[str]) -> None:
+    def __init__(self, slots: int, backend: Any, limits: Any, requirements: list[str], run_id: str) -> None:
         self.slots = slots
+        self.run_id = run_id
         self.backend = backend
         self.limits = limits
         self.requirements = requirements
@@ -130,7 +131,7 @@ class RolloutActor:
             return
         await asyncio.to_thread(self.reap)
         extra = {"requirements": self.requirements} if self.requirements else {}
-        pool = SandboxPool(self.slots, backend=self.backend, limits=self.limits, **extra)
+        pool = SandboxPool(self.slots, backend=self.backend, limits=self.limits, run_id=self.run_id, **extra)
         await pool.start()
         self.pool = pool
 
@@ -248,6 +249,8 @@ class RayRolloutPool:
         self.limits = limits
         specs = {env_id: load_env_spec(d) for env_id, d in corpus.env_dirs.items()}
         self.requirements = requirement_sets_of(specs, set(specs))
+        self.run_id = f"ray-{uuid.uuid4().hex[:12]}"
+        """Every sandbox of this pool's actors carries it (the `toolgym.run` label)."""
         self.slots: list[_Slot] = []
         self.shipped: dict[str, tuple[str, str, list]] = {}
         self.actors_started = 0
@@ -286,7 +289,7 @@ class RayRolloutPool:
                     max_concurrency=self.in_flight,
                     max_restarts=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                ).remote(self.in_flight, self.backend, self.limits, self.requirements)
+                ).remote(self.in_flight, self.backend, self.limits, self.requirements, self.run_id)
                 self.slots.append(_Slot(actor, node_id))
                 self.actors_started += 1
 
@@ -469,6 +472,7 @@ def ray_rollout(
     progress = resolve_mode(progress)
     settings = EpisodeSettings(budgets or Budgets(), episode_timeout_s, max_infra_retries, seed)
     store = TrajectoryStore(out_dir)
+    address = pool.address if pool is not None else address
     items, stats, plan_id = start_run(store, corpus, samples_per_task, seed, retry_infra, ray=address)
     own = pool is None
     bar = None
