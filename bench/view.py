@@ -83,13 +83,16 @@ def synthetic_run(out: Path, n: int, rows: list[dict], seed: int = 0) -> dict:
     return {"parquet_mb": sum(f.stat().st_size for f in out.rglob("*.parquet")) / 1e6}
 
 
+# Peak memory from VmHWM (this process's own high-water mark): getrusage's maxrss would carry over the parent's,
+# which just wrote the run, across fork and exec.
 BUILD = """
-import json, resource, sys, time
+import json, re, sys, time
 from toolgym.agent.viewer import build_view
 t0 = time.perf_counter()
 page = build_view(sys.argv[1])
-print(json.dumps({"build_s": time.perf_counter() - t0, "page": str(page),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+build_s = time.perf_counter() - t0
+hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({"build_s": build_s, "page": str(page), "peak_rss_mb": hwm / 1024}))
 """
 
 
