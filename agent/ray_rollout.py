@@ -95,15 +95,20 @@ def unpack_env(env_id: str, digest: str, data: bytes, root: Path) -> Path:
     return final
 
 
-@dataclass
-class ChunkEnvs:
-    """What an `EpisodeWorker` needs to know of the environments on an actor: folders and a chunk's tasks."""
+class NodeEnvs:
+    """What an `EpisodeWorker` on an actor knows of the environments: their folders in the node's cache and
+    every task the actor has been sent."""
 
-    env_dirs: dict[str, Path]
-    tasks: list = field(default_factory=list)
+    def __init__(self) -> None:
+        self.env_dirs: dict[str, Path] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}
+
+    def add_tasks(self, tasks) -> None:
+        for t in tasks:
+            self.tasks.setdefault(t.env_id, {})[t.id] = t
 
     def tasks_of(self, env_id: str) -> list:
-        return [t for t in self.tasks if t.env_id == env_id]
+        return list(self.tasks.get(env_id, {}).values())
 
 
 class RolloutActor:
@@ -117,9 +122,12 @@ class RolloutActor:
         self.requirements = requirements
         self.pool = None
         self.cache = env_cache_root()
-        self.env_dirs: dict[str, Path] = {}
+        self.envs = NodeEnvs()
+        self.by_hash: dict[str, Path] = {}
         self.domains: dict[str, str] = {}
         self.policies: dict[str, Callable] = {}
+        self.idle: list = []
+        """Workers between chunks: each keeps its lease (and its sandbox and env server) for the next chunk."""
         self._setup: asyncio.Task | None = None
         self._unpacking: dict[str, asyncio.Task] = {}
 
@@ -151,7 +159,7 @@ class RolloutActor:
             return 0  # no Docker on this node: the pool uses another backend
 
     async def _env_dir(self, env_id: str, digest: str, data_ref: list) -> Path:
-        if digest not in self.env_dirs:
+        if digest not in self.by_hash:
             if digest not in self._unpacking:
 
                 async def fetch() -> Path:
@@ -166,8 +174,8 @@ class RolloutActor:
             from toolgym.envs.spec import load_env_spec
 
             self.domains[env_id] = load_env_spec(path).domain
-            self.env_dirs[digest] = path
-        return self.env_dirs[digest]
+            self.by_hash[digest] = path
+        return self.by_hash[digest]
 
     async def run_chunk(
         self, policy_ref: list, settings: EpisodeSettings, env: tuple, items: list
@@ -180,25 +188,37 @@ class RolloutActor:
         if key not in self.policies:
             self.policies[key] = await policy_ref[0]
         env_id, digest, data_ref = env
-        envs = ChunkEnvs({env_id: await self._env_dir(env_id, digest, data_ref)}, [t for t, _ in items])
-        worker = new_worker(
-            envs,
-            self.domains,
-            self.policies[key](),
-            settings,
-            backend=self.backend,
-            pool=self.pool,
-            limits=self.limits,
-        )
+        self.envs.env_dirs[env_id] = await self._env_dir(env_id, digest, data_ref)
+        self.envs.add_tasks(t for t, _ in items)
+        if self.idle:
+            worker = self.idle.pop()
+            if worker.policy_key != key:
+                worker.policy, worker.policy_key = self.policies[key](), key
+        else:
+            worker = new_worker(
+                self.envs,
+                self.domains,
+                self.policies[key](),
+                settings,
+                backend=self.backend,
+                pool=self.pool,
+                limits=self.limits,
+            )
+            worker.policy_key = key
+        worker.settings = settings
         rows = []
         try:
             for task, sample in items:
                 rows.append(await worker.run(task, sample))
-        finally:
+        except BaseException:
             await worker.aclose()
+            raise
+        self.idle.append(worker)
         return rows
 
     async def close(self) -> int:
+        while self.idle:
+            await self.idle.pop().aclose()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

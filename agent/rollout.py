@@ -169,6 +169,7 @@ class EpisodeWorker:
         self.lease = lease
         self.settings = settings
         self._env = None
+        self._task_ids: set[str] = set()
 
     async def run(self, task, sample: int) -> dict:
         """Play (task, sample) to the end and return its row; infrastructure failures are retried up to
@@ -178,12 +179,13 @@ class EpisodeWorker:
 
         settings, lease, policy = self.settings, self.lease, self.policy
         env = self._env
-        if env is None or env.env_id != task.env_id:
+        if env is None or env.env_id != task.env_id or task.id not in self._task_ids:
             # One lease for the worker's life: on a switch of environment it decides whether the sandbox (and its
             # env server) may serve the next environment or must go back to the pool.
             env = self._env = ToolEnv(
                 self.envs.env_dirs[task.env_id], tasks=self.envs.tasks_of(task.env_id), lease=lease
             )
+            self._task_ids = {t.id for t in env.tasks}
         retries, status, error = 0, "ok", ""
         while True:
             try:
