@@ -97,6 +97,9 @@ def episode_view(row: dict) -> dict:
         if _is_user(m):
             turn += 1
             turn_of[i] = turn
+    next_user: list[int | None] = [None] * len(messages)  # the first user message after each message
+    for i in range(len(messages) - 2, -1, -1):
+        next_user[i] = i + 1 if i + 1 in turn_of else next_user[i + 1]
     items: list[dict] = []
     calls_by_id: dict[str, dict] = {}
     last_step: dict | None = None
@@ -127,7 +130,7 @@ def episode_view(row: dict) -> dict:
             if step is not None:
                 flush_malformed(step.get("index"))
             reasoning = msg.get("reasoning_content")
-            dropped = next((j for j in range(i + 1, len(messages)) if _is_user(messages[j])), None)
+            dropped = next_user[i]
             item: dict[str, Any] = {
                 "t": "step",
                 "step": None if step is None else step.get("index"),
