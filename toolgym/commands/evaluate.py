@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
@@ -25,7 +24,7 @@ def run(args) -> int:
             f"{args.run} holds no committed episodes yet{planned}: let its rollout run (or run "
             f"`toolgym rollout ... --out {args.run}`) first."
         )
-    view = None if args.no_view else _viewer(args.run, rows)
+    view = None if args.no_view else _viewer(args.run, rows, quiet=args.json)
     if args.rescore:
         from toolgym.envs.corpus import load_corpus
 
@@ -59,18 +58,17 @@ def run(args) -> int:
     return 0
 
 
-def _viewer(run: str, rows: list[dict]):
+def _viewer(run: str, rows: list[dict], quiet: bool):
     """The run's trajectory viewer, built (or rebuilt) from the rows as stored, before any rescoring: the
-    HTML report's rows link to it. None (and a note) when it cannot be written; the evaluation goes on."""
+    HTML report's rows link to it. None when it cannot be written (a read-only run folder): the evaluation
+    goes on, with a note on stdout (stderr stays for the one sentence of a failure)."""
     from toolgym.agent.viewer import build_view
 
     try:
         return build_view(run, rows=rows)
     except (OSError, ValueError) as exc:
-        print(
-            f"note: no trajectory viewer ({exc}); the report has no episode links (`toolgym view {run}`).",
-            file=sys.stderr,
-        )
+        if not quiet:
+            print(f"note: no trajectory viewer ({exc}); the report has no episode links.")
         return None
 
 
