@@ -228,3 +228,17 @@ def test_when_every_server_fails_the_last_failure_is_raised(fleet):
         asyncio.run(go())
     assert caught.value.status == 502 and "Every model server" in str(caught.value)
     assert [len(r.requests) for r in f.replicas] == [3, 3]
+
+
+def test_a_rested_server_is_used_again_after_its_cool_down(fleet):
+    f = fleet(Replica("a", status=503, delay_s=0), Replica("b", delay_s=0))
+
+    async def go():
+        async with ChatClient(",".join(f.urls), "m", max_concurrency=1, retry=FAST, cooldown_s=0.3) as client:
+            first = [(await ask(client, 1))[0] for _ in range(3)]
+            f.replicas[0].status = 200  # it recovers while resting
+            await asyncio.sleep(0.35)
+            return first, [(await ask(client, 1))[0] for _ in range(4)]
+
+    resting, back = asyncio.run(go())
+    assert resting == ["b", "b", "b"] and back[0] == "a" and "b" in back  # back in the rotation
