@@ -398,7 +398,7 @@ def synth_tasks(
     by_diff = Counter(str(t.difficulty) for t in tasks)
     by_cat_diff = Counter(f"{t.category}/{t.difficulty}" for t in tasks)
     validated = time.perf_counter()
-    check = {"fraction": runtime_check, "checked": 0, "disagreements": []}
+    check = {"fraction": float(runtime_check), "checked": 0, "disagreements": []}  # 0 and 0.0: one manifest
     if runtime_check > 0:
         sample = sandbox_sample(tasks, runtime_check, seed)
         check.update(
@@ -438,7 +438,7 @@ def synth_tasks(
         },
         "env_hashes": env_hashes,
         "admission": {
-            "sandbox_fraction": sandbox_fraction,
+            "sandbox_fraction": float(sandbox_fraction),
             "sandboxed_envs": sum(j[5] for j in jobs),
             "replay": "every check is a scripted episode through the env server (toolgym.envs.replay)",
         },
