@@ -144,15 +144,18 @@ def require_tools_in_chat_template(base_url: str | None, model: str, *, timeout_
     """Raise ChatTemplateDropsTools when `model`'s chat template ignores tools, before an `--encoding chat` run.
 
     `model` is checked locally when it names a checkpoint folder here (vLLM serves a model under its path
-    unless told another name), else on the server at `base_url`.
+    unless told another name), else on every server of `base_url` (one URL or a `URL[=CAP],...` list).
     """
-    renders: bool | None = None
-    if Path(model).is_dir():
-        renders = local_template_renders_tools(model)
-    if renders is None and base_url:
-        renders = served_template_renders_tools(base_url, model, timeout_s=timeout_s)
+    from .clients import base_urls
+
+    renders = local_template_renders_tools(model) if Path(model).is_dir() else None
     if renders is False:
         raise ChatTemplateDropsTools(model)
+    if renders:
+        return
+    for url in base_urls(base_url) if base_url else []:
+        if served_template_renders_tools(url, model, timeout_s=timeout_s) is False:
+            raise ChatTemplateDropsTools(model)
 
 
 def _raise_exception(message: str) -> None:
