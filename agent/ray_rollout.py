@@ -350,11 +350,17 @@ class RayRolloutPool:
             ) from exc
 
     def stream(
-        self, chunks: list[list], policy_factory: Callable, settings: EpisodeSettings
-    ) -> Iterator[list[dict]]:
+        self,
+        chunks: list[list],
+        policy_factory: Callable,
+        settings: EpisodeSettings,
+        *,
+        batches: bool = False,
+    ) -> Iterator:
         """Run every chunk (a list of (task, sample) of one environment) and yield each chunk's rows as it
         finishes. A chunk whose actor died runs again elsewhere; its rows then count the lost tries in
-        `infra_retries`."""
+        `infra_retries`. `batches`: yield (rows, last) instead, `last` on the last chunk of those found done
+        together (the driver commits them as one part: its commit rate grows with the episode rate)."""
         ray = self._ray
         policy_ref = self._policy_ref(policy_factory)
         queue: deque = deque((chunk, 0) for chunk in chunks if chunk)
@@ -372,8 +378,10 @@ class RayRolloutPool:
                     "every Ray rollout actor died and no alive node can take a new one: check the cluster "
                     "(`ray status`); the committed episodes are kept, so the same command resumes"
                 )
-            ready, _ = ray.wait(list(outstanding), num_returns=1, timeout=10.0)
-            for ref in ready:
+            ready, rest = ray.wait(list(outstanding), num_returns=1, timeout=10.0)
+            if ready and rest:  # everything else already done too: the driver commits them as one part
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            for i, ref in enumerate(ready):
                 slot, chunk, tries = outstanding.pop(ref)
                 slot.busy -= 1
                 try:
@@ -392,7 +400,10 @@ class RayRolloutPool:
                     raise exc.as_instanceof_cause() from None  # our own code failed on the actor: say why
                 for row in rows:
                     row["infra_retries"] += tries
-                yield rows
+                if batches:
+                    yield rows, i == len(ready) - 1
+                else:
+                    yield rows
 
     def rollout_groups(
         self,
@@ -514,14 +525,15 @@ def ray_rollout(
         retries_before = pool.ray_retries
         committed: set[str] = set()
         pending: list[dict] = []
-        for rows in pool.stream(env_chunks(items, pool.total_slots), policy_factory, settings):
+        chunks = env_chunks(items, pool.total_slots)
+        for rows, last in pool.stream(chunks, policy_factory, settings, batches=True):
             fresh = [r for r in rows if r["key"] not in committed]
             duplicates += len(rows) - len(fresh)
             committed.update(r["key"] for r in fresh)
             for row in fresh:
                 stats.record(row)
             pending += fresh
-            if len(pending) >= commit_every:
+            if last and len(pending) >= commit_every:
                 store.commit(pending)
                 pending = []
             if bar is not None and fresh:
