@@ -244,7 +244,11 @@ def add_progress_argument(p) -> None:
 def add_policy_arguments(p, *, inprocess: str) -> None:
     """The model and episode options a command that runs a policy takes (`rollout`, `synth filter`);
     `policy_factory(args)` reads them."""
-    p.add_argument("--base-url", help="OpenAI-compatible server, for --policy llm")
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible server for --policy llm, or several: URL[=CAP],URL[=CAP] (per-server "
+        "concurrency caps, failover); with --ray every node must reach them",
+    )
     p.add_argument(
         "--model",
         help="--policy llm: the served model name; --policy local: a checkpoint folder (Hugging Face or "
