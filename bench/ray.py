@@ -190,7 +190,8 @@ def main() -> None:
         pool.close()
         disconnect()
         sample_rows = TrajectoryStore(work / "local-0").rows()
-        commits = [commit_rate(sample_rows, args.commit_rows, b, work) for b in (16, 64, 256, 1024)]
+        batches = (16, 64, 256, 1024) if args.commit_rows else ()
+        commits = [commit_rate(sample_rows, args.commit_rows, b, work) for b in batches]
         categories = {}
         if not args.no_categories:
             for cat in sorted({t.category for t in corpus.tasks}):
@@ -228,7 +229,8 @@ def main() -> None:
         f"(goal >= {GOAL_RATIO}) |"
     )
     print(f"\nrows of the Ray run equal the local run's (timings aside): {same}")
-    print("\n| driver commit batch (rows) | rows/s | finalize of all rows, s |\n|---:|---:|---:|")
+    if commits:
+        print("\n| driver commit batch (rows) | rows/s | finalize of all rows, s |\n|---:|---:|---:|")
     for c in commits:
         print(f"| {c['batch']} | {c['rows_per_s']:,.0f} | {c['finalize_s']:.1f} |")
     if categories:
