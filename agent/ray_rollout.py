@@ -16,10 +16,7 @@ Ray is imported only here and in `cluster.py`, and only when a caller asks for R
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-import shutil
-import tarfile
 import time
 import uuid
 from collections import deque
@@ -27,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from toolgym.envs.shipping import pack_env, unpack_env
 
 from .cluster import ClusterError, connect
 from .loop import Budgets
@@ -58,41 +57,6 @@ MAX_CHUNK_TRIES = 4
 def env_cache_root() -> Path:
     """Where a node keeps the environments shipped to it (TOOLGYM_ENV_CACHE, else ~/.cache/toolgym/envs)."""
     return Path(os.environ.get("TOOLGYM_ENV_CACHE") or Path.home() / ".cache" / "toolgym" / "envs")
-
-
-def pack_env(env_dir: Path) -> tuple[str, bytes]:
-    """(content hash, tar bytes) of an environment folder."""
-    from toolgym.envs.spec import content_hash
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(env_dir, arcname=env_dir.name)
-    return content_hash(env_dir), buf.getvalue()
-
-
-def unpack_env(env_id: str, digest: str, data: bytes, root: Path) -> Path:
-    """Unpack a shipped environment into `root/<hash>/<env_id>` (atomically, so actors sharing a node's cache
-    never see half of one) and check its content hash."""
-    from toolgym.envs.spec import content_hash
-
-    final = root / digest / env_id
-    if final.is_dir():
-        return final
-    staging = root / f".{digest}.{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(staging, filter="data")
-        if content_hash(staging / env_id) != digest:
-            raise RuntimeError(f"the environment {env_id} arrived with other contents than its hash says")
-        try:
-            os.rename(staging, root / digest)
-        except OSError:
-            if not final.is_dir():  # not another actor of this node that unpacked it first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
 
 
 class NodeEnvs:

@@ -19,6 +19,7 @@ from pathlib import Path
 from toolgym.agent.progress import resolve_mode, track
 from toolgym.envs.runtime import EnvRuntimeError
 from toolgym.envs.shards import write_task_shards
+from toolgym.envs.shipping import pack_folder, unpack_folder
 from toolgym.envs.spec import Provenance, TaskSpec
 from toolgym.sandbox import SandboxError
 
@@ -472,29 +473,6 @@ def synth_tasks(
 # byte for byte the local one and an interrupted run resumes from the same markers.
 
 
-def _pack(folder: Path) -> list[tuple[str, int, bytes | None]]:
-    """(relative path, mode, bytes) of every file and folder under `folder` (bytes None for a folder)."""
-    items = []
-    for path in sorted(folder.rglob("*")):
-        mode = path.stat().st_mode & 0o777
-        items.append(
-            (path.relative_to(folder).as_posix(), mode, None if path.is_dir() else path.read_bytes())
-        )
-    return items
-
-
-def _unpack(items: list[tuple[str, int, bytes | None]], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for rel, mode, data in items:
-        path = folder / rel
-        if data is None:
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        path.chmod(mode)
-
-
 class _RayWorker:
     """A Ray actor: runs `_env_job` and `_task_job` in scratch folders on its node (sandboxed admission on that
     node's Docker engine, through this process's lease) and returns what they made."""
@@ -506,14 +484,14 @@ class _RayWorker:
         work = Path(tempfile.mkdtemp(dir=self.scratch))
         try:
             eid = _env_job((str(work), *job[1:]))
-            return eid, _pack(work / "envs" / eid)
+            return eid, pack_folder(work / "envs" / eid)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def tasks(self, job, env_files: list) -> dict:
+    def tasks(self, job, env_files: bytes) -> dict:
         work = Path(tempfile.mkdtemp(dir=self.scratch))
         try:
-            _unpack(env_files, work / "envs" / families([job[1]])[job[1]].env_id(job[2]))
+            unpack_folder(env_files, work / "envs")
             return _task_job((str(work), *job[1:]))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -537,7 +515,7 @@ def _ray_submit(fn, actor, job):
     if fn is _env_job:
         return actor.env.remote(job)
     eid = families([job[1]])[job[1]].env_id(job[2])
-    return actor.tasks.remote(job, _pack(Path(job[0]) / "envs" / eid))
+    return actor.tasks.remote(job, pack_folder(Path(job[0]) / "envs" / eid))
 
 
 def _ray_keep(fn, job, got):
@@ -547,7 +525,7 @@ def _ray_keep(fn, job, got):
         eid, files = got
         staging = out / ".work" / "staging" / eid
         shutil.rmtree(staging, ignore_errors=True)
-        _unpack(files, staging)
+        unpack_folder(files, staging.parent)
         final = out / "envs" / eid
         shutil.rmtree(final, ignore_errors=True)  # a folder left half-written by an interrupted local run
         final.parent.mkdir(parents=True, exist_ok=True)
