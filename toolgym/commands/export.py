@@ -106,7 +106,8 @@ def add_parser(sub) -> None:
         s,
         "rl",
         "verl-style RL prompt rows from a corpus; from a run also GRPO groups with advantages R - mean(R).",
-        "toolgym export rl out/corpus --out data/rl\ntoolgym export rl runs/g8 --out data/grpo",
+        "toolgym export rl ./corpus --out data/rl       # prompt rows of a corpus\n"
+        "toolgym export rl runs/v32 --out data/grpo      # and GRPO groups of a run (several samples per task)",
         _rl,
     )
     b.add_argument("source", help="a corpus (synthesis output, env store, 'reference') or a run folder")

@@ -65,7 +65,8 @@ def add_mcp_parsers(sub) -> None:
         "toolgym envs import-mcp --command 'python3 -m mcp_server_time --local-timezone UTC' --id mcp-time \\\n"
         "    --out ./store --requirement mcp==2.3.0 --requirement mcp-server-time==2026.10.19\n"
         "toolgym envs import-mcp --command 'python3 -m notes_server' --id notes --out ./store \\\n"
-        "    --lib ./servers --requirement mcp==2.3.0 --state-tool list_notes --tasks notes_tasks.jsonl",
+        "    --lib ./servers --requirement mcp==2.3.0 --state-tool list_notes \\\n"
+        "    --tasks notes_tasks.jsonl --verify notes_verify.py",
         _import,
     )
     im.add_argument("--command", required=True, help="the server's command line (split as a shell would)")

@@ -142,9 +142,10 @@ def add_parser(sub) -> None:
         "that hold them, tagged by hash; environments name them and never install at episode time.",
         "toolgym sandbox build-image\n"
         "toolgym sandbox build-image --with requirements.txt          # prints the set's hash and image\n"
-        "toolgym sandbox build-image --with ENV_STORE                 # every set its environments declare\n"
-        "toolgym sandbox build-image --with ENV_DIR --find-links ./wheels   # offline, from local wheels\n"
-        "TOOLGYM_IMAGE=python:3.12-slim toolgym doctor   # or any image with python3",
+        "toolgym sandbox build-image --with ./store                   # every set its environments declare\n"
+        "toolgym sandbox build-image --with ./store/notes --find-links ~/.cache/toolgym/wheels"
+        "   # offline, from a folder of wheels\n"
+        "# or skip building, where a registry is reachable: TOOLGYM_IMAGE=python:3.12-slim toolgym doctor",
         _build_image,
     )
     b.add_argument("--force", action="store_true", help="re-import even when the tag exists")
@@ -177,7 +178,8 @@ def add_parser(sub) -> None:
         "run",
         "Run one shell command in a fresh sandbox and print its output.",
         "toolgym sandbox run 'python3 -c \"print(6*7)\"'\ntoolgym sandbox run --backend namespace 'id; ls /'\n"
-        "toolgym sandbox run --requirements HASH 'PYTHONPATH=/opt/toolgym-reqs/HASH python3 -c \"import mcp\"'",
+        "toolgym sandbox run --requirements b0428be39bfa "
+        "'PYTHONPATH=/opt/toolgym-reqs/b0428be39bfa python3 -c \"import mcp\"'   # the hash build-image printed",
         _run,
     )
     r.add_argument("cmd", help="a shell command (run by /bin/sh -c inside the sandbox)")

@@ -139,7 +139,7 @@ def add_parser(sub) -> None:
         "Print (or --start) the vLLM command serving MODEL with matching tool and reasoning parsers.",
         "toolgym serve default --start                  # the embedded SmolLM2-135M-Instruct on vLLM CPU\n"
         "toolgym serve /models/DeepSeek-V3.2            # DSML tokenizer mode, deepseek_v32 tool parser\n"
-        "toolgym serve /models/Qwen3-8B --start --port 8000",
+        "toolgym serve /models/Qwen3-8B --port 8001       # hermes tool calls, qwen3 reasoning parser",
         run,
     )
     p.add_argument(
