@@ -7,7 +7,15 @@ sparse one: it is the reference in tests and gives the target of the indexer's K
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import hashlib
+import json
 import math
+import os
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -76,6 +84,11 @@ class LightningIndexer(nn.Module):
         return q, w, k
 
 
+@functools.lru_cache(maxsize=8)
+def _hadamard_cached(n: int, device: str) -> torch.Tensor:
+    return hadamard(n).to(device)
+
+
 def hadamard(n: int) -> torch.Tensor:
     """Orthonormal n x n Hadamard matrix (n a power of two): rotates outliers away before int8 rounding."""
     if n & (n - 1):
@@ -92,8 +105,28 @@ def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(x / scale), scale
 
 
+class Int8Keys(NamedTuple):
+    """Indexer keys as the decoding cache stores them: Hadamard-rotated, int8 per token, one scale each.
+
+    values (B, T, d_I) in [-127, 127] (int8 in the cache; index_scores also takes them as floats),
+    scale (B, T) fp32: key ~ values * scale. A quarter of the bytes of fp32 keys, read at every step.
+    """
+
+    values: torch.Tensor
+    scale: torch.Tensor
+
+    def prefix(self, n: int) -> Int8Keys:
+        return Int8Keys(self.values[:, :n], self.scale[:, :n])
+
+
+def quantize_keys(k: torch.Tensor) -> Int8Keys:
+    """k (B, L, d_I) -> Int8Keys: rotated and rounded once, when the token enters the cache."""
+    values, scale = quantize_int8(k.float() @ _hadamard_cached(k.shape[-1], str(k.device)))
+    return Int8Keys(values.to(torch.int8), scale.squeeze(-1))
+
+
 def index_scores(
-    q: torch.Tensor, w: torch.Tensor, k: torch.Tensor, visible: Visible, precision: str = "fp32"
+    q: torch.Tensor, w: torch.Tensor, k: torch.Tensor | Int8Keys, visible: Visible, precision: str = "fp32"
 ) -> torch.Tensor:
     """I(t,s) = sum_j w(t,j) * ReLU(q(t,j) . k(s)); -inf where query t may not see key s.
 
@@ -101,15 +134,17 @@ def index_scores(
     transposed view of a (B, d_I, Lk) tensor, as the decoding cache keeps it: then nothing is copied.
     precision "bf16" multiplies in bfloat16; "int8" rotates q and k by a Hadamard matrix, rounds
     them to int8 per vector and multiplies the integers (exact in fp32 for d_I <= 1024, i.e. what
-    an int8 GEMM with int32 accumulation returns), then rescales.
+    an int8 GEMM with int32 accumulation returns), then rescales. k given as Int8Keys (the int8
+    cache) is already rotated and rounded: only q is.
     """
     B, Lq, H, d = q.shape
-    Lk = k.shape[1]
+    Lk = k.values.shape[1] if isinstance(k, Int8Keys) else k.shape[1]
     k_scale = None
-    if precision == "int8":
-        rot = hadamard(d).to(q.device)
-        q, q_scale = quantize_int8(q.float() @ rot)  # q_scale (B, Lq, H, 1)
-        k, k_scale = quantize_int8(k.float() @ rot)  # k_scale (B, Lk, 1)
+    if precision == "int8" or isinstance(k, Int8Keys):
+        if not isinstance(k, Int8Keys):
+            k = quantize_keys(k)
+        q, q_scale = quantize_int8(q.float() @ _hadamard_cached(d, str(q.device)))  # q_scale (B, Lq, H, 1)
+        k, k_scale = k.values, k.scale[:, :, None]  # k_scale (B, Lk, 1)
         w = w * q_scale.squeeze(-1)  # ReLU(a * x) = a * ReLU(x) for a > 0
     elif precision == "bf16":
         q, k = q.bfloat16(), k.bfloat16()
@@ -157,6 +192,211 @@ def _score_then_position(scores: torch.Tensor) -> torch.Tensor:
     bits = scores.float().contiguous().view(torch.int32).long()
     ordered = torch.where(bits >= 0, bits, -(2**31) - bits)  # negative floats: flip so larger is larger
     return ordered * 2**32 + torch.arange(scores.shape[-1], device=scores.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2b. Decode: one query per row scores the whole int8 key cache and keeps its top-k, in one pass of
+#     a small C++ kernel (AVX512-VNNI where the CPU has it) into preallocated buffers. Decode is
+#     bound by the bytes it reads, and this reads 1 byte per key dim where fp32 keys cost 4.
+
+DECODE_KERNEL_SOURCE = r"""
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#endif
+
+extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* keys, const float* kscale,
+                                 const uint8_t* valid, int64_t B, int64_t H, int64_t d, int64_t cap,
+                                 int64_t n, int64_t k, float* scores, uint64_t* order, int64_t* idx,
+                                 uint8_t* sel) {
+  // q (B, H, d) rotated fp32 queries, w (B, H), keys (B, cap, d) int8, kscale (B, cap), valid (B, cap)
+  // or null; the first n keys are scored into scores (B, cap) and the top k go to idx, sel (B, k).
+  if (H * d > 8192 || H > 256 || k > n || k < 1) return 1;
+  int8_t qi[8192];
+  float qw[256];
+  int32_t qsum[256];
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* qb = q + b * H * d;
+    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
+      float amax = 0.f;
+      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qb[h * d + j]));
+      const float scale = std::max(amax, 1e-12f) / 127.0f;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        qi[h * d + j] = (int8_t)std::nearbyint(qb[h * d + j] / scale);
+        sum += qi[h * d + j];
+      }
+      qw[h] = w[b * H + h] * scale;
+      qsum[h] = 128 * sum;  // the dot of q with the +128 that makes the keys unsigned for VNNI
+    }
+    const int8_t* kb = keys + b * cap * d;
+    const float* sb = kscale + b * cap;
+    const uint8_t* vb = valid ? valid + b * cap : nullptr;
+    float* out = scores + b * cap;
+    uint64_t* ord = order + b * cap;
+    for (int64_t t = 0; t < n; ++t) {
+      const int8_t* kt = kb + t * d;
+      float s = 0.f;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+      if (d % 64 == 0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        for (int64_t h = 0; h < H; ++h) {
+          __m512i acc = _mm512_setzero_si512();
+          for (int64_t j = 0; j < d; j += 64) {
+            const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(kt + j), flip);
+            acc = _mm512_dpbusd_epi32(acc, ku, _mm512_loadu_si512(qi + h * d + j));
+          }
+          const int32_t dot = _mm512_reduce_add_epi32(acc) - qsum[h];
+          if (dot > 0) s += qw[h] * (float)dot;
+        }
+      } else
+#endif
+      {
+        for (int64_t h = 0; h < H; ++h) {
+          const int8_t* qh = qi + h * d;
+          int32_t dot = 0;
+          for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
+          if (dot > 0) s += qw[h] * (float)dot;
+        }
+      }
+      s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
+      if (vb && !vb[t]) s = neg_inf;
+      out[t] = s;
+      uint32_t u;
+      std::memcpy(&u, &s, 4);
+      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
+      ord[t] = ((uint64_t)u << 32) | (uint64_t)t;  // equal scores: the later position ranks higher
+    }
+    std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t t = (int64_t)(ord[i] & 0xffffffffu);
+      idx[b * k + i] = t;
+      sel[b * k + i] = out[t] != neg_inf;
+    }
+  }
+  return 0;
+}
+"""
+
+
+def _cache_root() -> Path:
+    from .default import cache_root  # stdlib-only module: no import cost
+
+    return cache_root()
+
+
+@functools.lru_cache(maxsize=1)
+def decode_kernel():
+    """The compiled decode kernel (a ctypes function), or None where no C++ compiler works.
+
+    Built once per source and CPU into the toolgym cache (about a second with g++; plain C++ on raw
+    pointers, so no torch headers, ninja or ATen build). TOOLGYM_DSA_KERNEL=0 turns it off.
+    """
+    if os.environ.get("TOOLGYM_DSA_KERNEL", "1") == "0":
+        return None
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0]
+    except OSError:
+        flags = ""
+    tag = hashlib.sha256((DECODE_KERNEL_SOURCE + flags).encode()).hexdigest()[:16]
+    lib = _cache_root() / "kernels" / f"dsa_decode_{tag}.so"
+    if not lib.is_file():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+            src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
+            src.write_text(DECODE_KERNEL_SOURCE)
+            cmd = [
+                os.environ.get("CXX", "g++"),
+                "-O3",
+                "-march=native",
+                "-shared",
+                "-fPIC",
+                "-o",
+                str(out),
+                str(src),
+            ]
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+            except (OSError, subprocess.SubprocessError):
+                return None  # no compiler: the torch path below serves decode, only slower
+            os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
+    fn = ctypes.CDLL(str(lib)).dsa_decode_select
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
+    return fn
+
+
+class DecodeBuffers:
+    """Preallocated outputs of one decode step: scores, the sort keys of the top-k, the top-k itself.
+
+    Sized to the cache's capacity on the first step, so steady decoding allocates nothing.
+    """
+
+    def __init__(self) -> None:
+        self.scores = self.order = self.idx = self.sel = self.q = None
+
+    def ensure(self, B: int, H: int, d: int, cap: int, k: int, device: torch.device) -> None:
+        if self.scores is None or self.scores.shape != (B, cap):  # the kernel strides rows by cap
+            self.scores = torch.empty(B, cap, dtype=torch.float32, device=device)
+            self.order = torch.empty(B, cap, dtype=torch.int64, device=device)
+        if self.idx is None or self.idx.shape != (B, k):
+            self.idx = torch.empty(B, k, dtype=torch.int64, device=device)
+            self.sel = torch.empty(B, k, dtype=torch.uint8, device=device)
+        if self.q is None or self.q.shape != (B, H, d):
+            self.q = torch.empty(B, H, d, dtype=torch.float32, device=device)
+
+
+def decode_select(
+    q: torch.Tensor,
+    w: torch.Tensor,
+    keys: Int8Keys,
+    top_k: int,
+    buffers: DecodeBuffers,
+    key_valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One query per row over an int8 key cache: q (B, 1, H_I, d_I), w (B, 1, H_I), keys of n tokens.
+
+    Returns idx (B, 1, k) and valid (B, 1, k), views of the buffers (valid until the next step), the
+    same selection as select_topk(index_scores(...)) up to the fp32 summation order. key_valid (B, n)
+    hides padding keys (the newest key, the query's own, must be valid).
+    """
+    B, _, H, d = q.shape
+    n = keys.values.shape[1]
+    k = min(top_k, n)
+    fn = decode_kernel()
+    values, scale = keys.values, keys.scale
+    if fn is None or values.device.type != "cpu" or values.stride(-1) != 1 or values.stride(1) != d:
+        visible = visible_keys(torch.tensor([n - 1], device=q.device), n, key_valid)
+        return select_topk(index_scores(q, w, keys, visible), k)
+    cap = values.stride(0) // d  # rows of the preallocated cache the keys (B, n, d) are a view of
+    if scale.stride(0) != cap or scale.stride(1) != 1 or values.stride(0) != cap * d:
+        raise ValueError("decode_select needs the keys and scales of one preallocated cache.")
+    buffers.ensure(B, H, d, cap, k, q.device)
+    torch.matmul(q.reshape(B, H, d).float(), _hadamard_cached(d, str(q.device)), out=buffers.q)
+    w = w.reshape(B, H).float().contiguous()
+    valid_ptr = None
+    if key_valid is not None:  # bool is one byte 0/1: the cache's own mask is read in place
+        if key_valid.dtype != torch.bool or key_valid.stride() != (cap, 1):
+            padded = torch.zeros(B, cap, dtype=torch.bool, device=q.device)
+            padded[:, :n] = key_valid[:, :n]
+            key_valid = padded
+        valid_ptr = key_valid.data_ptr()
+    rc = fn(
+        buffers.q.data_ptr(), w.data_ptr(), values.data_ptr(), scale.data_ptr(),
+        valid_ptr, B, H, d, cap, n, k,
+        buffers.scores.data_ptr(), buffers.order.data_ptr(), buffers.idx.data_ptr(), buffers.sel.data_ptr(),
+    )  # fmt: skip
+    if rc != 0:
+        raise ValueError(
+            f"The decode kernel takes at most 8192 indexer query values per row (H_I * d_I = {H * d})."
+        )
+    return buffers.idx[:, None], buffers.sel.view(torch.bool)[:, None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +464,15 @@ def dense_attention(
     return torch.einsum("blhs,bsd->blhd", att, v), att
 
 
+def dense_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One query per row over all its keys: q (B, 1, H, D), k and v (B, Lk, D) -> (B, 1, H, D).
+
+    Two matmuls: for a single query they beat SDPA on CPU, and no mask is built.
+    """
+    att = torch.matmul(q[:, 0] * q.shape[-1] ** -0.5, k.transpose(1, 2)).softmax(-1)  # (B, H, Lk)
+    return torch.matmul(att, v)[:, None]
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Indexer losses. Dense warm-up: KL(p || softmax(I)) over all keys, p the main attention summed
 #    over heads and L1-normalized. Sparse stage: the same KL over the selected keys only.
@@ -253,7 +502,7 @@ def dsa_attention(
     v: torch.Tensor,
     iq: torch.Tensor,
     iw: torch.Tensor,
-    ik: torch.Tensor,
+    ik: torch.Tensor | Int8Keys,
     *,
     top_k: int | None,
     q_offset: int = 0,
@@ -261,21 +510,38 @@ def dsa_attention(
     chunk: int = 512,
     precision: str = "fp32",
     indexer_loss: bool = False,
+    buffers: DecodeBuffers | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Queries at positions q_offset.. attend to keys 0..Lk-1 (the cache plus themselves).
 
-    q (B, Lq, H, D); k, v (B, Lk, D); iq (B, Lq, H_I, d_I), iw (B, Lq, H_I), ik (B, Lk, d_I).
-    top_k None is dense causal attention; otherwise each query sees only its top_k keys by index score.
-    Returns out (B, Lq, H, D) and, if indexer_loss, the mean over queries of the indexer KL.
+    q (B, Lq, H, D); k, v (B, Lk, D); iq (B, Lq, H_I, d_I), iw (B, Lq, H_I), ik (B, Lk, d_I) or the
+    int8 cache's Int8Keys. top_k None is dense causal attention; otherwise each query sees only its
+    top_k keys by index score. With buffers and Int8Keys, a one-token decode step scores and selects
+    in the fused kernel (decode_select). Returns out (B, Lq, H, D) and, if indexer_loss, the mean over
+    queries of the indexer KL.
     """
     B, Lq = q.shape[:2]
+    Lk = k.shape[1]
+    if top_k is None and not indexer_loss and key_valid is None:  # dense, no padding: no mask needed
+        if q_offset == 0 and Lk == Lq:
+            return dense_attention(q, k, v, None)[0], None
+        if Lq == 1:
+            return dense_decode(q, k, v), None
+    if isinstance(ik, Int8Keys):
+        if Lq == 1 and buffers is not None and top_k is not None and Lk > top_k and not indexer_loss:
+            idx, valid = decode_select(iq, iw, ik, top_k, buffers, key_valid)
+            return sparse_attention(q, k, v, idx, valid)[0], None
+        if Lq > 1:  # prefill: the int8 values as floats once, in the layout the score GEMM reads
+            values_t = torch.empty(B, ik.values.shape[2], Lk, dtype=torch.float32, device=q.device)
+            ik = Int8Keys(values_t.copy_(ik.values.transpose(1, 2)).transpose(1, 2), ik.scale)
     outs, kl_total = [], q.new_zeros(())
     for s in range(0, Lq, chunk):
         e = min(Lq, s + chunk)
         n_keys = q_offset + e  # causal: later keys are invisible to this chunk
         q_pos = torch.arange(q_offset + s, q_offset + e, device=q.device)
         valid_keys = None if key_valid is None else key_valid[:, :n_keys]
-        kc, vc, ikc = k[:, :n_keys], v[:, :n_keys], ik[:, :n_keys]
+        kc, vc = k[:, :n_keys], v[:, :n_keys]
+        ikc = ik.prefix(n_keys) if isinstance(ik, Int8Keys) else ik[:, :n_keys]
         visible = visible_keys(q_pos, n_keys, valid_keys)
         sparse = top_k is not None and n_keys > top_k
         scores = None
@@ -294,3 +560,55 @@ def dsa_attention(
         outs.append(out)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
     return out, (kl_total / (B * Lq) if indexer_loss else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Auto mode: below a crossover length dense attention is faster than the indexer plus top-k
+#    (DeepSeek-V3.2 also runs short sequences densely). The crossover is measured per machine by
+#    `toolgym model bench --calibrate`; until then the defaults below hold.
+
+CROSSOVER_FILE = "dsa_crossover.json"
+DEFAULT_CROSSOVER = {"prefill": 8.0, "decode": 2.0}
+"""Without a calibration: sparse from 8k keys in prefill and 2k in decode, as multiples of top_k."""
+
+
+def crossover_path() -> Path:
+    return _cache_root() / CROSSOVER_FILE
+
+
+def save_crossover(by_k: dict[int, dict[str, int]], path: Path | None = None) -> Path:
+    """Store {top_k: {"prefill": L, "decode": L}} measured on this machine; returns the file."""
+    path = path or crossover_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({str(k): v for k, v in sorted(by_k.items())}, indent=1) + "\n")
+    os.replace(tmp, path)
+    _read_crossover.cache_clear()
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _read_crossover(path: str) -> dict[int, dict[str, int]]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return {int(k): {p: int(v[p]) for p in ("prefill", "decode")} for k, v in data.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # absent or damaged: the defaults hold
+
+
+def crossover(top_k: int, phase: str) -> int:
+    """Keys from which sparse attention beats dense in this phase ("prefill" or "decode").
+
+    From the calibration of the nearest top_k (scaled by the ratio of the k values), else the default.
+    """
+    measured = _read_crossover(str(crossover_path()))
+    if not measured:
+        return int(DEFAULT_CROSSOVER[phase] * top_k)
+    near = min(measured, key=lambda k: abs(math.log(k / top_k)))
+    return int(measured[near][phase] * top_k / near)
+
+
+def auto_sparse(top_k: int, n_keys: int, n_queries: int) -> bool:
+    """Auto mode's choice for one call: sparse once the keys reach the phase's crossover (and exceed k)."""
+    phase = "decode" if n_queries == 1 else "prefill"
+    return n_keys > top_k and n_keys >= crossover(top_k, phase)

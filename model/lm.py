@@ -13,7 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DSAConfig
-from .dsa import LightningIndexer, dense_attention, dsa_attention, index_scores, visible_keys
+from .dsa import (
+    DecodeBuffers,
+    Int8Keys,
+    LightningIndexer,
+    auto_sparse,
+    dense_attention,
+    dsa_attention,
+    index_scores,
+    quantize_keys,
+    visible_keys,
+)
 from .rope import apply_rope, rope_angles
 
 
@@ -44,28 +54,52 @@ class SwiGLU(nn.Module):
 
 
 class LayerCache:
-    """Preallocated keys (B, T, D), values (B, T, D) and indexer keys (B, d_I, T) of one layer."""
+    """Preallocated keys (B, T, D), values (B, T, D) and indexer keys of one layer.
+
+    Indexer keys are read in full at every decode step, so they are kept small: with index_precision
+    "int8" as Int8Keys (Hadamard-rotated int8 (B, T, d_I) plus a scale per token, rounded once on
+    append: 1 byte per dim, as DeepSeek-V3.2 keeps them in FP8), else transposed (B, d_I, T), the
+    layout the score GEMM reads, in bf16 or the model's dtype.
+    """
 
     def __init__(self, cfg: DSAConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
         self.k = torch.zeros(batch, max_len, cfg.head_dim, dtype=dtype, device=device)
         self.v = torch.zeros(batch, max_len, cfg.head_dim, dtype=dtype, device=device)
-        # Indexer keys are read in full at every step: keep them in the indexer's precision (DeepSeek-V3.2
-        # caches them in FP8; bf16 is the CPU counterpart) and transposed, the layout the score GEMM reads.
-        ik_dtype = torch.bfloat16 if cfg.index_precision == "bf16" else dtype
-        self.ik_t = torch.zeros(batch, cfg.index_dim, max_len, dtype=ik_dtype, device=device)
+        self.ik: Int8Keys | None = None
+        self.ik_t: torch.Tensor | None = None
+        if cfg.index_precision == "int8":
+            self.ik = Int8Keys(
+                torch.zeros(batch, max_len, cfg.index_dim, dtype=torch.int8, device=device),
+                torch.zeros(batch, max_len, dtype=torch.float32, device=device),
+            )
+        else:
+            ik_dtype = torch.bfloat16 if cfg.index_precision == "bf16" else dtype
+            self.ik_t = torch.zeros(batch, cfg.index_dim, max_len, dtype=ik_dtype, device=device)
+        self.buffers = DecodeBuffers()  # the decode kernel's scores and top-k, reused every step
         self.length = 0
 
     def append(
         self, k: torch.Tensor, v: torch.Tensor, ik: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | Int8Keys]:
         """Store the new entries and return views over everything cached so far."""
         n, L = self.length, k.shape[1]
         if n + L > self.k.shape[1]:
             raise ValueError(f"Cache holds {self.k.shape[1]} positions; create it with a larger max_len.")
         self.k[:, n : n + L], self.v[:, n : n + L] = k, v
-        self.ik_t[:, :, n : n + L] = ik.transpose(1, 2)
         self.length = n + L
+        if self.ik is not None:
+            q = quantize_keys(ik)
+            self.ik.values[:, n : n + L], self.ik.scale[:, n : n + L] = q.values, q.scale
+            return self.k[:, : n + L], self.v[:, : n + L], self.ik.prefix(n + L)
+        self.ik_t[:, :, n : n + L] = ik.transpose(1, 2)
         return self.k[:, : n + L], self.v[:, : n + L], self.ik_t[:, :, : n + L].transpose(1, 2)
+
+    def bytes_per_token(self) -> int:
+        """Cache bytes each token costs in this layer: key, value and indexer key (with its scale)."""
+        kv = self.k[0, 0].nbytes + self.v[0, 0].nbytes
+        if self.ik is not None:
+            return kv + self.ik.values[0, 0].nbytes + self.ik.scale[0, 0].nbytes
+        return kv + self.ik_t[0, :, 0].nbytes
 
 
 class Cache:
@@ -124,9 +158,10 @@ class DSAttention(nn.Module):
         *,
         cache: LayerCache | None = None,
         key_valid: torch.Tensor | None = None,
-        sparse: bool = False,
+        sparse: bool | str = False,
         indexer_loss: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """sparse: True (top-k), False (dense) or "auto" (dense below the measured crossover)."""
         cfg = self.cfg
         B, L, _ = x.shape
         q, k, v = self.project(x, positions)
@@ -137,6 +172,8 @@ class DSAttention(nn.Module):
         if cache is not None:
             offset = cache.length
             k, v, ik = cache.append(k, v, ik)  # now (B, offset + L, .)
+        if sparse == "auto":
+            sparse = not indexer_loss and auto_sparse(cfg.top_k, offset + L, L)
         out, kl = dsa_attention(
             q,
             k,
@@ -150,6 +187,7 @@ class DSAttention(nn.Module):
             chunk=cfg.chunk_size,
             precision="fp32" if self.training else cfg.index_precision,
             indexer_loss=indexer_loss,
+            buffers=cache.buffers if cache is not None else None,
         )
         return self.wo(out.reshape(B, L, -1)), kl
 
@@ -212,12 +250,13 @@ class DSALM(nn.Module):
         *,
         cache: Cache | None = None,
         key_valid: torch.Tensor | None = None,
-        sparse: bool | None = None,
+        sparse: bool | str | None = None,
         indexer_loss: bool = False,
     ) -> LMOutput:
         """tokens (B, L) -> logits (B, L, V). With a cache, tokens continue the cached sequence.
 
-        key_valid (B, L) marks real tokens (False for left padding); sparse None uses cfg.sparse.
+        key_valid (B, L) marks real tokens (False for left padding); sparse None uses cfg.sparse, "auto"
+        picks dense or sparse per call by the crossover `toolgym model bench --calibrate` measured.
         """
         B, L = tokens.shape
         sparse = self.cfg.sparse if sparse is None else sparse
@@ -276,7 +315,7 @@ def generate_ids(
     seed: int = 0,
     eos_id: int | None = None,
     pad_id: int = 0,
-    sparse: bool | None = None,
+    sparse: bool | str | None = None,
     should_stop=None,
 ) -> list[list[int]]:
     """Batched sampling with caches: prompts are left-padded, then decoded one token per step.
