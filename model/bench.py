@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import statistics
 import sys
@@ -23,7 +24,19 @@ import torch
 import torch.nn.functional as F
 
 from .cli import add_bench_arguments
-from .dsa import dsa_attention, index_scores, select_topk, visible_keys
+from .dsa import (
+    DecodeBuffers,
+    Int8Keys,
+    auto_sparse,
+    crossover,
+    decode_select,
+    dsa_attention,
+    index_scores,
+    quantize_keys,
+    save_crossover,
+    select_topk,
+    visible_keys,
+)
 
 FULL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_LENGTHS = (1024, 2048, 4096, 8192)
@@ -41,9 +54,9 @@ class BenchConfig:
     """H_I."""
     index_dim: int = 64
     """d_I."""
-    index_precision: str = "fp32"
-    """Indexer precision. The report runs it in FP8; on this CPU bf16 is no faster here (the scoring is
-    bound by memory passes, and skinny bf16 GEMMs are slow at decode), so fp32 is the default."""
+    index_precision: str = "int8"
+    """Indexer precision. The report runs it in FP8; int8 keys (1 byte per dim in the cache, scored by
+    the fused VNNI decode kernel) are the CPU counterpart. fp32 and bf16 keep the keys in that type."""
     chunk: int = 256
     """Queries per chunk in DSA prefill."""
     lengths: tuple[int, ...] = FULL_LENGTHS
@@ -61,6 +74,14 @@ class Row:
     indexer_s: float
     dense_gflop: float
     dsa_gflop: float
+    auto_s: float = 0.0
+    """Auto mode: dense below the stored crossover, DSA from it (timed on its own, interleaved)."""
+    auto_sparse: bool = False
+    """Which path auto mode took at this L."""
+    dense_bytes: int = 0
+    """Cache bytes per token, dense: one key and one value (MQA)."""
+    dsa_bytes: int = 0
+    """Cache bytes per token, DSA: the same plus the indexer key (and its scale when int8)."""
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -112,20 +133,39 @@ def _dense_decode_matmul(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return torch.matmul(torch.softmax(q @ k.T, dim=-1), v)
 
 
-def _indexer_only(cfg: BenchConfig, iq, iw, ik, top_k: int, offset: int) -> None:
-    """Index scores and top-k over the same chunks as dsa_attention, without the attention."""
+def _indexer_only(cfg: BenchConfig, iq, iw, ik, top_k: int, offset: int, buffers: DecodeBuffers) -> None:
+    """Index scores and top-k as dsa_attention computes them (same chunks, same kernel), no attention."""
     n_q = iq.shape[1]
+    if isinstance(ik, Int8Keys):
+        if n_q == 1:
+            decode_select(iq, iw, ik, top_k, buffers)
+            return
+        ik = ik.as_float()
     for s in range(0, n_q, cfg.chunk):
         e = min(n_q, s + cfg.chunk)
         n_keys = offset + e
         visible = visible_keys(torch.arange(offset + s, offset + e), n_keys)
-        scores = index_scores(iq[:, s:e], iw[:, s:e], ik[:, :n_keys], visible, cfg.index_precision)
+        ikc = ik.prefix(n_keys) if isinstance(ik, Int8Keys) else ik[:, :n_keys]
+        scores = index_scores(iq[:, s:e], iw[:, s:e], ikc, visible, cfg.index_precision)
         if n_keys > top_k:
             select_topk(scores, top_k)
 
 
+def _auto(q, k, v, iq, iw, ik, *, top_k: int, q_offset: int, **kwargs) -> torch.Tensor:
+    """What auto mode runs: the crossover decides (per phase), then dense or DSA."""
+    sparse = auto_sparse(top_k, k.shape[1], q.shape[1])
+    return dsa_attention(q, k, v, iq, iw, ik, top_k=top_k if sparse else None, q_offset=q_offset, **kwargs)
+
+
+def cache_bytes(cfg: BenchConfig) -> tuple[int, int]:
+    """Bytes per cached token of one layer, dense and DSA (fp32 keys and values)."""
+    kv = 2 * cfg.head_dim * 4
+    index = {"int8": cfg.index_dim + 4, "bf16": 2 * cfg.index_dim, "fp32": 4 * cfg.index_dim}
+    return kv, kv + index[cfg.index_precision]
+
+
 @torch.no_grad()
-def bench_length(cfg: BenchConfig, L: int, seed: int = 0) -> list[Row]:
+def bench_length(cfg: BenchConfig, L: int, seed: int = 0, with_auto: bool = True) -> list[Row]:
     """Rows for one length: prefill and decode, for every top-k, against the same dense timing."""
     gen = torch.Generator().manual_seed(seed)
     H, D, HI, DI = cfg.n_heads, cfg.head_dim, cfg.index_heads, cfg.index_dim
@@ -135,8 +175,13 @@ def bench_length(cfg: BenchConfig, L: int, seed: int = 0) -> list[Row]:
     iq = torch.randn(1, L, HI, DI, generator=gen)
     iw = torch.randn(1, L, HI, generator=gen).abs() / HI
     ik_t = torch.randn(1, DI, L, generator=gen)  # the cache layout: (1, d_I, L), in the indexer's precision
-    ik = (ik_t.bfloat16() if cfg.index_precision == "bf16" else ik_t).transpose(1, 2)
+    if cfg.index_precision == "int8":
+        ik = quantize_keys(ik_t.transpose(1, 2))  # the int8 cache: (1, L, d_I) int8 and (1, L) scales
+    else:
+        ik = (ik_t.bfloat16() if cfg.index_precision == "bf16" else ik_t).transpose(1, 2)
     qh, kh, vh = q.transpose(1, 2), k.unsqueeze(1), v.unsqueeze(1)  # SDPA layout (1, H|1, L, D)
+    dense_bytes, dsa_bytes = cache_bytes(cfg)
+    buffers = DecodeBuffers()
     rows = []
     for mode in ("prefill", "decode"):
         if mode == "prefill":
@@ -150,18 +195,33 @@ def bench_length(cfg: BenchConfig, L: int, seed: int = 0) -> list[Row]:
             }
             part, offset = slice(L - 1, L), L - 1
         qp, iqp, iwp = q[:, part], iq[:, part], iw[:, part]
+        common = dict(q_offset=offset, chunk=cfg.chunk, precision=cfg.index_precision, buffers=buffers)
         for top_k in cfg.top_ks:
-            fns[f"dsa{top_k}"] = partial(
-                dsa_attention, qp, k, v, iqp, iwp, ik,
-                top_k=top_k, q_offset=offset, chunk=cfg.chunk, precision=cfg.index_precision,
-            )  # fmt: skip
-            fns[f"idx{top_k}"] = partial(_indexer_only, cfg, iqp, iwp, ik, top_k, offset)
+            fns[f"dsa{top_k}"] = partial(dsa_attention, qp, k, v, iqp, iwp, ik, top_k=top_k, **common)
+            fns[f"idx{top_k}"] = partial(_indexer_only, cfg, iqp, iwp, ik, top_k, offset, buffers)
+            if with_auto:
+                fns[f"auto{top_k}"] = partial(_auto, qp, k, v, iqp, iwp, ik, top_k=top_k, **common)
         times = _median_times(fns)
         dense_s = min(times["dense"], times.get("dense_mm", float("inf")))
         for top_k in cfg.top_ks:
             dense_gflop, dsa_gflop = _flops(cfg, L, top_k, mode)
             dsa_s, indexer_s = times[f"dsa{top_k}"], times[f"idx{top_k}"]
-            rows.append(Row(L, top_k, mode, dense_s, dsa_s, indexer_s, dense_gflop, dsa_gflop))
+            rows.append(
+                Row(
+                    L,
+                    top_k,
+                    mode,
+                    dense_s,
+                    dsa_s,
+                    indexer_s,
+                    dense_gflop,
+                    dsa_gflop,
+                    auto_s=times.get(f"auto{top_k}", 0.0),
+                    auto_sparse=auto_sparse(top_k, L, len(range(L)[part])),
+                    dense_bytes=dense_bytes,
+                    dsa_bytes=dsa_bytes,
+                )  # fmt: skip
+            )
     return rows
 
 
@@ -196,8 +256,9 @@ def format_table(rows: list[Row], cfg: BenchConfig) -> str:
     head = (
         f"one attention layer, fp32 MQA: {cfg.n_heads} query heads x {cfg.head_dim} dims; indexer "
         f"{cfg.index_heads} heads x {cfg.index_dim} dims in {cfg.index_precision}; batch 1, {cfg.threads} threads\n\n"
-        "| L | k | mode | dense | DSA | indexer share | DSA speed-up | core x per 2L | dense GFLOP | DSA GFLOP |\n"
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| L | k | mode | dense | DSA | indexer share | DSA speed-up | core x per 2L | dense GFLOP | DSA GFLOP "
+        "| auto | auto / best | dense B/token | DSA B/token |\n"
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
     )
     lines = [head]
     prev_core: dict[tuple[int, str], tuple[int, float]] = {}
@@ -211,8 +272,54 @@ def format_table(rows: list[Row], cfg: BenchConfig) -> str:
         lines.append(
             f"| {r.L} | {r.k} | {r.mode} | {_ms(r.dense_s)} | {_ms(r.dsa_s)} | {100 * r.indexer_s / r.dsa_s:.0f}% "
             f"| {r.dense_s / r.dsa_s:.2f}x | {growth} | {r.dense_gflop:.3g} | {r.dsa_gflop:.3g} |"
+            f" {_auto_cell(r)} | {r.dense_bytes or ''} | {r.dsa_bytes or ''} |"
         )
     return "\n".join(lines)
+
+
+def _auto_cell(r: Row) -> str:
+    """Auto mode's time and path, then its time over the faster of dense and DSA."""
+    if not r.auto_s:
+        return " |"
+    path = "DSA" if r.auto_sparse else "dense"
+    return f"{_ms(r.auto_s)} ({path}) | {r.auto_s / min(r.dense_s, r.dsa_s):.2f}"
+
+
+def crossing(points: list[tuple[int, float, float]]) -> int:
+    """The L from which DSA stays faster, from (L, dense_s, dsa_s) sorted by L.
+
+    Between the last length where dense wins and the first where DSA wins for good, the speed-up's
+    logarithm is interpolated linearly in log L. DSA never faster: a length beyond any cache (2^31).
+    """
+    first = len(points)
+    while first > 0 and points[first - 1][2] <= points[first - 1][1]:
+        first -= 1
+    if first == len(points):
+        return 1 << 31
+    if first == 0:
+        return points[0][0]
+    (l0, d0, s0), (l1, d1, s1) = points[first - 1], points[first]
+    r0, r1 = math.log(d0 / s0), math.log(d1 / s1)  # r0 < 0 <= r1
+    x = math.log(l0) + (math.log(l1) - math.log(l0)) * (-r0) / (r1 - r0)
+    return math.ceil(math.exp(x))
+
+
+def calibrate(cfg: BenchConfig, progress: Callable[[str], None] | None = None):
+    """Time dense and DSA over cfg.lengths, store each k's crossover per phase; returns (rows, file)."""
+    keep_freed_memory()
+    torch.set_num_threads(cfg.threads)
+    rows = []
+    for L in cfg.lengths:
+        if progress:
+            progress(f"calibrating: L = {L} ...")
+        rows += bench_length(cfg, L, with_auto=False)
+    found = {}
+    for top_k in cfg.top_ks:
+        found[top_k] = {}
+        for mode in ("prefill", "decode"):
+            points = sorted((r.L, r.dense_s, r.dsa_s) for r in rows if r.k == top_k and r.mode == mode)
+            found[top_k][mode] = crossing(points)
+    return rows, save_crossover(found)
 
 
 def _ms(seconds: float) -> str:
@@ -240,9 +347,26 @@ def run_from_args(args: argparse.Namespace) -> int:
         top_ks=top_ks,
         threads=args.threads or os.cpu_count() or 1,
     )
-    rows = run(cfg, progress=None if args.json else lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = None if args.json else lambda msg: print(msg, file=sys.stderr, flush=True)
+    if getattr(args, "agent", False):
+        return run_agent_bench(args)
+    if getattr(args, "calibrate", False):
+        rows, path = calibrate(cfg, progress)
+        found = {k: {m: crossover(k, m) for m in ("prefill", "decode")} for k in cfg.top_ks}
+        if args.json:
+            print(json.dumps({"file": str(path), "crossover": found}, indent=1))
+        else:
+            print(format_table(rows, cfg))
+            for k, by_phase in found.items():
+                print(f"\ncrossover at k = {k}: sparse from L = {by_phase['prefill']} in prefill, "
+                      f"{by_phase['decode']} in decode")  # fmt: skip
+            print(f"stored in {path}; auto mode (sparse='auto') uses it")
+        return 0
+    rows = run(cfg, progress=progress)
     if args.json:
-        keys = ("L", "k", "mode", "dense_s", "dsa_s", "indexer_s")
+        keys = ["L", "k", "mode", "dense_s", "dsa_s", "indexer_s"]
+        if getattr(args, "full_rows", False):
+            keys += ["auto_s", "auto_sparse", "dense_bytes", "dsa_bytes"]
         print(json.dumps([{key: asdict(r)[key] for key in keys} for r in rows], indent=1))
     else:
         print(format_table(rows, cfg))
@@ -258,3 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_bench_arguments(parser)
     return run_from_args(parser.parse_args(argv))
+
+
+def run_agent_bench(args: argparse.Namespace) -> int:
+    raise NotImplementedError

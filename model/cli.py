@@ -53,7 +53,9 @@ prefill and decode, L = 1k..32k, k = 256 and 2048, with the indexer's share and 
 
 BENCH_EXAMPLE = """example:
   toolgym model bench --lengths 1024,2048 --top-k 256     # a markdown table; without --lengths L = 1k..32k
-  toolgym model bench --quick --json --lengths 1024       # rows as JSON; --quick alone stops at L = 8k"""
+  toolgym model bench --quick --json --lengths 1024       # rows as JSON; --quick alone stops at L = 8k
+  toolgym model bench --calibrate --lengths 1024,2048,4096 --top-k 256   # store where DSA overtakes dense
+  toolgym model bench --agent --lengths 1024,2048         # LM decode tokens/s as an episode's context grows"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -228,10 +230,25 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--index-precision",
         choices=("fp32", "bf16", "int8"),
-        default="fp32",
-        help="indexer precision (default fp32)",
+        default="int8",
+        help="indexer keys in the cache: int8 (1 byte per dim, fused decode kernel; default), bf16 or fp32",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure where DSA overtakes dense (prefill and decode, per k) and store it for auto mode",
+    )
+    parser.add_argument(
+        "--full-rows",
+        action="store_true",
+        help="--json rows also carry auto_s, auto_sparse, dense_bytes and dsa_bytes",
+    )
+    parser.add_argument(
+        "--agent",
+        action="store_true",
+        help="decode tokens/s of the small DSA LM through a long agent episode, DSA vs dense vs auto",
+    )
 
 
 def _user_error(err: Exception) -> int:

@@ -118,6 +118,12 @@ class Int8Keys(NamedTuple):
     def prefix(self, n: int) -> Int8Keys:
         return Int8Keys(self.values[:, :n], self.scale[:, :n])
 
+    def as_float(self) -> Int8Keys:
+        """The same integers as fp32, stored (B, d_I, T): the layout the prefill score GEMM reads."""
+        B, T, d = self.values.shape
+        values_t = torch.empty(B, d, T, dtype=torch.float32, device=self.values.device)
+        return Int8Keys(values_t.copy_(self.values.transpose(1, 2)).transpose(1, 2), self.scale)
+
 
 def quantize_keys(k: torch.Tensor) -> Int8Keys:
     """k (B, L, d_I) -> Int8Keys: rotated and rounded once, when the token enters the cache."""
@@ -282,6 +288,61 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
   }
   return 0;
 }
+
+extern "C" int dsa_decode_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
+                                 const uint8_t* sel, int64_t B, int64_t H, int64_t D, int64_t cap, int64_t k,
+                                 float* att, float* out) {
+  // q (B, H, D) pre-scaled queries over their k selected keys and values (B, cap, D): out (B, H, D).
+  // att (H, k) is scratch. Heads run innermost so one key row serves all of them (MQA).
+  if (H > 256 || D > 1024) return 1;
+  float qt[256 * 64];  // q transposed (D, H) for the first 64 dims: the loop over heads vectorizes
+  if (H * D > 256 * 64) return 1;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* qb = q + b * H * D;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qb[h * D + j];
+    float s[256], mx[256], sum[256];
+    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf;
+    for (int64_t i = 0; i < k; ++i) {
+      const float* kr = keys + (b * cap + idx[b * k + i]) * D;
+      for (int64_t h = 0; h < H; ++h) s[h] = 0.f;
+      for (int64_t j = 0; j < D; ++j) {
+        const float kj = kr[j];
+        const float* qj = qt + j * H;
+        for (int64_t h = 0; h < H; ++h) s[h] += qj[h] * kj;
+      }
+      const bool ok = sel[b * k + i] != 0;
+      for (int64_t h = 0; h < H; ++h) {
+        const float x = ok ? s[h] : neg_inf;
+        att[h * k + i] = x;
+        mx[h] = std::max(mx[h], x);
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      float total = 0.f;
+      for (int64_t i = 0; i < k; ++i) {
+        const float e = std::exp(att[h * k + i] - mx[h]);
+        att[h * k + i] = e;
+        total += e;
+      }
+      sum[h] = 1.0f / total;
+    }
+    float* ob = out + b * H * D;
+    for (int64_t x = 0; x < H * D; ++x) ob[x] = 0.f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float* vr = values + (b * cap + idx[b * k + i]) * D;
+      for (int64_t h = 0; h < H; ++h) {
+        const float p = att[h * k + i];
+        float* oh = ob + h * D;
+        for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
+      }
+    }
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < D; ++j) ob[h * D + j] *= sum[h];
+  }
+  return 0;
+}
 """
 
 
@@ -293,7 +354,7 @@ def _cache_root() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def decode_kernel():
-    """The compiled decode kernel (a ctypes function), or None where no C++ compiler works.
+    """The compiled decode kernels (a ctypes library), or None where no C++ compiler works.
 
     Built once per source and CPU into the toolgym cache (about a second with g++; plain C++ on raw
     pointers, so no torch headers, ninja or ATen build). TOOLGYM_DSA_KERNEL=0 turns it off.
@@ -326,10 +387,11 @@ def decode_kernel():
             except (OSError, subprocess.SubprocessError):
                 return None  # no compiler: the torch path below serves decode, only slower
             os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
-    fn = ctypes.CDLL(str(lib)).dsa_decode_select
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
-    return fn
+    so = ctypes.CDLL(str(lib))
+    so.dsa_decode_select.restype = so.dsa_decode_attend.restype = ctypes.c_int
+    so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
+    so.dsa_decode_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 2
+    return so
 
 
 class DecodeBuffers:
@@ -339,7 +401,7 @@ class DecodeBuffers:
     """
 
     def __init__(self) -> None:
-        self.scores = self.order = self.idx = self.sel = self.q = None
+        self.scores = self.order = self.idx = self.sel = self.q = self.att = None
 
     def ensure(self, B: int, H: int, d: int, cap: int, k: int, device: torch.device) -> None:
         if self.scores is None or self.scores.shape != (B, cap):  # the kernel strides rows by cap
@@ -350,6 +412,12 @@ class DecodeBuffers:
             self.sel = torch.empty(B, k, dtype=torch.uint8, device=device)
         if self.q is None or self.q.shape != (B, H, d):
             self.q = torch.empty(B, H, d, dtype=torch.float32, device=device)
+
+    def scratch(self, n: int, device: torch.device) -> torch.Tensor:
+        """n floats for the attention kernel's probabilities."""
+        if self.att is None or self.att.numel() < n:
+            self.att = torch.empty(n, dtype=torch.float32, device=device)
+        return self.att
 
 
 def decode_select(
@@ -369,9 +437,9 @@ def decode_select(
     B, _, H, d = q.shape
     n = keys.values.shape[1]
     k = min(top_k, n)
-    fn = decode_kernel()
+    so = decode_kernel()
     values, scale = keys.values, keys.scale
-    if fn is None or values.device.type != "cpu" or values.stride(-1) != 1 or values.stride(1) != d:
+    if so is None or values.device.type != "cpu" or values.stride(-1) != 1 or values.stride(1) != d:
         visible = visible_keys(torch.tensor([n - 1], device=q.device), n, key_valid)
         return select_topk(index_scores(q, w, keys, visible), k)
     cap = values.stride(0) // d  # rows of the preallocated cache the keys (B, n, d) are a view of
@@ -387,7 +455,7 @@ def decode_select(
             padded[:, :n] = key_valid[:, :n]
             key_valid = padded
         valid_ptr = key_valid.data_ptr()
-    rc = fn(
+    rc = so.dsa_decode_select(
         buffers.q.data_ptr(), w.data_ptr(), values.data_ptr(), scale.data_ptr(),
         valid_ptr, B, H, d, cap, n, k,
         buffers.scores.data_ptr(), buffers.order.data_ptr(), buffers.idx.data_ptr(), buffers.sel.data_ptr(),
@@ -397,6 +465,46 @@ def decode_select(
             f"The decode kernel takes at most 8192 indexer query values per row (H_I * d_I = {H * d})."
         )
     return buffers.idx[:, None], buffers.sel.view(torch.bool)[:, None]
+
+
+def decode_attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx: torch.Tensor,
+    valid: torch.Tensor,
+    buffers: DecodeBuffers,
+) -> torch.Tensor | None:
+    """sparse_attention for one query per row, in one single-threaded pass of the C++ kernel.
+
+    q (B, 1, H, D), k and v (B, n, D) fp32 views of a cache, idx and valid (B, 1, K) -> out (B, 1, H, D).
+    A few hundred microseconds of work: torch's threaded ops spend more than that handing it between
+    threads on a busy machine. None where the kernel or the layout does not fit: use sparse_attention.
+    """
+    so = decode_kernel()
+    B, _, H, D = q.shape
+    if (
+        so is None
+        or k.dtype != torch.float32
+        or v.dtype != torch.float32
+        or k.device.type != "cpu"
+        or k.stride()[1:] != (D, 1)
+        or v.stride() != k.stride()
+        or H * D > 256 * 64
+    ):
+        return None
+    cap = k.stride(0) // D
+    n_sel = idx.shape[-1]
+    idx = idx.reshape(B, n_sel).contiguous()
+    sel = valid.reshape(B, n_sel).contiguous().view(torch.uint8)
+    qs = (q.reshape(B, H, D) * D**-0.5).contiguous()
+    out = torch.empty(B, 1, H, D, dtype=torch.float32, device=q.device)
+    att = buffers.scratch(H * n_sel, q.device)
+    rc = so.dsa_decode_attend(
+        qs.data_ptr(), k.data_ptr(), v.data_ptr(), idx.data_ptr(), sel.data_ptr(),
+        B, H, D, cap, n_sel, att.data_ptr(), out.data_ptr(),
+    )  # fmt: skip
+    return out if rc == 0 else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,10 +638,10 @@ def dsa_attention(
     if isinstance(ik, Int8Keys):
         if Lq == 1 and buffers is not None and top_k is not None and Lk > top_k and not indexer_loss:
             idx, valid = decode_select(iq, iw, ik, top_k, buffers, key_valid)
-            return sparse_attention(q, k, v, idx, valid)[0], None
-        if Lq > 1:  # prefill: the int8 values as floats once, in the layout the score GEMM reads
-            values_t = torch.empty(B, ik.values.shape[2], Lk, dtype=torch.float32, device=q.device)
-            ik = Int8Keys(values_t.copy_(ik.values.transpose(1, 2)).transpose(1, 2), ik.scale)
+            out = decode_attend(q, k, v, idx, valid, buffers)
+            return (sparse_attention(q, k, v, idx, valid)[0] if out is None else out), None
+        if Lq > 1:  # prefill: the int8 values as floats once for all chunks (fp32 GEMMs beat int8 here)
+            ik = ik.as_float()
     outs, kl_total = [], q.new_zeros(())
     for s in range(0, Lq, chunk):
         e = min(Lq, s + chunk)
@@ -577,11 +685,12 @@ def crossover_path() -> Path:
 
 
 def save_crossover(by_k: dict[int, dict[str, int]], path: Path | None = None) -> Path:
-    """Store {top_k: {"prefill": L, "decode": L}} measured on this machine; returns the file."""
+    """Store {top_k: {"prefill": L, "decode": L}} measured on this machine (other k stay); returns the file."""
     path = path or crossover_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(by_k.items())}, indent=1) + "\n")
+    merged = {**_read_crossover(str(path)), **by_k}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({str(k): v for k, v in sorted(merged.items())}, indent=1) + "\n")
     os.replace(tmp, path)
     _read_crossover.cache_clear()
     return path

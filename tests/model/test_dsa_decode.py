@@ -9,11 +9,13 @@ from toolgym.model.dsa import (
     DecodeBuffers,
     Int8Keys,
     crossover,
+    decode_attend,
     decode_select,
     index_scores,
     quantize_keys,
     save_crossover,
     select_topk,
+    sparse_attention,
     visible_keys,
 )
 from toolgym.model.lm import Cache, LayerCache, generate_ids
@@ -79,6 +81,20 @@ def test_without_the_kernel_the_torch_path_selects_the_same(monkeypatch):
     monkeypatch.setattr(dsa, "decode_kernel", lambda: None)
     plain, _ = decode_select(q, w, keys, 64, DecodeBuffers())
     assert as_sets(plain) == fused
+
+
+def test_fused_decode_attention_equals_sparse_attention():
+    if dsa.decode_kernel() is None:
+        pytest.skip("no C++ compiler: sparse_attention serves decode")
+    g = torch.Generator().manual_seed(3)
+    B, n, H, D, K = 2, 500, 8, 64, 100
+    k_cache, v_cache = torch.randn(B, 600, D, generator=g), torch.randn(B, 600, D, generator=g)
+    k, v = k_cache[:, :n], v_cache[:, :n]  # views of a longer cache, as in decoding
+    q = torch.randn(B, 1, H, D, generator=g)
+    idx = torch.stack([torch.randperm(n, generator=g)[:K] for _ in range(B)])[:, None]
+    valid = torch.rand(B, 1, K, generator=g) > 0.2
+    expected, _ = sparse_attention(q, k, v, idx, valid)
+    torch.testing.assert_close(decode_attend(q, k, v, idx, valid, DecodeBuffers()), expected)
 
 
 def test_decoding_reuses_its_buffers_step_after_step():
