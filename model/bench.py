@@ -384,5 +384,116 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
+# ---------------------------------------------------------------------------------------------
+# The agent-shaped benchmark: the small DSA LM decoding through one long episode, whose context grows
+# by tool results. Only decoding is timed; the tool results go into the caches directly (random
+# entries of the right shapes, int8 indexer keys included), since their prefill is not the question.
+
+
+@dataclass
+class AgentRow:
+    context: int
+    """Tokens in the cache when the turn's decoding starts."""
+    dense_tok_s: float
+    dsa_tok_s: float
+    auto_tok_s: float
+    auto_sparse: bool
+    dense_cache_mib: float
+    """All layers' caches at this context: keys and values."""
+    dsa_cache_mib: float
+    """The same plus the indexer keys."""
+
+
+def _tool_result(cache, n: int, gen: torch.Generator) -> None:
+    """Append n tokens of tool output to every layer's cache (and mark them valid)."""
+    for layer in cache.layers:
+        D, DI = (
+            layer.k.shape[-1],
+            (layer.ik.values if layer.ik is not None else layer.ik_t.transpose(1, 2)).shape[-1],
+        )
+        layer.append(torch.randn(1, n, D, generator=gen), torch.randn(1, n, D, generator=gen),
+                     torch.randn(1, n, DI, generator=gen))  # fmt: skip
+    cache.length += n
+
+
+@torch.no_grad()
+def agent_episode(
+    lengths: tuple[int, ...],
+    top_k: int,
+    tokens_per_turn: int = 16,
+    threads: int = 1,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[AgentRow]:
+    """Decode tokens/s of the small preset (int8 indexer, the given top_k) at each context length.
+
+    One episode per mode (dense, DSA, auto), advanced in lockstep: at each length, tool results
+    fill the caches up to it, then each mode decodes tokens_per_turn tokens, one token per mode in
+    turn so load changes hit all three alike; the median step time gives tokens/s.
+    """
+    from .config import small
+    from .lm import DSALM, Cache
+
+    keep_freed_memory()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = DSALM(small(top_k=top_k, index_precision="int8", max_seq_len=max(lengths))).eval()
+    cap = max(lengths) + tokens_per_turn * (len(lengths) + 1)
+    modes = {"dense": False, "dsa": True, "auto": "auto"}
+    caches = {m: Cache(model.cfg, 1, cap) for m in modes}
+    gen = torch.Generator().manual_seed(seed)
+    tokens = {m: torch.zeros(1, 1, dtype=torch.long) for m in modes}
+    rows = []
+    for L in lengths:
+        if progress:
+            progress(f"agent episode: context {L} ...")
+        for cache in caches.values():
+            if cache.length < L:
+                _tool_result(cache, L - cache.length, gen)
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(tokens_per_turn + 1):  # the first step of each mode is a warm-up
+            for m, sparse in modes.items():
+                start = time.perf_counter()
+                logits = model(tokens[m], cache=caches[m], sparse=sparse).logits
+                times[m].append(time.perf_counter() - start)
+                tokens[m] = logits[:, -1].argmax(-1, keepdim=True)
+        tok_s = {m: 1.0 / statistics.median(t[1:]) for m, t in times.items()}
+        layer = caches["dsa"].layers[0]
+        kv = layer.k[0, 0].nbytes + layer.v[0, 0].nbytes
+        n_layers = len(caches["dsa"].layers)
+        rows.append(AgentRow(
+            L, tok_s["dense"], tok_s["dsa"], tok_s["auto"], auto_sparse(top_k, L + 1, 1),
+            n_layers * L * kv / 2**20, n_layers * L * layer.bytes_per_token() / 2**20,
+        ))  # fmt: skip
+    return rows
+
+
+def format_agent_table(rows: list[AgentRow], top_k: int, threads: int) -> str:
+    head = (
+        f"small DSA LM (8 layers, d_model 512, MQA 8 x 64; indexer 4 x 64 int8; top-k {top_k}), batch 1, "
+        f"{threads} threads; decode tokens/s as the episode's context grows\n\n"
+        "| context | dense tok/s | DSA tok/s | auto tok/s | DSA / dense | cache dense | cache DSA |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for r in rows:
+        path = "DSA" if r.auto_sparse else "dense"
+        lines.append(
+            f"| {r.context} | {r.dense_tok_s:.1f} | {r.dsa_tok_s:.1f} | {r.auto_tok_s:.1f} ({path}) "
+            f"| {r.dsa_tok_s / r.dense_tok_s:.2f}x | {r.dense_cache_mib:.1f} MiB | {r.dsa_cache_mib:.1f} MiB |"
+        )
+    return "\n".join(lines)
+
+
 def run_agent_bench(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """`model bench --agent`: the lengths are the episode's context sizes, k the largest --top-k."""
+    lengths = tuple(int(x) for x in args.lengths.split(",")) if args.lengths else FULL_LENGTHS
+    top_k = max(int(x) for x in args.top_k.split(","))
+    threads = args.threads or os.cpu_count() or 1
+    progress = None if args.json else lambda msg: print(msg, file=sys.stderr, flush=True)
+    rows = agent_episode(tuple(sorted(lengths)), top_k, threads=threads, progress=progress)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=1))
+    else:
+        print(format_agent_table(rows, top_k, threads))
+    return 0

@@ -3,6 +3,8 @@
 Recall: for each query, the share of the dense attention mass (summed over heads, L1-normalized)
 on the k keys the indexer selects, at k = L/8, beside a recent-k window and the oracle top-k.
 Loss: held-out next-token loss of the dense model (dense attention) and of the sparse model (top-k).
+Int8 indexer: how many of the fp32 indexer's top-k keys the int8 one (the decoding cache's precision)
+also selects, and the sparse loss with int8 index scores.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .dsa import select_topk
+from .dsa import index_scores, select_topk, visible_keys
 from .lm import DSALM
 from .train import encode_texts, eval_windows, heldout_loss, load_checkpoint, load_texts, split_heldout
 
@@ -61,6 +63,34 @@ def attention_recall(maps: Maps, top_k: int) -> dict:
     return {**{name: value / count for name, value in totals.items()}, "per_layer": per_layer, "k": top_k}
 
 
+@torch.no_grad()
+def int8_topk_overlap(model: DSALM, tokens: torch.Tensor, top_k: int) -> dict:
+    """Share of the fp32 indexer's top-k keys that the int8 indexer selects too, per layer and overall.
+
+    tokens (B, L); counted over queries that see more than k keys. 1.0 means decoding from the int8
+    cache attends to exactly the keys the fp32 indexer would choose.
+    """
+    model.eval()
+    L = tokens.shape[1]
+    if L <= top_k:
+        raise ValueError(f"Sequences of {L} tokens are too short for top-k = {top_k}: use longer windows.")
+    positions = torch.arange(L)
+    visible = visible_keys(positions, L)
+    x, per_layer, kept, total = model.embed(tokens), [], 0.0, 0.0
+    for block in model.blocks:
+        iq, iw, ik = block.attn.indexer(block.attn_norm(x), positions)
+        chosen = []
+        for precision in ("fp32", "int8"):
+            idx, valid = select_topk(index_scores(iq, iw, ik, visible, precision), top_k)
+            mask = torch.zeros(*idx.shape[:2], L, dtype=torch.bool)
+            chosen.append(mask.scatter_(-1, idx, valid)[:, top_k:])  # (B, L - k, L)
+        both = (chosen[0] & chosen[1]).sum(-1).float()
+        per_layer.append(float(both.sum() / chosen[0].sum()))
+        kept, total = kept + float(both.sum()), total + float(chosen[0].sum())
+        x, _ = block(x, positions, sparse=False)
+    return {"overlap": kept / total, "per_layer": per_layer, "k": top_k}
+
+
 def quality_report(
     data: str | Path,
     *,
@@ -96,6 +126,11 @@ def quality_report(
             report[f"recall_{name}"] = attention_recall(dsa_maps(model, windows[:, :-1]), top_k)
         report[f"loss_{name}_dense"] = heldout_loss(model, windows, sparse=False)
         report[f"loss_{name}_sparse"] = heldout_loss(model, windows, sparse=True)
+        if name in ("warmup", "sparse"):
+            report[f"int8_{name}"] = int8_topk_overlap(model, windows[:, :-1], top_k)
+            precision, model.cfg.index_precision = model.cfg.index_precision, "int8"
+            report[f"int8_{name}"]["loss_sparse"] = heldout_loss(model, windows, sparse=True)
+            model.cfg.index_precision = precision
     return report
 
 
@@ -111,6 +146,15 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"recall after {name}: {r['recall']:.3f} of dense attention mass "
                 f"(window of last k: {r['window']:.3f}, oracle top-k: {r['oracle']:.3f}; per layer {layers})"
+            )
+    for name in ("warmup", "sparse"):
+        r = report.get(f"int8_{name}")
+        if r:
+            layers = ", ".join(f"{x:.4f}" for x in r["per_layer"])
+            lines.append(
+                f"int8 indexer after {name}: {r['overlap']:.4f} of the fp32 indexer's top-k kept "
+                f"(per layer {layers}); held-out loss top-k {r['loss_sparse']:.4f} "
+                f"(fp32 indexer {report[f'loss_{name}_sparse']:.4f})"
             )
     for name in ("dense", "warmup", "sparse"):
         if f"loss_{name}_dense" in report:
