@@ -212,7 +212,9 @@ DECODE_KERNEL_SOURCE = r"""
 #include <cstring>
 #include <functional>
 #include <limits>
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include <thread>
+#include <vector>
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -289,58 +291,123 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
   return 0;
 }
 
-extern "C" int dsa_decode_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
-                                 const uint8_t* sel, int64_t B, int64_t H, int64_t D, int64_t cap, int64_t k,
-                                 float* att, float* out) {
-  // q (B, H, D) pre-scaled queries over their k selected keys and values (B, cap, D): out (B, H, D).
-  // att (H, k) is scratch. Heads run innermost so one key row serves all of them (MQA).
-  if (H > 256 || D > 1024) return 1;
-  float qt[256 * 64];  // q transposed (D, H) for the first 64 dims: the loop over heads vectorizes
-  if (H * D > 256 * 64) return 1;
+static inline float exp_approx(float x) {
+  // e^x for x <= 0 to ~2e-7 relative: 2^(x log2 e), the fraction by a degree-6 polynomial. Plain
+  // arithmetic, so the loops that call it vectorize (std::exp would not without -ffast-math).
+  x = std::max(x, -87.0f);
+  const float t = x * 1.4426950409f;
+  const float fi = std::floor(t);
+  const float f = t - fi;
+  const float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f + f * (0.0555041087f +
+                  f * (0.0096181291f + f * (0.0013333558f + f * 0.0001540353f)))));
+  int32_t bits = ((int32_t)fi + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+static void attend_rows(const float* q, const float* keys, const float* values, const int64_t* idx,
+                        const uint8_t* sel, int64_t Lq, int64_t H, int64_t D, int64_t cap, int64_t k,
+                        int64_t r0, int64_t r1, float* att, float* out) {
+  // Rows r0..r1 of the (B * Lq) queries; att (H, k) scratch of this thread. Heads run innermost in
+  // the dot products so one key row serves all of them (MQA), and the loops vectorize over heads.
+  std::vector<float> qt_(H * D), s_(H), mx_(H), inv_(H);
+  float* __restrict qt = qt_.data();
+  float* __restrict s = s_.data();
+  float* __restrict mx = mx_.data();
+  float* __restrict inv = inv_.data();
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  for (int64_t b = 0; b < B; ++b) {
-    const float* qb = q + b * H * D;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / Lq;
+    const float* __restrict qr = q + r * H * D;
+    const int64_t* ir = idx + r * k;
+    const uint8_t* sr = sel + r * k;
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qb[h * D + j];
-    float s[256], mx[256], sum[256];
-    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf;
-    for (int64_t i = 0; i < k; ++i) {
-      const float* kr = keys + (b * cap + idx[b * k + i]) * D;
-      for (int64_t h = 0; h < H; ++h) s[h] = 0.f;
-      for (int64_t j = 0; j < D; ++j) {
-        const float kj = kr[j];
-        const float* qj = qt + j * H;
-        for (int64_t h = 0; h < H; ++h) s[h] += qj[h] * kj;
+      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
+    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, inv[h] = 0.f;
+    for (int64_t i = 0; i < k; ++i) {  // att (k, H): row i holds key i's logits for all heads
+      const float* __restrict kr = keys + (b * cap + ir[i]) * D;
+      float* __restrict ai = att + i * H;
+      int64_t h0 = 0;
+#if defined(__AVX512F__)
+      for (; h0 + 16 <= H; h0 += 16) {  // 16 heads in one register across the whole dot product
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int64_t j = 0;
+        for (; j + 4 <= D; j += 4)  // four chains: one would wait on each FMA's latency
+          for (int u = 0; u < 4; ++u)
+            acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + (j + u) * H + h0), _mm512_set1_ps(kr[j + u]), acc[u]);
+        for (; j < D; ++j)
+          acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + j * H + h0), _mm512_set1_ps(kr[j]), acc[0]);
+        _mm512_storeu_ps(s + h0, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
       }
-      const bool ok = sel[b * k + i] != 0;
+#endif
+      for (int64_t h = h0; h < H; ++h) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < D; ++j) acc += qt[j * H + h] * kr[j];
+        s[h] = acc;
+      }
+      const float mask = sr[i] != 0 ? 0.f : neg_inf;
+#pragma GCC ivdep
       for (int64_t h = 0; h < H; ++h) {
-        const float x = ok ? s[h] : neg_inf;
-        att[h * k + i] = x;
-        mx[h] = std::max(mx[h], x);
+        ai[h] = s[h] + mask;
+        mx[h] = std::max(mx[h], ai[h]);
       }
     }
-    for (int64_t h = 0; h < H; ++h) {
-      float total = 0.f;
-      for (int64_t i = 0; i < k; ++i) {
-        const float e = std::exp(att[h * k + i] - mx[h]);
-        att[h * k + i] = e;
-        total += e;
-      }
-      sum[h] = 1.0f / total;
-    }
-    float* ob = out + b * H * D;
-    for (int64_t x = 0; x < H * D; ++x) ob[x] = 0.f;
     for (int64_t i = 0; i < k; ++i) {
-      const float* vr = values + (b * cap + idx[b * k + i]) * D;
+      float* __restrict ai = att + i * H;
+      const float keep = sr[i] != 0 ? 1.f : 0.f;  // masked: -inf clamps to e^-87 in exp_approx, zeroed
+#pragma GCC ivdep
       for (int64_t h = 0; h < H; ++h) {
-        const float p = att[h * k + i];
-        float* oh = ob + h * D;
-        for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
+        ai[h] = exp_approx(ai[h] - mx[h]) * keep;
+        inv[h] += ai[h];
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) inv[h] = 1.0f / inv[h];
+    float* __restrict o = out + r * H * D;
+    for (int64_t x = 0; x < H * D; ++x) o[x] = 0.f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float* __restrict vr = values + (b * cap + ir[i]) * D;
+      const float* __restrict ai = att + i * H;
+#if defined(__AVX512F__)
+      if (D % 16 == 0) {
+        for (int64_t j0 = 0; j0 < D; j0 += 16) {  // a 16-wide slice of the value row, reused by all heads
+          const __m512 vj = _mm512_loadu_ps(vr + j0);
+          for (int64_t h = 0; h < H; ++h) {
+            float* oh = o + h * D + j0;
+            _mm512_storeu_ps(oh, _mm512_fmadd_ps(_mm512_set1_ps(ai[h]), vj, _mm512_loadu_ps(oh)));
+          }
+        }
+      } else
+#endif
+      {
+        for (int64_t h = 0; h < H; ++h) {
+          const float p = ai[h];
+          float* __restrict oh = o + h * D;
+          for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
+        }
       }
     }
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) ob[h * D + j] *= sum[h];
+      for (int64_t j = 0; j < D; ++j) o[h * D + j] *= inv[h];
   }
+}
+
+extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
+                                 const uint8_t* sel, int64_t B, int64_t Lq, int64_t H, int64_t D, int64_t cap,
+                                 int64_t k, float* att, float* out, int64_t threads) {
+  // q (B, Lq, H, D) pre-scaled, each over its own k keys idx (B, Lq, k) (sel marks the real ones) of
+  // keys and values (B, cap, D): out (B, Lq, H, D). att holds threads * H * k floats of scratch.
+  const int64_t rows = B * Lq;
+  threads = std::max<int64_t>(1, std::min(threads, rows));
+  if (threads == 1) {
+    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, att, out);
+    return 0;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t w = 0; w < threads; ++w)
+    pool.emplace_back(attend_rows, q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads,
+                      rows * (w + 1) / threads, att + w * H * k, out);
+  for (auto& t : pool) t.join();
   return 0;
 }
 """
@@ -376,8 +443,11 @@ def decode_kernel():
                 os.environ.get("CXX", "g++"),
                 "-O3",
                 "-march=native",
+                "-fno-math-errno",  # with the next flag: floor vectorizes, inf and nan still hold
+                "-fno-trapping-math",
                 "-shared",
                 "-fPIC",
+                "-pthread",
                 "-o",
                 str(out),
                 str(src),
@@ -388,9 +458,10 @@ def decode_kernel():
                 return None  # no compiler: the torch path below serves decode, only slower
             os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
     so = ctypes.CDLL(str(lib))
-    so.dsa_decode_select.restype = so.dsa_decode_attend.restype = ctypes.c_int
+    so.dsa_decode_select.restype = so.dsa_sparse_attend.restype = ctypes.c_int
     so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
-    so.dsa_decode_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 2
+    so.dsa_sparse_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 2
+    so.dsa_sparse_attend.argtypes += [ctypes.c_int64]
     return so
 
 
@@ -467,42 +538,45 @@ def decode_select(
     return buffers.idx[:, None], buffers.sel.view(torch.bool)[:, None]
 
 
-def decode_attend(
+def fused_sparse_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     idx: torch.Tensor,
     valid: torch.Tensor,
-    buffers: DecodeBuffers,
+    buffers: DecodeBuffers | None = None,
 ) -> torch.Tensor | None:
-    """sparse_attention for one query per row, in one single-threaded pass of the C++ kernel.
+    """sparse_attention's output from the C++ kernel: each query's dots, softmax and weighted sum in one
+    pass over its own k rows, split over torch's thread count (one thread for a single query).
 
-    q (B, 1, H, D), k and v (B, n, D) fp32 views of a cache, idx and valid (B, 1, K) -> out (B, 1, H, D).
-    A few hundred microseconds of work: torch's threaded ops spend more than that handing it between
-    threads on a busy machine. None where the kernel or the layout does not fit: use sparse_attention.
+    q (B, Lq, H, D), k and v (B, n, D) fp32 (views of a cache are fine), idx and valid (B, Lq, K) ->
+    out (B, Lq, H, D). No autograd: None when gradients are wanted, or where the kernel or the
+    layout does not fit; then use sparse_attention.
     """
     so = decode_kernel()
-    B, _, H, D = q.shape
+    B, Lq, H, D = q.shape
     if (
         so is None
+        or (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
         or k.dtype != torch.float32
         or v.dtype != torch.float32
-        or k.device.type != "cpu"
+        or q.device.type != "cpu"
         or k.stride()[1:] != (D, 1)
         or v.stride() != k.stride()
-        or H * D > 256 * 64
     ):
         return None
     cap = k.stride(0) // D
     n_sel = idx.shape[-1]
-    idx = idx.reshape(B, n_sel).contiguous()
-    sel = valid.reshape(B, n_sel).contiguous().view(torch.uint8)
-    qs = (q.reshape(B, H, D) * D**-0.5).contiguous()
-    out = torch.empty(B, 1, H, D, dtype=torch.float32, device=q.device)
-    att = buffers.scratch(H * n_sel, q.device)
-    rc = so.dsa_decode_attend(
+    threads = 1 if B * Lq < 8 else torch.get_num_threads()  # a thread start costs more than one query
+    idx = idx.contiguous()
+    sel = valid.contiguous().view(torch.uint8)
+    qs = (q * D**-0.5).contiguous()
+    out = torch.empty(B, Lq, H, D, dtype=torch.float32, device=q.device)
+    n_scratch = threads * H * n_sel
+    att = buffers.scratch(n_scratch, q.device) if buffers is not None else torch.empty(n_scratch)
+    rc = so.dsa_sparse_attend(
         qs.data_ptr(), k.data_ptr(), v.data_ptr(), idx.data_ptr(), sel.data_ptr(),
-        B, H, D, cap, n_sel, att.data_ptr(), out.data_ptr(),
+        B, Lq, H, D, cap, n_sel, att.data_ptr(), out.data_ptr(), threads,
     )  # fmt: skip
     return out if rc == 0 else None
 
@@ -638,7 +712,7 @@ def dsa_attention(
     if isinstance(ik, Int8Keys):
         if Lq == 1 and buffers is not None and top_k is not None and Lk > top_k and not indexer_loss:
             idx, valid = decode_select(iq, iw, ik, top_k, buffers, key_valid)
-            out = decode_attend(q, k, v, idx, valid, buffers)
+            out = fused_sparse_attention(q, k, v, idx, valid, buffers)
             return (sparse_attention(q, k, v, idx, valid)[0] if out is None else out), None
         if Lq > 1:  # prefill: the int8 values as floats once for all chunks (fp32 GEMMs beat int8 here)
             ik = ik.as_float()
@@ -657,7 +731,9 @@ def dsa_attention(
             scores = index_scores(iq[:, s:e], iw[:, s:e], ikc, visible, precision)  # (B, c, n_keys)
         if sparse:
             idx, valid = select_topk(scores, top_k)  # (B, c, k)
-            out, probs = sparse_attention(q[:, s:e], kc, vc, idx, valid, need_probs=indexer_loss)
+            out = None if indexer_loss else fused_sparse_attention(q[:, s:e], kc, vc, idx, valid, buffers)
+            if out is None:
+                out, probs = sparse_attention(q[:, s:e], kc, vc, idx, valid, need_probs=indexer_loss)
             if indexer_loss:
                 kl_total = kl_total + indexer_kl(probs, scores.gather(-1, idx), valid)
         else:

@@ -9,8 +9,8 @@ from toolgym.model.dsa import (
     DecodeBuffers,
     Int8Keys,
     crossover,
-    decode_attend,
     decode_select,
+    fused_sparse_attention,
     index_scores,
     quantize_keys,
     save_crossover,
@@ -83,18 +83,24 @@ def test_without_the_kernel_the_torch_path_selects_the_same(monkeypatch):
     assert as_sets(plain) == fused
 
 
-def test_fused_decode_attention_equals_sparse_attention():
+@pytest.mark.parametrize("n_queries", [1, 9])  # one query on one thread; several split over threads
+def test_fused_sparse_attention_equals_sparse_attention(n_queries):
     if dsa.decode_kernel() is None:
         pytest.skip("no C++ compiler: sparse_attention serves decode")
     g = torch.Generator().manual_seed(3)
     B, n, H, D, K = 2, 500, 8, 64, 100
     k_cache, v_cache = torch.randn(B, 600, D, generator=g), torch.randn(B, 600, D, generator=g)
     k, v = k_cache[:, :n], v_cache[:, :n]  # views of a longer cache, as in decoding
-    q = torch.randn(B, 1, H, D, generator=g)
-    idx = torch.stack([torch.randperm(n, generator=g)[:K] for _ in range(B)])[:, None]
-    valid = torch.rand(B, 1, K, generator=g) > 0.2
+    q = torch.randn(B, n_queries, H, D, generator=g)
+    idx = torch.stack([torch.randperm(n, generator=g)[:K] for _ in range(B * n_queries)]).view(
+        B, n_queries, K
+    )
+    valid = torch.rand(B, n_queries, K, generator=g) > 0.2
+    valid[..., 0] = True  # every query sees at least its own key
     expected, _ = sparse_attention(q, k, v, idx, valid)
-    torch.testing.assert_close(decode_attend(q, k, v, idx, valid, DecodeBuffers()), expected)
+    torch.testing.assert_close(fused_sparse_attention(q, k, v, idx, valid, DecodeBuffers()), expected)
+    q.requires_grad_(True)
+    assert fused_sparse_attention(q, k, v, idx, valid) is None  # training keeps the autograd path
 
 
 def test_decoding_reuses_its_buffers_step_after_step():
