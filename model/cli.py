@@ -44,8 +44,9 @@ returns (model, tokenizer) with the model in sparse mode, ready for toolgym.agen
 
 RETROFIT_EXAMPLE = """example:
   toolgym model retrofit default --out runs/sparse-smollm2 --trajectories data/sft/sft.jsonl \\
-      --warmup-steps 2 --sparse-steps 1 --seq-len 128 --top-k 32
-  toolgym model retrofit runs/sft/model --out runs/sparse-sft --warmup-steps 2 --sparse-steps 1 --seq-len 128 --top-k 32
+      --warmup-steps 2 --sparse-steps 1 --seq-len 128 --top-k 32 --eval-windows 1
+  toolgym model retrofit runs/sft/model --out runs/sparse-sft --warmup-steps 1 --sparse-steps 1 --seq-len 64 \\
+      --top-k 16 --corpus-docs 50 --eval-windows 1
   # defaults: top-k 128 of 512-token windows, 40 warm-up and 20 sparse steps of 2 windows: a few CPU minutes"""
 
 BENCH_DESCRIPTION = """Time one DSA attention layer against dense causal attention (torch SDPA) on this machine:

@@ -11,7 +11,8 @@ that each finds what an earlier one made (a corpus from `synth`, a run from `rol
   must exit 0.
 - The inputs a user brings are made first: a requirements file, an MCP server with its tasks and verifier.
 
-Examples that cannot run in CI go in CANNOT_RUN with the reason; keep it as short as possible.
+Examples that cannot run in CI go in CANNOT_RUN with the reason; keep it as short as possible. An example
+another test already runs exactly as written goes in RUN_ELSEWHERE, naming that test.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ ORDER = [
 
 # example text -> why it cannot run in CI
 CANNOT_RUN: dict[str, str] = {}
+
+# example text -> the test that already runs this command (kept out of here to save its minutes)
+RUN_ELSEWHERE: dict[str, str] = {
+    "toolgym serve default --start                  # the embedded SmolLM2-135M-Instruct on vLLM CPU": (
+        "tests/integration/test_serve_default.py runs this command (on a free port), talks to the server and "
+        "stops it: 2-3 min of vLLM start-up not paid twice"
+    ),
+}
 
 EXAMPLE_TIMEOUT_S = 570  # under pytest's 600 s per test
 BASE_URL = re.compile(r"--base-url\s+http://127\.0\.0\.1:(\d+)")
@@ -270,6 +279,8 @@ def run_until_ready(text: str, work: Path) -> tuple[int, str]:
 def test_example_runs_as_written(example: Example, work: Path):
     if example.text in CANNOT_RUN:
         pytest.skip(CANNOT_RUN[example.text])
+    if example.text in RUN_ELSEWHERE:
+        pytest.skip(RUN_ELSEWHERE[example.text])
     text = example.text
     if text.startswith("sudo ") and os.geteuid() == 0:
         text = text[len("sudo ") :]  # root needs no sudo, and CI's image may not have it

@@ -246,7 +246,7 @@ def add_parser(sub) -> None:
         sub,
         "demo",
         "Run the end-to-end demo on an embedded default.",
-        "toolgym demo --out out/demo --model-tasks 1   # the embedded model on 1 task per category (default 2)",
+        "toolgym demo --out out/demo --model-tasks 0   # without the embedded-model stage; plain `toolgym demo` runs it",
         run,
     )
     p.add_argument("--backend", default="auto", choices=["auto", "docker", "namespace"])

@@ -120,7 +120,7 @@ def add_parser(sub) -> None:
         "toolgym synth split ./corpus --out ./split\n"
         "toolgym rollout ./split/train --policy oracle --out runs/train-oracle\n"
         "toolgym train sft --data runs/train-oracle --held-out ./split/held_out --out runs/sft \\\n"
-        "    --max-samples 4 --max-seq-tokens 1024 --eval-tasks 1 --max-steps 2 --max-tokens 64   # a small run: docs/training.md",
+        "    --max-samples 2 --max-seq-tokens 1024 --eval-tasks 1 --max-steps 1 --max-tokens 32   # a small run: docs/training.md",
         _sft,
     )
     a.add_argument(
@@ -139,7 +139,7 @@ def add_parser(sub) -> None:
         "GRPO with environment rewards: G sandboxed rollouts per task from the current policy, advantages "
         "R - mean(R), unbiased KL, off-policy masking; reward and held-out success per iteration.",
         "toolgym train grpo --model runs/sft/model --corpus ./split/train --held-out ./split/held_out \\\n"
-        "    --out runs/grpo --iterations 1 --tasks 2 --group 2 --eval-tasks 1 --max-steps 2 --max-tokens 64",
+        "    --out runs/grpo --iterations 1 --tasks 2 --group 2 --eval-tasks 1 --max-steps 1 --max-tokens 32",
         _grpo,
     )
     b.add_argument("--corpus", required=True, help="the training tasks")
