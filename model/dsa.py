@@ -483,31 +483,20 @@ def decode_kernel():
         flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0]
     except OSError:
         flags = ""
-    tag = hashlib.sha256((DECODE_KERNEL_SOURCE + flags).encode()).hexdigest()[:16]
+    cmd = [os.environ.get("CXX", "g++"), "-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
+    cmd += ["-fno-math-errno", "-fno-trapping-math"]  # floor vectorizes; inf and nan still hold
+    tag = hashlib.sha256(" ".join([DECODE_KERNEL_SOURCE, flags, *cmd]).encode()).hexdigest()[:16]
     lib = _cache_root() / "kernels" / f"dsa_decode_{tag}.so"
     if not lib.is_file():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-            src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
-            src.write_text(DECODE_KERNEL_SOURCE)
-            cmd = [
-                os.environ.get("CXX", "g++"),
-                "-O3",
-                "-march=native",
-                "-fno-math-errno",  # with the next flag: floor vectorizes, inf and nan still hold
-                "-fno-trapping-math",
-                "-shared",
-                "-fPIC",
-                "-pthread",
-                "-o",
-                str(out),
-                str(src),
-            ]
-            try:
-                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-            except (OSError, subprocess.SubprocessError):
-                return None  # no compiler: the torch path below serves decode, only slower
-            os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
+        try:
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+                src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
+                src.write_text(DECODE_KERNEL_SOURCE)
+                subprocess.run([*cmd, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
+                os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
+        except (OSError, subprocess.SubprocessError):
+            return None  # no compiler or no writable cache: the torch paths serve, only slower
     so = ctypes.CDLL(str(lib))
     so.dsa_decode_select.restype = so.dsa_sparse_attend.restype = ctypes.c_int
     so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4

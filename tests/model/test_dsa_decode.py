@@ -176,3 +176,24 @@ def test_crossover_defaults_scale_with_k_and_survive_a_damaged_file():
     path.write_text("{not json")
     dsa._read_crossover.cache_clear()
     assert crossover(2048, "prefill") == int(dsa.DEFAULT_CROSSOVER["prefill"] * 2048)
+
+
+def test_without_a_writable_cache_the_kernel_is_skipped_not_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("TOOLGYM_CACHE", str(blocker))  # kernels/ cannot be created under a file
+    dsa.decode_kernel.cache_clear()
+    try:
+        assert dsa.decode_kernel() is None
+        g = torch.Generator().manual_seed(4)
+        keys = quantize_keys(torch.randn(1, 300, 64, generator=g))
+        idx, valid = decode_select(
+            torch.randn(1, 1, 4, 64, generator=g),
+            torch.randn(1, 1, 4, generator=g),
+            keys,
+            32,
+            DecodeBuffers(),
+        )
+        assert idx.shape == (1, 1, 32) and bool(valid.all())
+    finally:
+        dsa.decode_kernel.cache_clear()
