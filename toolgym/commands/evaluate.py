@@ -79,7 +79,7 @@ def add_parser(sub) -> None:
         sub,
         "eval",
         "Evaluate a rollout: success and pass@k with intervals, flips, tool use.",
-        "toolgym eval runs/v32 --k 1,4,8\ntoolgym eval runs/v32 --compare runs/baseline\n"
+        "toolgym eval runs/v32 --k 1,2,4\ntoolgym eval runs/local --compare runs/oracle\n"
         "toolgym eval runs/v32 --rescore          # re-run the verifiers on the stored actions",
         run,
     )

@@ -174,10 +174,12 @@ def add_parser(sub) -> None:
         "rollout",
         "Run a policy over a task set in sandboxes; write trajectories (resumable: run it again).",
         "toolgym rollout reference --policy oracle --out runs/oracle\n"
-        "toolgym rollout out/corpus --policy llm --base-url http://127.0.0.1:8000 --model DeepSeek-V3.2 \\\n"
-        "    --encoding deepseek_v32 --thinking --samples-per-task 8 --in-flight 32 --out runs/v32\n"
-        "toolgym rollout reference --policy local --model default --in-flight 8 --out runs/local\n"
-        "toolgym rollout out/corpus --policy oracle --ray auto --in-flight 16 --out runs/oracle  # on a Ray cluster",
+        "toolgym rollout ./corpus --policy llm --base-url http://127.0.0.1:8000 --model DeepSeek-V3.2 \\\n"
+        "    --encoding deepseek_v32 --thinking --samples-per-task 4 --limit 20 --out runs/v32\n"
+        "toolgym rollout reference --policy local --model default --limit 4 --max-steps 2 --max-tokens 64 "
+        "--out runs/local\n"
+        "toolgym rollout ./corpus --policy oracle --ray local --in-flight 4 --limit 40 --out runs/oracle-ray"
+        "   # --ray auto joins a running cluster",
         run,
     )
     p.add_argument("corpus", help="a synthesis output, an env store, or 'reference'")

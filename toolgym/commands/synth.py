@@ -242,7 +242,8 @@ def _add_filter(s) -> None:
         "written to OUT (resumable: run the same command again).",
         "toolgym synth filter ./corpus --out ./corpus-hard --policy llm --base-url http://127.0.0.1:8000 \\\n"
         "    --model SmolLM2-135M-Instruct --encoding hermes --k 2 --samples 8 --keep '0<pass@k<1'\n"
-        "toolgym synth filter reference --out ./solvable --policy local --model default --k 2 --keep 'pass@k>0'\n"
+        "toolgym synth filter reference --out ./solvable --policy local --model default --k 2 --keep 'pass@k>0' \\\n"
+        "    --sample 2 --max-steps 2 --max-tokens 64\n"
         "toolgym synth filter ./corpus --out ./o --policy oracle --k 1 --keep 'pass@k>0' --only search --sample 50",
         _filter,
     )
@@ -296,7 +297,7 @@ def add_parser(sub) -> None:
         "envs",
         "Build template environments into OUT/envs.",
         "toolgym synth envs --out ./corpus --scale demo\n"
-        "toolgym synth envs --out ./corpus --scale full --ray auto   # on the running Ray cluster",
+        "toolgym synth envs --out ./corpus-ray --scale tiny --ray local   # --ray auto joins a running cluster",
         _envs,
     )
     t = add_command(
@@ -304,7 +305,7 @@ def add_parser(sub) -> None:
         "tasks",
         "Generate, validate and dedupe tasks; write OUT/tasks/*.parquet and OUT/manifest.json.",
         "toolgym synth tasks --out ./corpus --scale demo\n"
-        "toolgym synth tasks --out ./corpus --scale full --ray auto   # same files as without --ray",
+        "toolgym synth tasks --out ./corpus-ray --scale tiny --ray local   # same files as without --ray",
         _tasks,
     )
     for q in (e, t):
