@@ -126,8 +126,14 @@ def _start(args, argv: list[str], model_dir: str, served_name: str, encoding: st
 
 
 def _vllm_python() -> str:
-    here = Path.cwd() / ".venv-vllm" / "bin" / "python"
-    return str(here) if here.exists() else "python"
+    """vLLM's own environment (`make vllm-env`): beside the working folder, else beside this checkout, so the
+    command works from any folder; else whatever `python` is (a user who installed vLLM themselves)."""
+    checkout = Path(__file__).resolve().parents[2]
+    for root in (Path.cwd(), checkout):
+        here = root / ".venv-vllm" / "bin" / "python"
+        if here.exists():
+            return str(here)
+    return "python"
 
 
 def add_parser(sub) -> None:
