@@ -691,6 +691,9 @@ def dense_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Ten
 
     Two matmuls: for a single query they beat SDPA on CPU, and no mask is built.
     """
+    if q.shape[0] == 1:  # plain 2-D GEMMs: cheaper to launch than batched ones at this size
+        att = torch.matmul(q[0, 0] * q.shape[-1] ** -0.5, k[0].T).softmax(-1)  # (H, Lk)
+        return torch.matmul(att, v[0])[None, None]
     att = torch.matmul(q[:, 0] * q.shape[-1] ** -0.5, k.transpose(1, 2)).softmax(-1)  # (B, H, Lk)
     return torch.matmul(att, v)[:, None]
 
@@ -744,7 +747,8 @@ def dsa_attention(
     """
     B, Lq = q.shape[:2]
     Lk = k.shape[1]
-    if top_k is None and not indexer_loss and key_valid is None:  # dense, no padding: no mask needed
+    all_keys = top_k is None or Lk <= top_k  # dense, or k covers every key: the same attention
+    if all_keys and not indexer_loss and key_valid is None:  # no padding: no mask needed
         if q_offset == 0 and Lk == Lq:
             return dense_attention(q, k, v, None)[0], None
         if Lq == 1:
@@ -809,6 +813,7 @@ def save_crossover(by_k: dict[int, dict[str, int]], path: Path | None = None) ->
     tmp.write_text(json.dumps({str(k): v for k, v in sorted(merged.items())}, indent=1) + "\n")
     os.replace(tmp, path)
     _read_crossover.cache_clear()
+    _crossover.cache_clear()
     return path
 
 
@@ -826,6 +831,13 @@ def crossover(top_k: int, phase: str) -> int:
 
     From the calibration of the nearest top_k (scaled by the ratio of the k values), else the default.
     """
+    env = (os.environ.get("TOOLGYM_CACHE"), os.environ.get("XDG_CACHE_HOME"))
+    return _crossover(top_k, phase, env)
+
+
+@functools.lru_cache(maxsize=64)
+def _crossover(top_k: int, phase: str, env: tuple) -> int:
+    """crossover() once per (k, phase, cache location): auto mode asks at every decode step."""
     measured = _read_crossover(str(crossover_path()))
     if not measured:
         return int(DEFAULT_CROSSOVER[phase] * top_k)

@@ -26,6 +26,7 @@ def own_cache(tmp_path, monkeypatch):
     """Each test gets its own toolgym cache: no calibration from this machine leaks in."""
     monkeypatch.setenv("TOOLGYM_CACHE", str(tmp_path / "cache"))
     dsa._read_crossover.cache_clear()
+    dsa._crossover.cache_clear()
 
 
 def reference_select(q, w, keys: Int8Keys, k, key_valid=None):
@@ -175,6 +176,7 @@ def test_crossover_defaults_scale_with_k_and_survive_a_damaged_file():
     assert crossover(4096, "decode") == 6000  # nearest k, scaled by the ratio of the k values
     path.write_text("{not json")
     dsa._read_crossover.cache_clear()
+    dsa._crossover.cache_clear()
     assert crossover(2048, "prefill") == int(dsa.DEFAULT_CROSSOVER["prefill"] * 2048)
 
 
