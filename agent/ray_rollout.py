@@ -501,10 +501,7 @@ def ray_rollout(
                 store.commit(pending)
                 pending = []
             if bar is not None and fresh:
-                figures = {"success": f"{stats.successes / stats.episodes:.1%}"}
-                if stats.infra_errors:
-                    figures["infra"] = stats.infra_errors
-                bar.update(len(fresh), **figures)
+                bar.update(len(fresh), **stats.figures())
         store.commit(pending)
         stats.wall_s = time.perf_counter() - started
         ray_summary = {

@@ -111,6 +111,13 @@ class RolloutStats:
         self.infra_errors += row["status"] == "infra_error"
         self.infra_retries += row["infra_retries"]
 
+    def figures(self) -> dict[str, Any]:
+        """What a progress line shows beside the count: success so far, and infrastructure failures if any."""
+        out: dict[str, Any] = {"success": f"{self.successes / max(1, self.episodes):.1%}"}
+        if self.infra_errors:
+            out["infra"] = self.infra_errors
+        return out
+
 
 INFRA_STOPS = ("model_error",)
 
@@ -388,10 +395,7 @@ async def rollout(
             pending.append(row)
             await flush()
             if bar is not None:
-                figures = {"success": f"{stats.successes / stats.episodes:.1%}"}
-                if stats.infra_errors:
-                    figures["infra"] = stats.infra_errors
-                bar.update(1, **figures)
+                bar.update(1, **stats.figures())
         await worker.aclose()
 
     try:
