@@ -364,9 +364,18 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 0
     rows = run(cfg, progress=progress)
     if args.json:
-        keys = ["L", "k", "mode", "dense_s", "dsa_s", "indexer_s"]
-        if getattr(args, "full_rows", False):
-            keys += ["auto_s", "auto_sparse", "dense_bytes", "dsa_bytes"]
+        keys = [
+            "L",
+            "k",
+            "mode",
+            "dense_s",
+            "dsa_s",
+            "indexer_s",
+            "auto_s",
+            "auto_sparse",
+            "dense_bytes",
+            "dsa_bytes",
+        ]
         print(json.dumps([{key: asdict(r)[key] for key in keys} for r in rows], indent=1))
     else:
         print(format_table(rows, cfg))

@@ -241,11 +241,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="measure where DSA overtakes dense (prefill and decode, per k) and store it for auto mode",
     )
     parser.add_argument(
-        "--full-rows",
-        action="store_true",
-        help="--json rows also carry auto_s, auto_sparse, dense_bytes and dsa_bytes",
-    )
-    parser.add_argument(
         "--agent",
         action="store_true",
         help="decode tokens/s of the small DSA LM through a long agent episode, DSA vs dense vs auto",

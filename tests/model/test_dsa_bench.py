@@ -42,7 +42,7 @@ def test_calibrate_stores_a_crossover_per_k_and_phase_that_auto_mode_reads(tmp_p
 
 
 def test_bench_rows_carry_auto_time_and_cache_bytes(capsys):
-    args = ["model", "bench", "--json", "--full-rows", "--lengths", "256", "--top-k", "64", *SMALL]
+    args = ["model", "bench", "--json", "--lengths", "256", "--top-k", "64", *SMALL]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["mode"] for r in rows} == {"prefill", "decode"}
