@@ -75,6 +75,7 @@ def pipeline(args) -> None:
     from toolgym.agent.export import export_rl, export_sft
     from toolgym.agent.policies import OraclePolicy, RandomPolicy
     from toolgym.agent.rollout import load_trajectories, rollout
+    from toolgym.agent.viewer import build_view
     from toolgym.envs.corpus import load_corpus
     from toolgym.synth.pipeline import synth_envs, synth_tasks
     from toolgym.synth.report import write_report
@@ -96,12 +97,14 @@ def pipeline(args) -> None:
             )
             rows = load_trajectories(run)
             report = evaluate(rows, ks=(1,))
-            md, page = write_reports(report, rows, run / "eval")
+            view = build_view(run, rows=rows)  # the report's rows open it, filtered
+            md, page = write_reports(report, rows, run / "eval", view=view)
             by_cat = ", ".join(
                 f"{c} {100 * m['success_rate']:.0f}%" for c, m in report["by_category"].items()
             )
             print(
-                f"  {stats.episodes} episodes at {stats.episodes_per_s:.1f}/s; success {by_cat}; report {page}"
+                f"  {stats.episodes} episodes at {stats.episodes_per_s:.1f}/s; success {by_cat}; report {page}; "
+                f"episodes {view}"
             )
             if policy == "oracle":
                 sft = export_sft(rows, out / "data" / f"{name}-sft", system_prompt="tools")
@@ -171,6 +174,7 @@ def model_stage(args, out: Path, corpus) -> None:
     from toolgym.agent.local import LocalPolicy
     from toolgym.agent.loop import Budgets
     from toolgym.agent.rollout import load_trajectories, rollout
+    from toolgym.agent.viewer import build_view
     from toolgym.model.retrofit import load_sparse_model
 
     def log(line: str) -> None:
@@ -208,7 +212,7 @@ def model_stage(args, out: Path, corpus) -> None:
             policy.close()
         rows = load_trajectories(run)
         report = evaluate(rows, ks=(1,))
-        md, page = write_reports(report, rows, run / "eval")
+        md, page = write_reports(report, rows, run / "eval", view=build_view(run, rows=rows))
         calls = sum(1 for r in rows for m in r["messages"] if m.get("role") == "tool")
         if "overall" not in report:  # every episode failed outside the agent's reach
             failed = {str(r.get("error"))[:200] for r in rows}
