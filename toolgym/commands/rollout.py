@@ -70,7 +70,6 @@ def run(args) -> int:
     from toolgym.agent.loop import Budgets
     from toolgym.agent.rollout import rollout
     from toolgym.agent.runstore import RunFolderError
-    from toolgym.envs import IN_PROCESS
     from toolgym.envs.corpus import load_corpus
 
     corpus = load_corpus(args.corpus).select(env_ids=args.env, category=args.category, limit=args.limit)
@@ -97,14 +96,7 @@ def run(args) -> int:
                 corpus,
                 factory,
                 args.out,
-                samples_per_task=args.samples_per_task,
-                in_flight=args.in_flight,
-                backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
-                budgets=budgets,
-                episode_timeout_s=args.episode_timeout,
-                seed=args.seed,
-                progress=args.progress,
-                retry_infra=not args.no_retry_infra,
+                **run_settings(args, budgets),
             )
         )
     except RunFolderError as exc:
@@ -121,6 +113,22 @@ def run(args) -> int:
     return 0
 
 
+def run_settings(args, budgets) -> dict:
+    """What a local and a Ray rollout take alike from the command line."""
+    from toolgym.envs import IN_PROCESS
+
+    return {
+        "samples_per_task": args.samples_per_task,
+        "in_flight": args.in_flight,
+        "backend": IN_PROCESS if args.backend == "inprocess" else args.backend,
+        "budgets": budgets,
+        "episode_timeout_s": args.episode_timeout,
+        "seed": args.seed,
+        "progress": args.progress,
+        "retry_infra": not args.no_retry_infra,
+    }
+
+
 def print_stats(stats, out, extra: str = "") -> None:
     print(
         f"{stats.episodes} episodes ({stats.skipped} already done) in {stats.wall_s:.1f} s "
@@ -134,7 +142,6 @@ def run_on_ray(args, corpus, factory, budgets) -> int:
     from toolgym.agent.cluster import ClusterError
     from toolgym.agent.ray_rollout import ray_rollout
     from toolgym.agent.runstore import RunFolderError
-    from toolgym.envs import IN_PROCESS
 
     try:
         stats = ray_rollout(
@@ -143,14 +150,7 @@ def run_on_ray(args, corpus, factory, budgets) -> int:
             args.out,
             address=args.ray,
             cpus_per_actor=args.ray_cpus_per_actor,
-            samples_per_task=args.samples_per_task,
-            in_flight=args.in_flight,
-            backend=IN_PROCESS if args.backend == "inprocess" else args.backend,
-            budgets=budgets,
-            episode_timeout_s=args.episode_timeout,
-            seed=args.seed,
-            progress=args.progress,
-            retry_infra=not args.no_retry_infra,
+            **run_settings(args, budgets),
         )
     except (RunFolderError, ClusterError) as exc:
         if os.environ.get("TOOLGYM_DEBUG"):
