@@ -32,6 +32,8 @@ from .dsa import (
     decode_select,
     dsa_attention,
     index_scores,
+    pack_keys,
+    prefill_select,
     quantize_keys,
     save_crossover,
     select_topk,
@@ -139,6 +141,14 @@ def _indexer_only(cfg: BenchConfig, iq, iw, ik, top_k: int, offset: int, buffers
     if isinstance(ik, Int8Keys):
         if n_q == 1:
             decode_select(iq, iw, ik, top_k, buffers)
+            return
+        packed = pack_keys(ik, offset + n_q) if offset + n_q > top_k else None
+        if packed is not None:
+            for s in range(0, n_q, cfg.chunk):
+                if offset + min(n_q, s + cfg.chunk) > top_k:
+                    prefill_select(
+                        iq[:, s : s + cfg.chunk], iw[:, s : s + cfg.chunk], packed, top_k, offset + s
+                    )
             return
         ik = ik.as_float()
     for s in range(0, n_q, cfg.chunk):

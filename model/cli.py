@@ -32,6 +32,8 @@ DEFAULT_EXAMPLE = """example:
 
 GENERATE_EXAMPLE = """example:
   toolgym model generate --checkpoint runs/dsa/sparse --prompt "Once upon" --max-new-tokens 40 --stop "."
+  # dense below the calibrated crossover, sparse above it
+  toolgym model generate --checkpoint runs/dsa/sparse --prompt "Once upon" --max-new-tokens 20 --sparse auto
 """
 
 RETROFIT_DESCRIPTION = """Make a dense Llama/Qwen2 checkpoint (or the embedded default model) a sparse-attention one:
@@ -148,7 +150,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=0.95)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dense", action="store_true", help="dense attention instead of the checkpoint's default")
+    p.add_argument(
+        "--sparse",
+        choices=("on", "off", "auto"),
+        default=None,
+        help="top-k sparse attention on, off (dense), or auto: dense below the crossover `model bench "
+        "--calibrate` measured, sparse above (default: the checkpoint's own mode)",
+    )
+    p.add_argument("--dense", action="store_true", help="the same as --sparse off")
     p.set_defaults(func=run_generate)
 
     p = sub.add_parser(
@@ -371,7 +380,7 @@ def run_generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         stop=args.stop,
         seed=args.seed,
-        sparse=False if args.dense else None,
+        sparse=False if args.dense else {"on": True, "off": False, "auto": "auto", None: None}[args.sparse],
     )
     for prompt, text in zip(args.prompt, texts, strict=True):
         print(f"{prompt}{text}")

@@ -115,6 +115,7 @@ def small(**overrides) -> DSAConfig:
         index_rope_dim=32,
         top_k=256,
         max_seq_len=2048,
+        index_precision="int8",  # the int8 key cache and fused kernels: what inference should run
     )
     base.update(overrides)
     return DSAConfig(**base).validate()

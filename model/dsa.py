@@ -205,263 +205,8 @@ def _score_then_position(scores: torch.Tensor) -> torch.Tensor:
 #     a small C++ kernel (AVX512-VNNI where the CPU has it) into preallocated buffers. Decode is
 #     bound by the bytes it reads, and this reads 1 byte per key dim where fp32 keys cost 4.
 
-DECODE_KERNEL_SOURCE = r"""
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <functional>
-#include <limits>
-#include <thread>
-#include <vector>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-static inline __m512i sum16(const __m512i* a) {
-  // Lane i of the result is the sum of the 16 lanes of a[i]: a transpose-and-add tree (45
-  // instructions for 16 sums, where 16 horizontal reductions take about 150).
-  __m512i b[8], d[4];
-  for (int i = 0; i < 8; ++i)
-    b[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]),
-                            _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
-  for (int i = 0; i < 4; ++i)
-    d[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(b[2 * i], b[2 * i + 1]),
-                            _mm512_unpackhi_epi64(b[2 * i], b[2 * i + 1]));
-  const __m512i f01 = _mm512_add_epi32(_mm512_shuffle_i32x4(d[0], d[1], 0x88), _mm512_shuffle_i32x4(d[0], d[1], 0xDD));
-  const __m512i f23 = _mm512_add_epi32(_mm512_shuffle_i32x4(d[2], d[3], 0x88), _mm512_shuffle_i32x4(d[2], d[3], 0xDD));
-  return _mm512_add_epi32(_mm512_shuffle_i32x4(f01, f23, 0x88), _mm512_shuffle_i32x4(f01, f23, 0xDD));
-}
-#endif
-
-extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* keys, const float* kscale,
-                                 const uint8_t* valid, int64_t B, int64_t H, int64_t d, int64_t cap,
-                                 int64_t n, int64_t k, float* scores, uint64_t* order, int64_t* idx,
-                                 uint8_t* sel) {
-  // q (B, H, d) rotated fp32 queries, w (B, H), keys (B, cap, d) int8, kscale (B, cap), valid (B, cap)
-  // or null; the first n keys are scored into scores (B, cap) and the top k go to idx, sel (B, k).
-  if (H * d > 8192 || H > 256 || k > n || k < 1) return 1;
-  int8_t qi[8192];
-  float qw[256];
-  int32_t qsum[256];
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  for (int64_t b = 0; b < B; ++b) {
-    const float* qb = q + b * H * d;
-    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
-      float amax = 0.f;
-      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qb[h * d + j]));
-      const float scale = std::max(amax, 1e-12f) / 127.0f;
-      int32_t sum = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        qi[h * d + j] = (int8_t)std::nearbyint(qb[h * d + j] / scale);
-        sum += qi[h * d + j];
-      }
-      qw[h] = w[b * H + h] * scale;
-      qsum[h] = 128 * sum;  // the dot of q with the +128 that makes the keys unsigned for VNNI
-    }
-    const int8_t* kb = keys + b * cap * d;
-    const float* sb = kscale + b * cap;
-    const uint8_t* vb = valid ? valid + b * cap : nullptr;
-    float* out = scores + b * cap;
-    uint64_t* ord = order + b * cap;
-    int64_t t = 0;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    if (d == 64) {  // 16 tokens at a time: one key row per register, the 16 dot products summed together
-      const __m512i flip = _mm512_set1_epi8((char)0x80);
-      for (; t + 16 <= n; t += 16) {
-        __m512i ku[16], acc[16];
-        for (int u = 0; u < 16; ++u) ku[u] = _mm512_xor_si512(_mm512_loadu_si512(kb + (t + u) * 64), flip);
-        __m512 sc = _mm512_setzero_ps();
-        for (int64_t h = 0; h < H; ++h) {
-          const __m512i qh = _mm512_loadu_si512(qi + h * 64);
-          for (int u = 0; u < 16; ++u) acc[u] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ku[u], qh);
-          const __m512i dots = _mm512_sub_epi32(sum16(acc), _mm512_set1_epi32(qsum[h]));
-          const __m512 relu = _mm512_cvtepi32_ps(_mm512_max_epi32(dots, _mm512_setzero_si512()));
-          sc = _mm512_fmadd_ps(_mm512_set1_ps(qw[h]), relu, sc);
-        }
-        sc = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_loadu_ps(sb + t)), _mm512_setzero_ps());
-        _mm512_storeu_ps(out + t, sc);
-        for (int u = 0; u < 16; ++u) {
-          float s = out[t + u];
-          if (vb && !vb[t + u]) s = out[t + u] = neg_inf;
-          uint32_t bits;
-          std::memcpy(&bits, &s, 4);
-          bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-          ord[t + u] = ((uint64_t)bits << 32) | (uint64_t)(t + u);
-        }
-      }
-    }
-#endif
-    for (; t < n; ++t) {
-      const int8_t* kt = kb + t * d;
-      float s = 0.f;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-      if (d % 64 == 0) {
-        const __m512i flip = _mm512_set1_epi8((char)0x80);
-        for (int64_t h = 0; h < H; ++h) {
-          __m512i acc = _mm512_setzero_si512();
-          for (int64_t j = 0; j < d; j += 64) {
-            const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(kt + j), flip);
-            acc = _mm512_dpbusd_epi32(acc, ku, _mm512_loadu_si512(qi + h * d + j));
-          }
-          const int32_t dot = _mm512_reduce_add_epi32(acc) - qsum[h];
-          if (dot > 0) s += qw[h] * (float)dot;
-        }
-      } else
-#endif
-      {
-        for (int64_t h = 0; h < H; ++h) {
-          const int8_t* qh = qi + h * d;
-          int32_t dot = 0;
-          for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
-          if (dot > 0) s += qw[h] * (float)dot;
-        }
-      }
-      s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
-      if (vb && !vb[t]) s = neg_inf;
-      out[t] = s;
-      uint32_t u;
-      std::memcpy(&u, &s, 4);
-      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
-      ord[t] = ((uint64_t)u << 32) | (uint64_t)t;  // equal scores: the later position ranks higher
-    }
-    std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t t = (int64_t)(ord[i] & 0xffffffffu);
-      idx[b * k + i] = t;
-      sel[b * k + i] = out[t] != neg_inf;
-    }
-  }
-  return 0;
-}
-
-static inline float exp_approx(float x) {
-  // e^x for x <= 0 to ~2e-7 relative: 2^(x log2 e), the fraction by a degree-6 polynomial. Plain
-  // arithmetic, so the loops that call it vectorize (std::exp would not without -ffast-math).
-  x = std::max(x, -87.0f);
-  const float t = x * 1.4426950409f;
-  const float fi = std::floor(t);
-  const float f = t - fi;
-  const float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f + f * (0.0555041087f +
-                  f * (0.0096181291f + f * (0.0013333558f + f * 0.0001540353f)))));
-  int32_t bits = ((int32_t)fi + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-
-static inline void prefetch_row(const float* row, int64_t D) {
-  for (int64_t j = 0; j < D; j += 16) __builtin_prefetch(row + j);
-}
-
-static void attend_rows(const float* q, const float* keys, const float* values, const int64_t* idx,
-                        const uint8_t* sel, int64_t Lq, int64_t H, int64_t D, int64_t cap, int64_t k,
-                        int64_t r0, int64_t r1, float* att, float* out) {
-  // Rows r0..r1 of the (B * Lq) queries; att (H, k) scratch of this thread. Heads run innermost in
-  // the dot products so one key row serves all of them (MQA), and the loops vectorize over heads.
-  std::vector<float> qt_(H * D), s_(H), mx_(H), inv_(H);
-  float* __restrict qt = qt_.data();
-  float* __restrict s = s_.data();
-  float* __restrict mx = mx_.data();
-  float* __restrict inv = inv_.data();
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / Lq;
-    const float* __restrict qr = q + r * H * D;
-    const int64_t* ir = idx + r * k;
-    const uint8_t* sr = sel + r * k;
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
-    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, inv[h] = 0.f;
-    for (int64_t i = 0; i < k; ++i) {  // att (k, H): row i holds key i's logits for all heads
-      const float* __restrict kr = keys + (b * cap + ir[i]) * D;
-      float* __restrict ai = att + i * H;
-      if (i + 8 < k) prefetch_row(keys + (b * cap + ir[i + 8]) * D, D);  // rows are scattered: ask early
-      int64_t h0 = 0;
-#if defined(__AVX512F__)
-      for (; h0 + 16 <= H; h0 += 16) {  // 16 heads in one register across the whole dot product
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        int64_t j = 0;
-        for (; j + 4 <= D; j += 4)  // four chains: one would wait on each FMA's latency
-          for (int u = 0; u < 4; ++u)
-            acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + (j + u) * H + h0), _mm512_set1_ps(kr[j + u]), acc[u]);
-        for (; j < D; ++j)
-          acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + j * H + h0), _mm512_set1_ps(kr[j]), acc[0]);
-        _mm512_storeu_ps(s + h0, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-      }
-#endif
-      for (int64_t h = h0; h < H; ++h) {
-        float acc = 0.f;
-        for (int64_t j = 0; j < D; ++j) acc += qt[j * H + h] * kr[j];
-        s[h] = acc;
-      }
-      const float mask = sr[i] != 0 ? 0.f : neg_inf;
-#pragma GCC ivdep
-      for (int64_t h = 0; h < H; ++h) {
-        ai[h] = s[h] + mask;
-        mx[h] = std::max(mx[h], ai[h]);
-      }
-    }
-    for (int64_t i = 0; i < k; ++i) {
-      float* __restrict ai = att + i * H;
-      const float keep = sr[i] != 0 ? 1.f : 0.f;  // masked: -inf clamps to e^-87 in exp_approx, zeroed
-#pragma GCC ivdep
-      for (int64_t h = 0; h < H; ++h) {
-        ai[h] = exp_approx(ai[h] - mx[h]) * keep;
-        inv[h] += ai[h];
-      }
-    }
-    for (int64_t h = 0; h < H; ++h) inv[h] = 1.0f / inv[h];
-    float* __restrict o = out + r * H * D;
-    for (int64_t x = 0; x < H * D; ++x) o[x] = 0.f;
-    for (int64_t i = 0; i < k; ++i) {
-      const float* __restrict vr = values + (b * cap + ir[i]) * D;
-      const float* __restrict ai = att + i * H;
-      if (i + 8 < k) prefetch_row(values + (b * cap + ir[i + 8]) * D, D);
-#if defined(__AVX512F__)
-      if (D % 16 == 0) {
-        for (int64_t j0 = 0; j0 < D; j0 += 16) {  // a 16-wide slice of the value row, reused by all heads
-          const __m512 vj = _mm512_loadu_ps(vr + j0);
-          for (int64_t h = 0; h < H; ++h) {
-            float* oh = o + h * D + j0;
-            _mm512_storeu_ps(oh, _mm512_fmadd_ps(_mm512_set1_ps(ai[h]), vj, _mm512_loadu_ps(oh)));
-          }
-        }
-      } else
-#endif
-      {
-        for (int64_t h = 0; h < H; ++h) {
-          const float p = ai[h];
-          float* __restrict oh = o + h * D;
-          for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
-        }
-      }
-    }
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) o[h * D + j] *= inv[h];
-  }
-}
-
-extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
-                                 const uint8_t* sel, int64_t B, int64_t Lq, int64_t H, int64_t D, int64_t cap,
-                                 int64_t k, float* att, float* out, int64_t threads) {
-  // q (B, Lq, H, D) pre-scaled, each over its own k keys idx (B, Lq, k) (sel marks the real ones) of
-  // keys and values (B, cap, D): out (B, Lq, H, D). att holds threads * H * k floats of scratch.
-  const int64_t rows = B * Lq;
-  threads = std::max<int64_t>(1, std::min(threads, rows));
-  if (threads == 1) {
-    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, att, out);
-    return 0;
-  }
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < threads; ++w)
-    pool.emplace_back(attend_rows, q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads,
-                      rows * (w + 1) / threads, att + w * H * k, out);
-  for (auto& t : pool) t.join();
-  return 0;
-}
-"""
+KERNEL_SOURCE = Path(__file__).with_name("dsa_kernels.cpp")
+"""The C++ source of the kernels (decode select, prefill select, sparse attention), compiled on first use."""
 
 
 def _cache_root() -> Path:
@@ -485,14 +230,15 @@ def decode_kernel():
         flags = ""
     cmd = [os.environ.get("CXX", "g++"), "-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
     cmd += ["-fno-math-errno", "-fno-trapping-math"]  # floor vectorizes; inf and nan still hold
-    tag = hashlib.sha256(" ".join([DECODE_KERNEL_SOURCE, flags, *cmd]).encode()).hexdigest()[:16]
+    source = KERNEL_SOURCE.read_text()
+    tag = hashlib.sha256(" ".join([source, flags, *cmd]).encode()).hexdigest()[:16]
     lib = _cache_root() / "kernels" / f"dsa_decode_{tag}.so"
     if not lib.is_file():
         try:
             lib.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
                 src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
-                src.write_text(DECODE_KERNEL_SOURCE)
+                src.write_text(source)
                 subprocess.run([*cmd, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
                 os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
         except (OSError, subprocess.SubprocessError):
@@ -502,6 +248,11 @@ def decode_kernel():
     so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
     so.dsa_sparse_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 2
     so.dsa_sparse_attend.argtypes += [ctypes.c_int64]
+    so.dsa_pack_keys.restype = None
+    so.dsa_pack_keys.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p]
+    so.dsa_prefill_select.restype = ctypes.c_int
+    so.dsa_prefill_select.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 8 + [ctypes.c_void_p] * 2
+    so.dsa_prefill_select.argtypes += [ctypes.c_int64]
     return so
 
 
@@ -576,6 +327,69 @@ def decode_select(
             f"The decode kernel takes at most 8192 indexer query values per row (H_I * d_I = {H * d})."
         )
     return buffers.idx[:, None], buffers.sel.view(torch.bool)[:, None]
+
+
+class PackedKeys(NamedTuple):
+    """An int8 key cache with its copy packed for the prefill kernel (16 tokens' dims interleaved by 4)."""
+
+    keys: Int8Keys
+    packed: torch.Tensor
+    n: int
+
+
+def pack_keys(keys: Int8Keys, n: int) -> PackedKeys | None:
+    """The first n keys packed for prefill_select, or None where the kernel or the layout does not fit."""
+    so = decode_kernel()
+    values = keys.values
+    B, _, d = values.shape
+    if so is None or values.device.type != "cpu" or values.stride(-1) != 1 or values.stride(1) != d:
+        return None
+    cap = values.stride(0) // d
+    if keys.scale.stride() != (cap, 1) or d % 4 or d > 8192:
+        return None
+    packed = torch.empty(B * ((n + 15) // 16) * d * 16, dtype=torch.uint8)
+    so.dsa_pack_keys(values.data_ptr(), B, cap, d, n, packed.data_ptr())
+    return PackedKeys(keys, packed, n)
+
+
+def prefill_select(
+    q: torch.Tensor,
+    w: torch.Tensor,
+    keys: PackedKeys,
+    top_k: int,
+    q_offset: int,
+    key_valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries at positions q_offset.. over their visible keys (causal, and key_valid) of the int8 cache:
+    q (B, Lq, H_I, d_I), w (B, Lq, H_I) -> idx and valid (B, Lq, top_k), the selection of
+    select_topk(index_scores(...)) up to the fp32 summation order, scored and selected in one kernel
+    pass per query (split over torch's threads) with no (Lq, Lk) score matrix.
+    """
+    so = decode_kernel()
+    B, Lq, H, d = q.shape
+    values, scale = keys.keys.values, keys.keys.scale
+    cap = values.stride(0) // d
+    if q_offset + Lq > keys.n:
+        raise ValueError(f"the packed keys hold {keys.n} tokens; queries reach {q_offset + Lq}")
+    qr = torch.matmul(q.float(), _hadamard_cached(d, str(q.device))).contiguous()
+    w = w.float().contiguous()
+    valid_ptr = None
+    if key_valid is not None:
+        if key_valid.dtype != torch.bool or key_valid.stride() != (cap, 1):
+            padded = torch.zeros(B, cap, dtype=torch.bool)
+            padded[:, : key_valid.shape[1]] = key_valid
+            key_valid = padded
+        valid_ptr = key_valid.data_ptr()
+    idx = torch.empty(B, Lq, top_k, dtype=torch.int64)
+    sel = torch.empty(B, Lq, top_k, dtype=torch.uint8)
+    threads = 1 if B * Lq < 16 else torch.get_num_threads()
+    rc = so.dsa_prefill_select(
+        qr.data_ptr(), w.data_ptr(), values.data_ptr(), keys.packed.data_ptr(), scale.data_ptr(), valid_ptr,
+        B, Lq, H, d, cap, keys.n, q_offset, top_k, idx.data_ptr(), sel.data_ptr(), threads,
+    )  # fmt: skip
+    if rc != 0:
+        raise ValueError(f"the prefill kernel refused its shapes (q_offset {q_offset} + Lq {Lq} > cap {cap})")
+    return idx, sel.view(torch.bool)
 
 
 def fused_sparse_attention(
@@ -753,12 +567,16 @@ def dsa_attention(
             return dense_attention(q, k, v, None)[0], None
         if Lq == 1:
             return dense_decode(q, k, v), None
+    packed = None
     if isinstance(ik, Int8Keys):
         if Lq == 1 and buffers is not None and top_k is not None and Lk > top_k and not indexer_loss:
             idx, valid = decode_select(iq, iw, ik, top_k, buffers, key_valid)
             out = fused_sparse_attention(q, k, v, idx, valid, buffers)
             return (sparse_attention(q, k, v, idx, valid)[0] if out is None else out), None
-        if Lq > 1:  # prefill: the int8 values as floats once for all chunks (fp32 GEMMs beat int8 here)
+        if Lq > 1 and top_k is not None and Lk > top_k and not indexer_loss:
+            # prefill in the kernel: scores and top-k per query, without the (chunk, Lk) score matrix
+            packed = pack_keys(ik, Lk)
+        if Lq > 1 and packed is None:  # the torch path: the int8 values as floats once for all chunks
             ik = ik.as_float()
     outs, kl_total = [], q.new_zeros(())
     for s in range(0, Lq, chunk):
@@ -771,10 +589,13 @@ def dsa_attention(
         visible = visible_keys(q_pos, n_keys, valid_keys)
         sparse = top_k is not None and n_keys > top_k
         scores = None
-        if sparse or indexer_loss:
+        if (sparse and packed is None) or indexer_loss:
             scores = index_scores(iq[:, s:e], iw[:, s:e], ikc, visible, precision)  # (B, c, n_keys)
         if sparse:
-            idx, valid = select_topk(scores, top_k)  # (B, c, k)
+            if packed is not None:
+                idx, valid = prefill_select(iq[:, s:e], iw[:, s:e], packed, top_k, q_offset + s, valid_keys)
+            else:
+                idx, valid = select_topk(scores, top_k)  # (B, c, k)
             out = None if indexer_loss else fused_sparse_attention(q[:, s:e], kc, vc, idx, valid, buffers)
             if out is None:
                 out, probs = sparse_attention(q[:, s:e], kc, vc, idx, valid, need_probs=indexer_loss)

@@ -364,7 +364,7 @@ def generate(
     top_p: float = 1.0,
     stop: list[str] | None = None,
     seed: int = 0,
-    sparse: bool | None = None,
+    sparse: bool | str | None = None,
 ) -> list[str]:
     """Complete each prompt; the text ends before the first stop string or the end-of-sentence token."""
     stop = stop or []

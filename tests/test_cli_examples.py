@@ -212,6 +212,21 @@ def work(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def machine_calibration_kept():
+    """`model bench --calibrate` stores its crossover in the real cache (the default model's conversion is
+    cached there too, so the cache stays): this machine's own calibration is put back afterwards."""
+    from toolgym.model.dsa import crossover_path
+
+    path = crossover_path()
+    saved = path.read_bytes() if path.is_file() else None
+    yield
+    if saved is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(saved)
+
+
 def shell_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -10,8 +10,11 @@ from toolgym.model.dsa import (
     Int8Keys,
     crossover,
     decode_select,
+    dsa_attention,
     fused_sparse_attention,
     index_scores,
+    pack_keys,
+    prefill_select,
     quantize_keys,
     save_crossover,
     select_topk,
@@ -102,6 +105,58 @@ def test_fused_sparse_attention_equals_sparse_attention(n_queries):
     torch.testing.assert_close(fused_sparse_attention(q, k, v, idx, valid, DecodeBuffers()), expected)
     q.requires_grad_(True)
     assert fused_sparse_attention(q, k, v, idx, valid) is None  # training keeps the autograd path
+
+
+def selected(idx, valid):
+    """Each query's selected keys as a sorted list: the masked slots left out."""
+    rows = zip(idx.reshape(-1, idx.shape[-1]), valid.reshape(-1, idx.shape[-1]), strict=True)
+    return [sorted(i[v].tolist()) for i, v in rows]
+
+
+@pytest.mark.parametrize("d", [16, 64, 128])  # all take the packed VNNI loop where the CPU has one
+@pytest.mark.parametrize("q_offset,padded", [(0, False), (150, False), (150, True)])
+def test_prefill_select_matches_index_scores_then_select_topk(d, q_offset, padded):
+    if dsa.decode_kernel() is None:
+        pytest.skip("no C++ compiler: prefill selects with select_topk")
+    g = torch.Generator().manual_seed(d + q_offset)
+    B, Lq, H, k = 2, 70, 4, 40
+    n = q_offset + Lq
+    q, w = torch.randn(B, Lq, H, d, generator=g), torch.randn(B, Lq, H, generator=g)
+    keys = quantize_keys(torch.randn(B, n, d, generator=g))
+    key_valid = None
+    if padded:
+        key_valid = torch.rand(B, n, generator=g) > 0.3
+        key_valid[:, q_offset:] = True  # each query's own key is real
+    packed = pack_keys(keys, n)
+    assert packed is not None
+    idx, valid = prefill_select(q, w, packed, k, q_offset, key_valid)
+    visible = visible_keys(torch.arange(q_offset, n), n, key_valid)
+    ref_idx, ref_valid = select_topk(index_scores(q, w, keys, visible), k)
+    assert idx.shape == (B, Lq, k) and valid.dtype == torch.bool
+    assert selected(idx, valid) == selected(ref_idx, ref_valid)
+    if q_offset == 0:  # the first queries see fewer than k keys: all of them, the rest masked
+        assert selected(idx, valid)[0] == [0] and int(valid[0, 0].sum()) == 1
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_prefill_in_the_kernel_equals_the_torch_path(monkeypatch, padded):
+    if dsa.decode_kernel() is None:
+        pytest.skip("no C++ compiler: prefill runs the torch path only")
+    g = torch.Generator().manual_seed(5)
+    B, L, H, D, k = 2, 300, 4, 64, 48
+    q, kv = torch.randn(B, L, H, D, generator=g), torch.randn(B, L, 2, D, generator=g)
+    iq, iw = torch.randn(B, L, 4, 64, generator=g), torch.randn(B, L, 4, generator=g)
+    ik = quantize_keys(torch.randn(B, L, 64, generator=g))
+    key_valid = None
+    if padded:
+        key_valid = torch.ones(B, L, dtype=torch.bool)
+        key_valid[1, :37] = False  # a left-padded row
+    args = (q[:, 100:], kv[:, :, 0], kv[:, :, 1], iq[:, 100:], iw[:, 100:], ik)
+    kw = dict(top_k=k, q_offset=100, key_valid=key_valid, chunk=64)
+    fused, _ = dsa_attention(*args, **kw)
+    monkeypatch.setattr(dsa, "decode_kernel", lambda: None)
+    plain, _ = dsa_attention(*args, **kw)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-4)
 
 
 def test_decoding_reuses_its_buffers_step_after_step():

@@ -1,0 +1,394 @@
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <thread>
+#include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+static inline __m512i sum16(const __m512i* a) {
+  // Lane i of the result is the sum of the 16 lanes of a[i]: a transpose-and-add tree (45
+  // instructions for 16 sums, where 16 horizontal reductions take about 150).
+  __m512i b[8], d[4];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]),
+                            _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)
+    d[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(b[2 * i], b[2 * i + 1]),
+                            _mm512_unpackhi_epi64(b[2 * i], b[2 * i + 1]));
+  const __m512i f01 = _mm512_add_epi32(_mm512_shuffle_i32x4(d[0], d[1], 0x88), _mm512_shuffle_i32x4(d[0], d[1], 0xDD));
+  const __m512i f23 = _mm512_add_epi32(_mm512_shuffle_i32x4(d[2], d[3], 0x88), _mm512_shuffle_i32x4(d[2], d[3], 0xDD));
+  return _mm512_add_epi32(_mm512_shuffle_i32x4(f01, f23, 0x88), _mm512_shuffle_i32x4(f01, f23, 0xDD));
+}
+#endif
+
+extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* keys, const float* kscale,
+                                 const uint8_t* valid, int64_t B, int64_t H, int64_t d, int64_t cap,
+                                 int64_t n, int64_t k, float* scores, uint64_t* order, int64_t* idx,
+                                 uint8_t* sel) {
+  // q (B, H, d) rotated fp32 queries, w (B, H), keys (B, cap, d) int8, kscale (B, cap), valid (B, cap)
+  // or null; the first n keys are scored into scores (B, cap) and the top k go to idx, sel (B, k).
+  if (H * d > 8192 || H > 256 || k > n || k < 1) return 1;
+  int8_t qi[8192];
+  float qw[256];
+  int32_t qsum[256];
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* qb = q + b * H * d;
+    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
+      float amax = 0.f;
+      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qb[h * d + j]));
+      const float scale = std::max(amax, 1e-12f) / 127.0f;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        qi[h * d + j] = (int8_t)std::nearbyint(qb[h * d + j] / scale);
+        sum += qi[h * d + j];
+      }
+      qw[h] = w[b * H + h] * scale;
+      qsum[h] = 128 * sum;  // the dot of q with the +128 that makes the keys unsigned for VNNI
+    }
+    const int8_t* kb = keys + b * cap * d;
+    const float* sb = kscale + b * cap;
+    const uint8_t* vb = valid ? valid + b * cap : nullptr;
+    float* out = scores + b * cap;
+    uint64_t* ord = order + b * cap;
+    int64_t t = 0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    if (d == 64) {  // 16 tokens at a time: one key row per register, the 16 dot products summed together
+      const __m512i flip = _mm512_set1_epi8((char)0x80);
+      for (; t + 16 <= n; t += 16) {
+        __m512i ku[16], acc[16];
+        for (int u = 0; u < 16; ++u) ku[u] = _mm512_xor_si512(_mm512_loadu_si512(kb + (t + u) * 64), flip);
+        __m512 sc = _mm512_setzero_ps();
+        for (int64_t h = 0; h < H; ++h) {
+          const __m512i qh = _mm512_loadu_si512(qi + h * 64);
+          for (int u = 0; u < 16; ++u) acc[u] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ku[u], qh);
+          const __m512i dots = _mm512_sub_epi32(sum16(acc), _mm512_set1_epi32(qsum[h]));
+          const __m512 relu = _mm512_cvtepi32_ps(_mm512_max_epi32(dots, _mm512_setzero_si512()));
+          sc = _mm512_fmadd_ps(_mm512_set1_ps(qw[h]), relu, sc);
+        }
+        sc = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_loadu_ps(sb + t)), _mm512_setzero_ps());
+        _mm512_storeu_ps(out + t, sc);
+        for (int u = 0; u < 16; ++u) {
+          float s = out[t + u];
+          if (vb && !vb[t + u]) s = out[t + u] = neg_inf;
+          uint32_t bits;
+          std::memcpy(&bits, &s, 4);
+          bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+          ord[t + u] = ((uint64_t)bits << 32) | (uint64_t)(t + u);
+        }
+      }
+    }
+#endif
+    for (; t < n; ++t) {
+      const int8_t* kt = kb + t * d;
+      float s = 0.f;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+      if (d % 64 == 0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        for (int64_t h = 0; h < H; ++h) {
+          __m512i acc = _mm512_setzero_si512();
+          for (int64_t j = 0; j < d; j += 64) {
+            const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(kt + j), flip);
+            acc = _mm512_dpbusd_epi32(acc, ku, _mm512_loadu_si512(qi + h * d + j));
+          }
+          const int32_t dot = _mm512_reduce_add_epi32(acc) - qsum[h];
+          if (dot > 0) s += qw[h] * (float)dot;
+        }
+      } else
+#endif
+      {
+        for (int64_t h = 0; h < H; ++h) {
+          const int8_t* qh = qi + h * d;
+          int32_t dot = 0;
+          for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
+          if (dot > 0) s += qw[h] * (float)dot;
+        }
+      }
+      s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
+      if (vb && !vb[t]) s = neg_inf;
+      out[t] = s;
+      uint32_t u;
+      std::memcpy(&u, &s, 4);
+      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
+      ord[t] = ((uint64_t)u << 32) | (uint64_t)t;  // equal scores: the later position ranks higher
+    }
+    std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t t = (int64_t)(ord[i] & 0xffffffffu);
+      idx[b * k + i] = t;
+      sel[b * k + i] = out[t] != neg_inf;
+    }
+  }
+  return 0;
+}
+
+static inline float exp_approx(float x) {
+  // e^x for x <= 0 to ~2e-7 relative: 2^(x log2 e), the fraction by a degree-6 polynomial. Plain
+  // arithmetic, so the loops that call it vectorize (std::exp would not without -ffast-math).
+  x = std::max(x, -87.0f);
+  const float t = x * 1.4426950409f;
+  const float fi = std::floor(t);
+  const float f = t - fi;
+  const float p = 1.0f + f * (0.6931471806f + f * (0.2402265070f + f * (0.0555041087f +
+                  f * (0.0096181291f + f * (0.0013333558f + f * 0.0001540353f)))));
+  int32_t bits = ((int32_t)fi + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+static inline void prefetch_row(const float* row, int64_t D) {
+  for (int64_t j = 0; j < D; j += 16) __builtin_prefetch(row + j);
+}
+
+static void attend_rows(const float* q, const float* keys, const float* values, const int64_t* idx,
+                        const uint8_t* sel, int64_t Lq, int64_t H, int64_t D, int64_t cap, int64_t k,
+                        int64_t r0, int64_t r1, float* att, float* out) {
+  // Rows r0..r1 of the (B * Lq) queries; att (H, k) scratch of this thread. Heads run innermost in
+  // the dot products so one key row serves all of them (MQA), and the loops vectorize over heads.
+  std::vector<float> qt_(H * D), s_(H), mx_(H), inv_(H);
+  float* __restrict qt = qt_.data();
+  float* __restrict s = s_.data();
+  float* __restrict mx = mx_.data();
+  float* __restrict inv = inv_.data();
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / Lq;
+    const float* __restrict qr = q + r * H * D;
+    const int64_t* ir = idx + r * k;
+    const uint8_t* sr = sel + r * k;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
+    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, inv[h] = 0.f;
+    for (int64_t i = 0; i < k; ++i) {  // att (k, H): row i holds key i's logits for all heads
+      const float* __restrict kr = keys + (b * cap + ir[i]) * D;
+      float* __restrict ai = att + i * H;
+      if (i + 8 < k) prefetch_row(keys + (b * cap + ir[i + 8]) * D, D);  // rows are scattered: ask early
+      int64_t h0 = 0;
+#if defined(__AVX512F__)
+      for (; h0 + 16 <= H; h0 += 16) {  // 16 heads in one register across the whole dot product
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        int64_t j = 0;
+        for (; j + 4 <= D; j += 4)  // four chains: one would wait on each FMA's latency
+          for (int u = 0; u < 4; ++u)
+            acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + (j + u) * H + h0), _mm512_set1_ps(kr[j + u]), acc[u]);
+        for (; j < D; ++j)
+          acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + j * H + h0), _mm512_set1_ps(kr[j]), acc[0]);
+        _mm512_storeu_ps(s + h0, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+      }
+#endif
+      for (int64_t h = h0; h < H; ++h) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < D; ++j) acc += qt[j * H + h] * kr[j];
+        s[h] = acc;
+      }
+      const float mask = sr[i] != 0 ? 0.f : neg_inf;
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        ai[h] = s[h] + mask;
+        mx[h] = std::max(mx[h], ai[h]);
+      }
+    }
+    for (int64_t i = 0; i < k; ++i) {
+      float* __restrict ai = att + i * H;
+      const float keep = sr[i] != 0 ? 1.f : 0.f;  // masked: -inf clamps to e^-87 in exp_approx, zeroed
+#pragma GCC ivdep
+      for (int64_t h = 0; h < H; ++h) {
+        ai[h] = exp_approx(ai[h] - mx[h]) * keep;
+        inv[h] += ai[h];
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) inv[h] = 1.0f / inv[h];
+    float* __restrict o = out + r * H * D;
+    for (int64_t x = 0; x < H * D; ++x) o[x] = 0.f;
+    for (int64_t i = 0; i < k; ++i) {
+      const float* __restrict vr = values + (b * cap + ir[i]) * D;
+      const float* __restrict ai = att + i * H;
+      if (i + 8 < k) prefetch_row(values + (b * cap + ir[i + 8]) * D, D);
+#if defined(__AVX512F__)
+      if (D % 16 == 0) {
+        for (int64_t j0 = 0; j0 < D; j0 += 16) {  // a 16-wide slice of the value row, reused by all heads
+          const __m512 vj = _mm512_loadu_ps(vr + j0);
+          for (int64_t h = 0; h < H; ++h) {
+            float* oh = o + h * D + j0;
+            _mm512_storeu_ps(oh, _mm512_fmadd_ps(_mm512_set1_ps(ai[h]), vj, _mm512_loadu_ps(oh)));
+          }
+        }
+      } else
+#endif
+      {
+        for (int64_t h = 0; h < H; ++h) {
+          const float p = ai[h];
+          float* __restrict oh = o + h * D;
+          for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
+        }
+      }
+    }
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < D; ++j) o[h * D + j] *= inv[h];
+  }
+}
+
+extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
+                                 const uint8_t* sel, int64_t B, int64_t Lq, int64_t H, int64_t D, int64_t cap,
+                                 int64_t k, float* att, float* out, int64_t threads) {
+  // q (B, Lq, H, D) pre-scaled, each over its own k keys idx (B, Lq, k) (sel marks the real ones) of
+  // keys and values (B, cap, D): out (B, Lq, H, D). att holds threads * H * k floats of scratch.
+  const int64_t rows = B * Lq;
+  threads = std::max<int64_t>(1, std::min(threads, rows));
+  if (threads == 1) {
+    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, att, out);
+    return 0;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t w = 0; w < threads; ++w)
+    pool.emplace_back(attend_rows, q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads,
+                      rows * (w + 1) / threads, att + w * H * k, out);
+  for (auto& t : pool) t.join();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill select: every query of a chunk scores its visible keys (causal, and valid) from the int8
+// cache and keeps its top k. Keys are first packed so that 16 tokens' dot products accumulate in
+// the 16 lanes of one register (4 dims per lane per VNNI step), with no horizontal sums: 16
+// instructions score 16 tokens for one head at d = 64, where the decode layout takes about 60.
+
+static inline uint64_t order_key(float s, int64_t t) {
+  uint32_t u;
+  std::memcpy(&u, &s, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
+  return ((uint64_t)u << 32) | (uint64_t)t;       // equal scores: the later position ranks higher
+}
+
+extern "C" void dsa_pack_keys(const int8_t* keys, int64_t B, int64_t cap, int64_t d, int64_t n, uint8_t* packed) {
+  // keys (B, cap, d) int8, first n used -> packed (B, ceil(n/16), d/4, 16, 4) uint8, +128 (VNNI
+  // multiplies unsigned by signed); tokens past n are zeros, which score as key -128 and are cut.
+  const int64_t blocks = (n + 15) / 16, groups = d / 4;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      uint8_t* out = packed + ((b * blocks + blk) * groups) * 64;
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t u = 0; u < 16; ++u) {
+          const int64_t t = blk * 16 + u;
+          for (int64_t i = 0; i < 4; ++i)
+            out[g * 64 + u * 4 + i] = t < n ? (uint8_t)(keys[(b * cap + t) * d + g * 4 + i] ^ 0x80) : 0;
+        }
+    }
+}
+
+static void prefill_rows(const float* q, const float* w, const int8_t* keys, const uint8_t* packed,
+                         const float* kscale, const uint8_t* valid, int64_t Lq, int64_t H, int64_t d,
+                         int64_t cap, int64_t n_packed, int64_t q_offset, int64_t k, int64_t n_rows, int64_t first,
+                         int64_t stride, int64_t* idx, uint8_t* sel) {
+  // Rows in blocks of 8, from block `first` every `stride` blocks: later queries see more keys, so
+  // interleaving balances the threads where contiguous halves would not.
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t blocks = (n_packed + 15) / 16, groups = d / 4;
+  std::vector<int8_t> qi(H * d);
+  std::vector<float> qw(H), scores(q_offset + Lq + 16);
+  std::vector<int32_t> qsum(H);
+  std::vector<uint64_t> ord(q_offset + Lq + 16);
+  for (int64_t r = first * 8; r < n_rows; r = (r % 8 == 7) ? r + 1 + (stride - 1) * 8 : r + 1) {
+    const int64_t b = r / Lq, n = q_offset + r % Lq + 1;  // causal: the query sees keys 0..its own
+    const float* qr = q + r * H * d;
+    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
+      float amax = 0.f;
+      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qr[h * d + j]));
+      const float scale = std::max(amax, 1e-12f) / 127.0f;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        qi[h * d + j] = (int8_t)std::nearbyint(qr[h * d + j] / scale);
+        sum += qi[h * d + j];
+      }
+      qw[h] = w[r * H + h] * scale;
+      qsum[h] = 128 * sum;
+    }
+    const float* sb = kscale + b * cap;
+    const uint8_t* vb = valid ? valid + b * cap : nullptr;
+    float* out = scores.data();
+    int64_t t = 0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    if (d % 4 == 0 && n <= n_packed) {
+      const uint8_t* pb = packed + b * blocks * groups * 64;
+      for (; t < n; t += 16) {
+        const uint8_t* blk = pb + (t / 16) * groups * 64;
+        __m512 sc = _mm512_setzero_ps();
+        for (int64_t h = 0; h < H; ++h) {
+          const int32_t* q4 = reinterpret_cast<const int32_t*>(qi.data() + h * d);
+          __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+          int64_t g = 0;
+          for (; g + 2 <= groups; g += 2) {  // two chains: one would wait on each VNNI's latency
+            acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(blk + g * 64), _mm512_set1_epi32(q4[g]));
+            acc1 = _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(blk + (g + 1) * 64), _mm512_set1_epi32(q4[g + 1]));
+          }
+          if (g < groups)
+            acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(blk + g * 64), _mm512_set1_epi32(q4[g]));
+          const __m512i dots = _mm512_sub_epi32(_mm512_add_epi32(acc0, acc1), _mm512_set1_epi32(qsum[h]));
+          const __m512 relu = _mm512_cvtepi32_ps(_mm512_max_epi32(dots, _mm512_setzero_si512()));
+          sc = _mm512_fmadd_ps(_mm512_set1_ps(qw[h]), relu, sc);
+        }
+        // the scale row may end before the block does: load only the tokens that exist
+        const __mmask16 live = (__mmask16)(t + 16 <= n ? 0xFFFF : ((1u << (n - t)) - 1));
+        sc = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_maskz_loadu_ps(live, sb + t)), _mm512_setzero_ps());
+        _mm512_storeu_ps(out + t, sc);
+      }
+      t = n;
+    }
+#endif
+    for (; t < n; ++t) {
+      const int8_t* kt = keys + (b * cap + t) * d;
+      float s = 0.f;
+      for (int64_t h = 0; h < H; ++h) {
+        const int8_t* qh = qi.data() + h * d;
+        int32_t dot = 0;
+        for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
+        if (dot > 0) s += qw[h] * (float)dot;
+      }
+      out[t] = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
+    }
+    uint64_t* o = ord.data();
+    for (t = 0; t < n; ++t) {
+      if (vb && !vb[t]) out[t] = neg_inf;
+      o[t] = order_key(out[t], t);
+    }
+    int64_t* ir = idx + r * k;
+    uint8_t* sr = sel + r * k;
+    const int64_t m = std::min(k, n);
+    if (m < n) std::nth_element(o, o + (m - 1), o + n, std::greater<uint64_t>());
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t s = (int64_t)(o[i] & 0xffffffffu);
+      ir[i] = s;
+      sr[i] = out[s] != neg_inf;
+    }
+    for (int64_t i = m; i < k; ++i) ir[i] = 0, sr[i] = 0;  // fewer keys than k: masked slots
+  }
+}
+
+extern "C" int dsa_prefill_select(const float* q, const float* w, const int8_t* keys, const uint8_t* packed,
+                                  const float* kscale, const uint8_t* valid, int64_t B, int64_t Lq, int64_t H,
+                                  int64_t d, int64_t cap, int64_t n_packed, int64_t q_offset, int64_t k,
+                                  int64_t* idx, uint8_t* sel, int64_t threads) {
+  // q (B, Lq, H, d) rotated fp32 queries at positions q_offset.., w (B, Lq, H); keys (B, cap, d) int8
+  // with their packed copy of the first n_packed tokens (dsa_pack_keys), kscale and valid (B, cap)
+  // (valid may be null): the top k visible keys of each query into idx, sel (B, Lq, k).
+  if (k < 1 || q_offset + Lq > cap) return 1;
+  const int64_t rows = B * Lq;
+  threads = std::max<int64_t>(1, std::min(threads, rows));
+  if (threads == 1) {
+    prefill_rows(q, w, keys, packed, kscale, valid, Lq, H, d, cap, n_packed, q_offset, k, rows, 0, 1, idx, sel);
+    return 0;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t w0 = 0; w0 < threads; ++w0)
+    pool.emplace_back(prefill_rows, q, w, keys, packed, kscale, valid, Lq, H, d, cap, n_packed, q_offset, k,
+                      rows, w0, threads, idx, sel);
+  for (auto& t : pool) t.join();
+  return 0;
+}
