@@ -27,6 +27,31 @@ static inline __m512i sum16(const __m512i* a) {
 }
 #endif
 
+static inline uint64_t order_key(float s, int64_t t) {
+  uint32_t u;
+  std::memcpy(&u, &s, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
+  return ((uint64_t)u << 32) | (uint64_t)t;       // equal scores: the later position ranks higher
+}
+
+static inline void quantize_query(const float* qr, const float* wr, int64_t H, int64_t d, int8_t* qi, float* qw,
+                                  int32_t* qsum) {
+  // The same int8 rounding as quantize_int8, per head; qw folds the head weight and the scale, and
+  // qsum is the dot of q with the +128 that makes the keys unsigned for VNNI.
+  for (int64_t h = 0; h < H; ++h) {
+    float amax = 0.f;
+    for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qr[h * d + j]));
+    const float scale = std::max(amax, 1e-12f) / 127.0f;
+    int32_t sum = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      qi[h * d + j] = (int8_t)std::nearbyint(qr[h * d + j] / scale);
+      sum += qi[h * d + j];
+    }
+    qw[h] = wr[h] * scale;
+    qsum[h] = 128 * sum;
+  }
+}
+
 extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* keys, const float* kscale,
                                  const uint8_t* valid, int64_t B, int64_t H, int64_t d, int64_t cap,
                                  int64_t n, int64_t k, float* scores, uint64_t* order, int64_t* idx,
@@ -39,19 +64,7 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
   int32_t qsum[256];
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0; b < B; ++b) {
-    const float* qb = q + b * H * d;
-    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
-      float amax = 0.f;
-      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qb[h * d + j]));
-      const float scale = std::max(amax, 1e-12f) / 127.0f;
-      int32_t sum = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        qi[h * d + j] = (int8_t)std::nearbyint(qb[h * d + j] / scale);
-        sum += qi[h * d + j];
-      }
-      qw[h] = w[b * H + h] * scale;
-      qsum[h] = 128 * sum;  // the dot of q with the +128 that makes the keys unsigned for VNNI
-    }
+    quantize_query(q + b * H * d, w + b * H, H, d, qi, qw, qsum);
     const int8_t* kb = keys + b * cap * d;
     const float* sb = kscale + b * cap;
     const uint8_t* vb = valid ? valid + b * cap : nullptr;
@@ -77,10 +90,7 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
         for (int u = 0; u < 16; ++u) {
           float s = out[t + u];
           if (vb && !vb[t + u]) s = out[t + u] = neg_inf;
-          uint32_t bits;
-          std::memcpy(&bits, &s, 4);
-          bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-          ord[t + u] = ((uint64_t)bits << 32) | (uint64_t)(t + u);
+          ord[t + u] = order_key(s, t + u);
         }
       }
     }
@@ -113,10 +123,7 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
       s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
       if (vb && !vb[t]) s = neg_inf;
       out[t] = s;
-      uint32_t u;
-      std::memcpy(&u, &s, 4);
-      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
-      ord[t] = ((uint64_t)u << 32) | (uint64_t)t;  // equal scores: the later position ranks higher
+      ord[t] = order_key(s, t);
     }
     std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
     for (int64_t i = 0; i < k; ++i) {
@@ -260,13 +267,6 @@ extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float*
 // the 16 lanes of one register (4 dims per lane per VNNI step), with no horizontal sums: 16
 // instructions score 16 tokens for one head at d = 64, where the decode layout takes about 60.
 
-static inline uint64_t order_key(float s, int64_t t) {
-  uint32_t u;
-  std::memcpy(&u, &s, 4);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
-  return ((uint64_t)u << 32) | (uint64_t)t;       // equal scores: the later position ranks higher
-}
-
 extern "C" void dsa_pack_keys(const int8_t* keys, int64_t B, int64_t cap, int64_t d, int64_t n, uint8_t* packed) {
   // keys (B, cap, d) int8, first n used -> packed (B, ceil(n/16), d/4, 16, 4) uint8, +128 (VNNI
   // multiplies unsigned by signed); tokens past n are zeros, which score as key -128 and are cut.
@@ -297,19 +297,7 @@ static void prefill_rows(const float* q, const float* w, const int8_t* keys, con
   std::vector<uint64_t> ord(q_offset + Lq + 16);
   for (int64_t r = first * 8; r < n_rows; r = (r % 8 == 7) ? r + 1 + (stride - 1) * 8 : r + 1) {
     const int64_t b = r / Lq, n = q_offset + r % Lq + 1;  // causal: the query sees keys 0..its own
-    const float* qr = q + r * H * d;
-    for (int64_t h = 0; h < H; ++h) {  // the same int8 rounding as quantize_int8
-      float amax = 0.f;
-      for (int64_t j = 0; j < d; ++j) amax = std::max(amax, std::fabs(qr[h * d + j]));
-      const float scale = std::max(amax, 1e-12f) / 127.0f;
-      int32_t sum = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        qi[h * d + j] = (int8_t)std::nearbyint(qr[h * d + j] / scale);
-        sum += qi[h * d + j];
-      }
-      qw[h] = w[r * H + h] * scale;
-      qsum[h] = 128 * sum;
-    }
+    quantize_query(q + r * H * d, w + r * H, H, d, qi.data(), qw.data(), qsum.data());
     const float* sb = kscale + b * cap;
     const uint8_t* vb = valid ? valid + b * cap : nullptr;
     float* out = scores.data();
