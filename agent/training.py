@@ -283,6 +283,9 @@ class SFTJob:
     backend: str = "auto"
     seed: int = 0
     skip_before: bool = False
+    before_from: str | None = None
+    """An earlier SFT job's folder whose before-training measurement (same model, held-out corpus and
+    evaluation settings) is reused instead of measured again: compare data mixes against one baseline."""
 
 
 def _round_robin(rows: list[dict], seed: int) -> list[dict]:
@@ -386,7 +389,11 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
         log(f"held-out {name}: {_rates(report[name])} ({report[f'{name}_s']} s)")
         return rows
 
-    before = measure("before") if sample is not None and not job.skip_before else []
+    if sample is not None and job.before_from:
+        before = _reused_before(job, path, report)
+        log(f"held-out before: {_rates(report['before'])} (reused from {job.before_from})")
+    else:
+        before = measure("before") if sample is not None and not job.skip_before else []
 
     def progress(done: int, total: int, s: dict) -> None:
         if done == total or done % max(1, total // 20) == 0:
@@ -415,6 +422,34 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
             report["compare"] = compare_by_category(before, after)
     _write_report(out, report)
     return report
+
+
+def _reused_before(job: SFTJob, model_path: Path, report: dict[str, Any]) -> list[dict]:
+    """The before rows of job.before_from, refused unless they measured the same thing."""
+    folder = Path(job.before_from or "")
+    try:
+        earlier = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"--before-from {folder}: no readable report.json of an SFT job there ({err})"
+        ) from err
+    mine = _settings(job)
+    differs = [
+        name
+        for name, a, b in (
+            ("model", earlier.get("model"), str(model_path)),
+            ("held-out corpus", earlier.get("settings", {}).get("held_out"), mine["held_out"]),
+            ("evaluation settings", earlier.get("settings", {}).get("eval"), mine["eval"]),
+        )
+        if a != b
+    ]
+    if differs or "before" not in earlier:
+        why = f"its {', '.join(differs)} differ" if differs else "it measured no model before training"
+        raise ValueError(f"--before-from {folder}: {why}; measure again without --before-from")
+    rows = load_trajectories(folder / "held-out-before")
+    report["before"], report["before_s"] = earlier["before"], earlier.get("before_s")
+    report["before_from"] = str(folder)
+    return rows
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Training benchmark: does our data make the embedded model (SmolLM2-135M-Instruct) better at held-out tasks?
 
     python bench/train.py [--work DIR] [--sft-samples 100] [--eval-tasks 16] [--grpo-iterations 2] [--json]
+    python bench/train.py --work DIR --tag TAG --epochs 2 ...   # another SFT against the same baseline
 
 The whole loop, each stage skipped when its output is already in --work (so a run can be resumed or a stage
 re-run alone): a `small` corpus (seed 0) split by environment (`toolgym synth split`, 20% held out), oracle
@@ -56,6 +57,12 @@ def main() -> int:
     ap.add_argument("--sft-samples", type=int, default=100)
     ap.add_argument("--max-seq-tokens", type=int, default=3072)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument(
+        "--tag",
+        help="SFT into WORK/sft-TAG, reusing WORK/sft's before-training measurement (same settings): "
+        "another data mix or length against one baseline",
+    )
     ap.add_argument("--eval-tasks", type=int, default=16, help="held-out tasks per category")
     ap.add_argument("--max-difficulty", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=8)
@@ -82,16 +89,21 @@ def main() -> int:
         max_tokens=args.max_tokens,
         in_flight=16,
     )
-    sft_report = work / "sft" / "report.json"
+    sft_dir = work / (f"sft-{args.tag}" if args.tag else "sft")
+    sft_report = sft_dir / "report.json"
     if not sft_report.is_file():
         train_sft(
             SFTJob(
                 model=args.model,
                 data=[str(work / "oracle")],
-                out=str(work / "sft"),
+                out=str(sft_dir),
                 held_out=str(work / "split" / "held_out"),
                 eval=settings,
                 lr=args.lr,
+                epochs=args.epochs,
+                before_from=str(work / "sft")
+                if args.tag and (work / "sft" / "report.json").is_file()
+                else None,
                 max_seq_tokens=args.max_seq_tokens,
                 max_samples=args.sft_samples,
             ),
@@ -100,14 +112,15 @@ def main() -> int:
     sft = json.loads(sft_report.read_text())
     grpo = None
     if args.grpo_iterations > 0:
-        grpo_report = work / "grpo" / "report.json"
+        grpo_dir = work / (f"grpo-{args.tag}" if args.tag else "grpo")
+        grpo_report = grpo_dir / "report.json"
         if not grpo_report.is_file():
             grpo_eval = EvalSettings(**{**settings.__dict__, "per_category": args.grpo_eval_tasks})
             train_grpo(
                 GRPOJob(
-                    model=str(work / "sft" / "model"),
+                    model=str(sft_dir / "model"),
                     corpus=str(work / "split" / "train"),
-                    out=str(work / "grpo"),
+                    out=str(grpo_dir),
                     held_out=str(work / "split" / "held_out"),
                     eval=grpo_eval,
                     iterations=args.grpo_iterations,

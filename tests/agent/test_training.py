@@ -208,6 +208,26 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     assert "Held-out success, before and after" in page and "<svg" in page
     assert json.loads((tmp_path / "sft" / "report.json").read_text())["job"] == "sft"
 
+    # a second data mix against the same baseline: the before rows are reused, not measured again
+    again = SFTJob(
+        model=str(tiny_dir),
+        data=[str(tmp_path / "oracle")],
+        out=str(tmp_path / "sft-2"),
+        held_out="reference",
+        eval=settings,
+        lr=1e-3,
+        max_seq_tokens=20000,
+        max_samples=2,
+        before_from=str(tmp_path / "sft"),
+    )
+    second = train_sft(again, logs.append)
+    assert second["before"] == report["before"] and second["before_from"] == str(tmp_path / "sft")
+    assert not (tmp_path / "sft-2" / "held-out-before").exists()
+    assert set(second["compare"]) == set(report["compare"])
+    other = EvalSettings(**{**settings.__dict__, "max_tokens": 7})
+    with pytest.raises(ValueError, match="evaluation settings differ"):
+        train_sft(SFTJob(**{**again.__dict__, "eval": other, "out": str(tmp_path / "sft-3")}), logs.append)
+
     report = train_grpo(
         GRPOJob(
             model=str(tmp_path / "sft" / "model"),

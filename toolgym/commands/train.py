@@ -53,6 +53,7 @@ def _sft(args) -> int:
         backend=args.backend,
         seed=args.seed,
         skip_before=args.skip_before,
+        before_from=args.before_from,
     )
     _summary(train_sft(job, _log))
     return 0
@@ -132,6 +133,12 @@ def add_parser(sub) -> None:
     a.add_argument("--max-seq-tokens", type=int, default=3072, help="leave out trajectories longer than this")
     a.add_argument("--max-samples", type=int, help="at most this many trajectories, balanced over categories")
     a.add_argument("--skip-before", action="store_true", help="do not measure the model before training")
+    a.add_argument(
+        "--before-from",
+        metavar="SFT_OUT",
+        help="reuse the before-training measurement of an earlier SFT job (same model, held-out corpus "
+        "and evaluation settings; refused otherwise): compare data mixes against one baseline",
+    )
     _common(a)
     b = add_command(
         s,
