@@ -505,11 +505,17 @@ def dense_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Ten
 
     Two matmuls: for a single query they beat SDPA on CPU, and no mask is built.
     """
-    if q.shape[0] == 1:  # plain 2-D GEMMs: cheaper to launch than batched ones at this size
-        att = torch.matmul(q[0, 0] * q.shape[-1] ** -0.5, k[0].T).softmax(-1)  # (H, Lk)
-        return torch.matmul(att, v[0])[None, None]
-    att = torch.matmul(q[:, 0] * q.shape[-1] ** -0.5, k.transpose(1, 2)).softmax(-1)  # (B, H, Lk)
+    B, _, H, D = q.shape
+    if B == 1 and q.dtype == torch.float32:  # plain 2-D GEMMs: cheaper to launch than batched ones
+        # the scale rides on the GEMM (alpha) rather than on a scaled copy of q: one op less per step
+        att = torch.addmm(_ZERO, q.reshape(H, D), k[0].T, beta=0, alpha=D**-0.5).softmax(-1)  # (H, Lk)
+        return torch.mm(att, v[0]).view(1, 1, H, D)
+    att = torch.matmul(q[:, 0] * D**-0.5, k.transpose(1, 2)).softmax(-1)  # (B, H, Lk)
     return torch.matmul(att, v)[:, None]
+
+
+_ZERO = torch.zeros(())
+"""The addmm input that beta = 0 ignores (a 0-dim tensor broadcasts without a copy)."""
 
 
 # ---------------------------------------------------------------------------------------------
