@@ -149,9 +149,15 @@ def build_image(client, log: Callable[[str], None] = print, force: bool = False)
     log(f"docker import -> {tag} ...")
     started = time.monotonic()
     with tempfile.NamedTemporaryFile(suffix=".tar", dir=cache_dir()) as tar:
+        # the requirement sets' mount point is the namespace backend's alone (reqs_mount_point): left out, the
+        # image holds the same files whether its root file system was built before requirement sets or after
         subprocess.run(
-            ["tar", "-C", str(root), "--exclude=./.toolgym-complete", "-cf", tar.name, "."], check=True
-        )
+            [
+                "tar", "-C", str(root), "--exclude=./.toolgym-complete", f"--exclude=.{REQS_ROOT}",
+                "-cf", tar.name, ".",
+            ],
+            check=True,
+        )  # fmt: skip
         repository, version = tag.split(":")
         client.api.import_image_from_file(
             tar.name,
