@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from toolgym.agent.encodings import render
@@ -188,18 +189,16 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     )
     settings = EvalSettings(per_category=1, max_steps=2, max_tokens=6, in_flight=4)
     logs: list[str] = []
-    report = train_sft(
-        SFTJob(
-            model=str(tiny_dir),
-            data=[str(tmp_path / "oracle")],
-            out=str(tmp_path / "sft"),
-            held_out="reference",
-            eval=settings,
-            lr=1e-3,
-            max_seq_tokens=20000,
-        ),
-        logs.append,
+    first = SFTJob(
+        model=str(tiny_dir),
+        data=[str(tmp_path / "oracle")],
+        out=str(tmp_path / "sft"),
+        held_out="reference",
+        eval=settings,
+        lr=1e-3,
+        max_seq_tokens=20000,
     )
+    report = train_sft(first, logs.append)
     assert report["data"]["rows"] == len(corpus.tasks)
     assert report["sft"]["steps"] >= 1 and report["sft"]["tokens_per_s"] > 0
     assert set(report["compare"]) == {t.category for t in corpus.tasks} | {"overall"}
@@ -209,24 +208,15 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     assert json.loads((tmp_path / "sft" / "report.json").read_text())["job"] == "sft"
 
     # a second data mix against the same baseline: the before rows are reused, not measured again
-    again = SFTJob(
-        model=str(tiny_dir),
-        data=[str(tmp_path / "oracle")],
-        out=str(tmp_path / "sft-2"),
-        held_out="reference",
-        eval=settings,
-        lr=1e-3,
-        max_seq_tokens=20000,
-        max_samples=2,
-        before_from=str(tmp_path / "sft"),
-    )
+    again = replace(first, out=str(tmp_path / "sft-2"), max_samples=2, before_from=first.out)
     second = train_sft(again, logs.append)
     assert second["before"] == report["before"] and second["before_from"] == str(tmp_path / "sft")
     assert not (tmp_path / "sft-2" / "held-out-before").exists()
     assert set(second["compare"]) == set(report["compare"])
-    other = EvalSettings(**{**settings.__dict__, "max_tokens": 7})
     with pytest.raises(ValueError, match="evaluation settings differ"):
-        train_sft(SFTJob(**{**again.__dict__, "eval": other, "out": str(tmp_path / "sft-3")}), logs.append)
+        train_sft(
+            replace(again, eval=replace(settings, max_tokens=7), out=str(tmp_path / "sft-3")), logs.append
+        )
 
     report = train_grpo(
         GRPOJob(
