@@ -282,6 +282,19 @@ class DecodeBuffers:
         return self.att
 
 
+def _mask_pointer(key_valid: torch.Tensor | None, B: int, cap: int) -> tuple[int | None, torch.Tensor | None]:
+    """The kernels' view of a key mask: one byte per slot of a (B, cap) cache row, or None for no mask.
+
+    bool is one byte 0/1, so the cache's own mask is read in place; any other mask is copied into one."""
+    if key_valid is None:
+        return None, None
+    if key_valid.dtype != torch.bool or key_valid.stride() != (cap, 1):
+        padded = torch.zeros(B, cap, dtype=torch.bool)
+        padded[:, : key_valid.shape[1]] = key_valid
+        key_valid = padded
+    return key_valid.data_ptr(), key_valid
+
+
 def decode_select(
     q: torch.Tensor,
     w: torch.Tensor,
@@ -310,13 +323,7 @@ def decode_select(
     buffers.ensure(B, H, d, cap, k, q.device)
     torch.matmul(q.reshape(B, H, d).float(), _hadamard_cached(d, str(q.device)), out=buffers.q)
     w = w.reshape(B, H).float().contiguous()
-    valid_ptr = None
-    if key_valid is not None:  # bool is one byte 0/1: the cache's own mask is read in place
-        if key_valid.dtype != torch.bool or key_valid.stride() != (cap, 1):
-            padded = torch.zeros(B, cap, dtype=torch.bool, device=q.device)
-            padded[:, :n] = key_valid[:, :n]
-            key_valid = padded
-        valid_ptr = key_valid.data_ptr()
+    valid_ptr, key_valid = _mask_pointer(key_valid[:, :n] if key_valid is not None else None, B, cap)
     rc = so.dsa_decode_select(
         buffers.q.data_ptr(), w.data_ptr(), values.data_ptr(), scale.data_ptr(),
         valid_ptr, B, H, d, cap, n, k,
@@ -373,13 +380,7 @@ def prefill_select(
         raise ValueError(f"the packed keys hold {keys.n} tokens; queries reach {q_offset + Lq}")
     qr = torch.matmul(q.float(), _hadamard_cached(d, str(q.device))).contiguous()
     w = w.float().contiguous()
-    valid_ptr = None
-    if key_valid is not None:
-        if key_valid.dtype != torch.bool or key_valid.stride() != (cap, 1):
-            padded = torch.zeros(B, cap, dtype=torch.bool)
-            padded[:, : key_valid.shape[1]] = key_valid
-            key_valid = padded
-        valid_ptr = key_valid.data_ptr()
+    valid_ptr, key_valid = _mask_pointer(key_valid, B, cap)  # key_valid kept alive for the call
     idx = torch.empty(B, Lq, top_k, dtype=torch.int64)
     sel = torch.empty(B, Lq, top_k, dtype=torch.uint8)
     threads = 1 if B * Lq < 16 else torch.get_num_threads()
