@@ -215,12 +215,31 @@ def _cache_root() -> Path:
     return cache_root()
 
 
+def _build_kernel(cmd: list[str], source: str, cpu_flags: str) -> Path | None:
+    """The library built from source with cmd, cached per source, CPU and command; None if it fails."""
+    tag = hashlib.sha256(" ".join([source, cpu_flags, *cmd]).encode()).hexdigest()[:16]
+    lib = _cache_root() / "kernels" / f"dsa_decode_{tag}.so"
+    if lib.is_file():
+        return lib
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+            src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
+            src.write_text(source)
+            subprocess.run([*cmd, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
+            os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return lib
+
+
 @functools.lru_cache(maxsize=1)
 def decode_kernel():
     """The compiled decode kernels (a ctypes library), or None where no C++ compiler works.
 
     Built once per source and CPU into the toolgym cache (about a second with g++; plain C++ on raw
-    pointers, so no torch headers, ninja or ATen build). TOOLGYM_DSA_KERNEL=0 turns it off.
+    pointers, so no torch headers, ninja or ATen build; OpenMP where the compiler has it, else plain
+    threads). TOOLGYM_DSA_KERNEL=0 turns it off.
     """
     if os.environ.get("TOOLGYM_DSA_KERNEL", "1") == "0":
         return None
@@ -231,21 +250,18 @@ def decode_kernel():
     cmd = [os.environ.get("CXX", "g++"), "-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
     cmd += ["-fno-math-errno", "-fno-trapping-math"]  # floor vectorizes; inf and nan still hold
     source = KERNEL_SOURCE.read_text()
-    tag = hashlib.sha256(" ".join([source, flags, *cmd]).encode()).hexdigest()[:16]
-    lib = _cache_root() / "kernels" / f"dsa_decode_{tag}.so"
-    if not lib.is_file():
-        try:
-            lib.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-                src, out = Path(tmp) / "dsa_decode.cpp", Path(tmp) / "dsa_decode.so"
-                src.write_text(source)
-                subprocess.run([*cmd, "-o", str(out), str(src)], check=True, capture_output=True, timeout=120)
-                os.replace(out, lib)  # atomic: a concurrent build finds a whole file or none
-        except (OSError, subprocess.SubprocessError):
-            return None  # no compiler or no writable cache: the torch paths serve, only slower
+    lib = None
+    # with OpenMP the kernels share torch's worker threads (see the source); without, they start their own
+    for extra in (["-fopenmp"], []):
+        lib = _build_kernel([*cmd, *extra], source, flags)
+        if lib is not None:
+            break
+    if lib is None:
+        return None  # no compiler or no writable cache: the torch paths serve, only slower
     so = ctypes.CDLL(str(lib))
     so.dsa_decode_select.restype = so.dsa_sparse_attend.restype = ctypes.c_int
     so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
+    so.dsa_decode_select.argtypes += [ctypes.c_int64]
     so.dsa_sparse_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 2
     so.dsa_sparse_attend.argtypes += [ctypes.c_int64]
     so.dsa_pack_keys.restype = None
@@ -295,6 +311,13 @@ def _mask_pointer(key_valid: torch.Tensor | None, B: int, cap: int) -> tuple[int
     return key_valid.data_ptr(), key_valid
 
 
+SPLIT_SELECT_KEYS = 4096
+"""From this many cached keys a decode step's select splits them over torch's threads (below, a thread
+start costs more than it saves)."""
+SPLIT_ATTEND_KEYS = 512
+"""From this many selected keys a decode step's attention splits them over torch's threads."""
+
+
 def decode_select(
     q: torch.Tensor,
     w: torch.Tensor,
@@ -328,6 +351,7 @@ def decode_select(
         buffers.q.data_ptr(), w.data_ptr(), values.data_ptr(), scale.data_ptr(),
         valid_ptr, B, H, d, cap, n, k,
         buffers.scores.data_ptr(), buffers.order.data_ptr(), buffers.idx.data_ptr(), buffers.sel.data_ptr(),
+        torch.get_num_threads() if n >= SPLIT_SELECT_KEYS else 1,
     )  # fmt: skip
     if rc != 0:
         raise ValueError(
@@ -422,7 +446,11 @@ def fused_sparse_attention(
         return None
     cap = k.stride(0) // D
     n_sel = idx.shape[-1]
-    threads = 1 if B * Lq < 8 else torch.get_num_threads()  # a thread start costs more than one query
+    rows = B * Lq
+    # many queries split over threads by rows; a single one (a decode step) by its keys once they are
+    # enough to pay for a thread start; a few queries stay on one thread
+    split = rows >= 8 or (rows == 1 and idx.shape[-1] >= SPLIT_ATTEND_KEYS)
+    threads = torch.get_num_threads() if split else 1
     idx = idx.contiguous()
     sel = valid.contiguous().view(torch.uint8)
     qs = (q * D**-0.5).contiguous()

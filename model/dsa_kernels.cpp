@@ -27,6 +27,32 @@ static inline __m512i sum16(const __m512i* a) {
 }
 #endif
 
+// ---------------------------------------------------------------------------------------------
+// Parallel parts run on torch's own OpenMP workers: torch loads its libgomp.so.1 first, and this
+// library, built with -fopenmp, binds to that same runtime by its soname. A pool of our own would
+// spin against torch's workers for the same two cores (measured: a decode step's median went from
+// 0.8 to 1.5 ms), and a thread started per call costs about what splitting a decode step saves.
+// Without OpenMP (the build falls back to plain C++), threads are started per call.
+
+static void parallel(int64_t n, const std::function<void(int64_t)>& part) {
+#if defined(_OPENMP)
+  if (n > 1) {
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+    for (int64_t i = 0; i < n; ++i) part(i);
+    return;
+  }
+#else
+  if (n > 1) {
+    std::vector<std::thread> pool;
+    for (int64_t i = 1; i < n; ++i) pool.emplace_back(part, i);
+    part(0);
+    for (auto& t : pool) t.join();
+    return;
+  }
+#endif
+  if (n == 1) part(0);
+}
+
 static inline uint64_t order_key(float s, int64_t t) {
   uint32_t u;
   std::memcpy(&u, &s, 4);
@@ -52,17 +78,91 @@ static inline void quantize_query(const float* qr, const float* wr, int64_t H, i
   }
 }
 
+static void score_keys(const int8_t* qi, const float* qw, const int32_t* qsum, int64_t H, int64_t d,
+                       const int8_t* kb, const float* sb, const uint8_t* vb, int64_t t0, int64_t t1, float* out,
+                       uint64_t* ord) {
+  // Index scores of one row's keys t0..t1 (t0 a multiple of 16 keeps the VNNI blocks aligned to the
+  // rows) into out and their order keys into ord, both indexed by token.
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  int64_t t = t0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if (d == 64) {  // 16 tokens at a time: one key row per register, the 16 dot products summed together
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (; t + 16 <= t1; t += 16) {
+      __m512i ku[16], acc[16];
+      for (int u = 0; u < 16; ++u) ku[u] = _mm512_xor_si512(_mm512_loadu_si512(kb + (t + u) * 64), flip);
+      __m512 sc = _mm512_setzero_ps();
+      for (int64_t h = 0; h < H; ++h) {
+        const __m512i qh = _mm512_loadu_si512(qi + h * 64);
+        for (int u = 0; u < 16; ++u) acc[u] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ku[u], qh);
+        const __m512i dots = _mm512_sub_epi32(sum16(acc), _mm512_set1_epi32(qsum[h]));
+        const __m512 relu = _mm512_cvtepi32_ps(_mm512_max_epi32(dots, _mm512_setzero_si512()));
+        sc = _mm512_fmadd_ps(_mm512_set1_ps(qw[h]), relu, sc);
+      }
+      sc = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_loadu_ps(sb + t)), _mm512_setzero_ps());
+      _mm512_storeu_ps(out + t, sc);
+      for (int u = 0; u < 16; ++u) {
+        float s = out[t + u];
+        if (vb && !vb[t + u]) s = out[t + u] = neg_inf;
+        ord[t + u] = order_key(s, t + u);
+      }
+    }
+  }
+#endif
+  for (; t < t1; ++t) {
+    const int8_t* kt = kb + t * d;
+    float s = 0.f;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    if (d % 64 == 0) {
+      const __m512i flip = _mm512_set1_epi8((char)0x80);
+      for (int64_t h = 0; h < H; ++h) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int64_t j = 0; j < d; j += 64) {
+          const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(kt + j), flip);
+          acc = _mm512_dpbusd_epi32(acc, ku, _mm512_loadu_si512(qi + h * d + j));
+        }
+        const int32_t dot = _mm512_reduce_add_epi32(acc) - qsum[h];
+        if (dot > 0) s += qw[h] * (float)dot;
+      }
+    } else
+#endif
+    {
+      for (int64_t h = 0; h < H; ++h) {
+        const int8_t* qh = qi + h * d;
+        int32_t dot = 0;
+        for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
+        if (dot > 0) s += qw[h] * (float)dot;
+      }
+    }
+    s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
+    if (vb && !vb[t]) s = neg_inf;
+    out[t] = s;
+    ord[t] = order_key(s, t);
+  }
+}
+
+static int64_t keep_top(uint64_t* ord, int64_t n, int64_t k) {
+  // The k largest order keys of ord[0..n) to its front (in no order); returns how many were kept.
+  if (k < n) std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
+  return std::min(k, n);
+}
+
 extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* keys, const float* kscale,
                                  const uint8_t* valid, int64_t B, int64_t H, int64_t d, int64_t cap,
                                  int64_t n, int64_t k, float* scores, uint64_t* order, int64_t* idx,
-                                 uint8_t* sel) {
+                                 uint8_t* sel, int64_t threads) {
   // q (B, H, d) rotated fp32 queries, w (B, H), keys (B, cap, d) int8, kscale (B, cap), valid (B, cap)
   // or null; the first n keys are scored into scores (B, cap) and the top k go to idx, sel (B, k).
+  // threads > 1 splits each row's keys into that many ranges: every thread scores its range and keeps
+  // its top k, and the top k of those candidates is the row's (order keys are unique, so the same set
+  // as one pass). One thread alone decodes at a fraction of the machine's bandwidth.
   if (H * d > 8192 || H > 256 || k > n || k < 1) return 1;
   int8_t qi[8192];
   float qw[256];
   int32_t qsum[256];
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  threads = std::max<int64_t>(1, std::min<int64_t>(threads, 64));  // the caller decides when a split pays
+  std::vector<int64_t> bounds(threads + 1), kept(threads);
   for (int64_t b = 0; b < B; ++b) {
     quantize_query(q + b * H * d, w + b * H, H, d, qi, qw, qsum);
     const int8_t* kb = keys + b * cap * d;
@@ -70,62 +170,18 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
     const uint8_t* vb = valid ? valid + b * cap : nullptr;
     float* out = scores + b * cap;
     uint64_t* ord = order + b * cap;
-    int64_t t = 0;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    if (d == 64) {  // 16 tokens at a time: one key row per register, the 16 dot products summed together
-      const __m512i flip = _mm512_set1_epi8((char)0x80);
-      for (; t + 16 <= n; t += 16) {
-        __m512i ku[16], acc[16];
-        for (int u = 0; u < 16; ++u) ku[u] = _mm512_xor_si512(_mm512_loadu_si512(kb + (t + u) * 64), flip);
-        __m512 sc = _mm512_setzero_ps();
-        for (int64_t h = 0; h < H; ++h) {
-          const __m512i qh = _mm512_loadu_si512(qi + h * 64);
-          for (int u = 0; u < 16; ++u) acc[u] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ku[u], qh);
-          const __m512i dots = _mm512_sub_epi32(sum16(acc), _mm512_set1_epi32(qsum[h]));
-          const __m512 relu = _mm512_cvtepi32_ps(_mm512_max_epi32(dots, _mm512_setzero_si512()));
-          sc = _mm512_fmadd_ps(_mm512_set1_ps(qw[h]), relu, sc);
-        }
-        sc = _mm512_add_ps(_mm512_mul_ps(sc, _mm512_loadu_ps(sb + t)), _mm512_setzero_ps());
-        _mm512_storeu_ps(out + t, sc);
-        for (int u = 0; u < 16; ++u) {
-          float s = out[t + u];
-          if (vb && !vb[t + u]) s = out[t + u] = neg_inf;
-          ord[t + u] = order_key(s, t + u);
-        }
-      }
+    for (int64_t w0 = 0; w0 <= threads; ++w0) bounds[w0] = std::min(n, (n * w0 / threads + 15) / 16 * 16);
+    auto part = [&](int64_t w0) {
+      score_keys(qi, qw, qsum, H, d, kb, sb, vb, bounds[w0], bounds[w0 + 1], out, ord);
+      kept[w0] = keep_top(ord + bounds[w0], bounds[w0 + 1] - bounds[w0], k);
+    };
+    parallel(threads, part);
+    int64_t m = kept[0];
+    for (int64_t w0 = 1; w0 < threads; ++w0) {  // candidates side by side; each range starts at or after m
+      std::memmove(ord + m, ord + bounds[w0], kept[w0] * sizeof(uint64_t));
+      m += kept[w0];
     }
-#endif
-    for (; t < n; ++t) {
-      const int8_t* kt = kb + t * d;
-      float s = 0.f;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-      if (d % 64 == 0) {
-        const __m512i flip = _mm512_set1_epi8((char)0x80);
-        for (int64_t h = 0; h < H; ++h) {
-          __m512i acc = _mm512_setzero_si512();
-          for (int64_t j = 0; j < d; j += 64) {
-            const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(kt + j), flip);
-            acc = _mm512_dpbusd_epi32(acc, ku, _mm512_loadu_si512(qi + h * d + j));
-          }
-          const int32_t dot = _mm512_reduce_add_epi32(acc) - qsum[h];
-          if (dot > 0) s += qw[h] * (float)dot;
-        }
-      } else
-#endif
-      {
-        for (int64_t h = 0; h < H; ++h) {
-          const int8_t* qh = qi + h * d;
-          int32_t dot = 0;
-          for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
-          if (dot > 0) s += qw[h] * (float)dot;
-        }
-      }
-      s = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
-      if (vb && !vb[t]) s = neg_inf;
-      out[t] = s;
-      ord[t] = order_key(s, t);
-    }
-    std::nth_element(ord, ord + (k - 1), ord + n, std::greater<uint64_t>());
+    keep_top(ord, m, k);
     for (int64_t i = 0; i < k; ++i) {
       const int64_t t = (int64_t)(ord[i] & 0xffffffffu);
       idx[b * k + i] = t;
@@ -154,91 +210,137 @@ static inline void prefetch_row(const float* row, int64_t D) {
   for (int64_t j = 0; j < D; j += 16) __builtin_prefetch(row + j);
 }
 
+static void attend_keys(const float* __restrict qt, const float* kb, const float* vb, const int64_t* ir,
+                        const uint8_t* sr, int64_t H, int64_t D, int64_t i0, int64_t i1, float* att,
+                        float* __restrict mx, float* __restrict sum, float* __restrict o) {
+  // One query over its selected keys i0..i1: per head the largest logit mx, the sum of e^(logit - mx)
+  // and o (H, D) the unnormalized weighted values. qt (D, H) is the pre-scaled query, heads innermost so
+  // one key row serves all heads (MQA) and the loops vectorize over heads; att ((i1 - i0), H) scratch.
+  // A range whose keys are all masked gives mx -inf, sum 0 and o 0.
+  std::vector<float> s_(H), ref_(H);
+  float* __restrict s = s_.data();
+  float* __restrict ref = ref_.data();
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, sum[h] = 0.f;
+  for (int64_t i = i0; i < i1; ++i) {  // row i - i0 of att holds key i's logits for all heads
+    const float* __restrict kr = kb + ir[i] * D;
+    float* __restrict ai = att + (i - i0) * H;
+    if (i + 16 < i1) {  // rows are scattered: ask early, for the value row too (read in the last pass)
+      prefetch_row(kb + ir[i + 16] * D, D);
+      prefetch_row(vb + ir[i + 16] * D, D);
+    }
+    int64_t h0 = 0;
+#if defined(__AVX512F__)
+    for (; h0 + 16 <= H; h0 += 16) {  // 16 heads in one register across the whole dot product
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      int64_t j = 0;
+      for (; j + 4 <= D; j += 4)  // four chains: one would wait on each FMA's latency
+        for (int u = 0; u < 4; ++u)
+          acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + (j + u) * H + h0), _mm512_set1_ps(kr[j + u]), acc[u]);
+      for (; j < D; ++j)
+        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + j * H + h0), _mm512_set1_ps(kr[j]), acc[0]);
+      _mm512_storeu_ps(s + h0, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    }
+#endif
+    for (int64_t h = h0; h < H; ++h) {
+      float acc = 0.f;
+      for (int64_t j = 0; j < D; ++j) acc += qt[j * H + h] * kr[j];
+      s[h] = acc;
+    }
+    const float mask = sr[i] != 0 ? 0.f : neg_inf;
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      ai[h] = s[h] + mask;
+      mx[h] = std::max(mx[h], ai[h]);
+    }
+  }
+  for (int64_t h = 0; h < H; ++h) ref[h] = mx[h] == neg_inf ? 0.f : mx[h];  // all masked: -inf - -inf is nan
+  for (int64_t i = i0; i < i1; ++i) {
+    float* __restrict ai = att + (i - i0) * H;
+    const float keep = sr[i] != 0 ? 1.f : 0.f;  // masked: -inf clamps to e^-87 in exp_approx, zeroed
+#pragma GCC ivdep
+    for (int64_t h = 0; h < H; ++h) {
+      ai[h] = exp_approx(ai[h] - ref[h]) * keep;
+      sum[h] += ai[h];
+    }
+  }
+  for (int64_t x = 0; x < H * D; ++x) o[x] = 0.f;
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* __restrict vr = vb + ir[i] * D;
+    const float* __restrict ai = att + (i - i0) * H;
+    if (i + 8 < i1) prefetch_row(vb + ir[i + 8] * D, D);
+#if defined(__AVX512F__)
+    if (D % 16 == 0) {
+      for (int64_t j0 = 0; j0 < D; j0 += 16) {  // a 16-wide slice of the value row, reused by all heads
+        const __m512 vj = _mm512_loadu_ps(vr + j0);
+        for (int64_t h = 0; h < H; ++h) {
+          float* oh = o + h * D + j0;
+          _mm512_storeu_ps(oh, _mm512_fmadd_ps(_mm512_set1_ps(ai[h]), vj, _mm512_loadu_ps(oh)));
+        }
+      }
+    } else
+#endif
+    {
+      for (int64_t h = 0; h < H; ++h) {
+        const float p = ai[h];
+        float* __restrict oh = o + h * D;
+        for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
+      }
+    }
+  }
+}
+
+static void transpose_query(const float* qr, int64_t H, int64_t D, float* qt) {
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
+}
+
 static void attend_rows(const float* q, const float* keys, const float* values, const int64_t* idx,
                         const uint8_t* sel, int64_t Lq, int64_t H, int64_t D, int64_t cap, int64_t k,
                         int64_t r0, int64_t r1, float* att, float* out) {
-  // Rows r0..r1 of the (B * Lq) queries; att (H, k) scratch of this thread. Heads run innermost in
-  // the dot products so one key row serves all of them (MQA), and the loops vectorize over heads.
-  std::vector<float> qt_(H * D), s_(H), mx_(H), inv_(H);
-  float* __restrict qt = qt_.data();
-  float* __restrict s = s_.data();
-  float* __restrict mx = mx_.data();
-  float* __restrict inv = inv_.data();
-  const float neg_inf = -std::numeric_limits<float>::infinity();
+  // Rows r0..r1 of the (B * Lq) queries, each over all its k keys; att (k, H) scratch of this thread.
+  std::vector<float> qt(H * D), mx(H), sum(H);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / Lq;
-    const float* __restrict qr = q + r * H * D;
-    const int64_t* ir = idx + r * k;
-    const uint8_t* sr = sel + r * k;
+    transpose_query(q + r * H * D, H, D, qt.data());
+    float* o = out + r * H * D;
+    attend_keys(qt.data(), keys + b * cap * D, values + b * cap * D, idx + r * k, sel + r * k, H, D, 0, k, att,
+                mx.data(), sum.data(), o);
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
-    for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, inv[h] = 0.f;
-    for (int64_t i = 0; i < k; ++i) {  // att (k, H): row i holds key i's logits for all heads
-      const float* __restrict kr = keys + (b * cap + ir[i]) * D;
-      float* __restrict ai = att + i * H;
-      if (i + 8 < k) prefetch_row(keys + (b * cap + ir[i + 8]) * D, D);  // rows are scattered: ask early
-      int64_t h0 = 0;
-#if defined(__AVX512F__)
-      for (; h0 + 16 <= H; h0 += 16) {  // 16 heads in one register across the whole dot product
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        int64_t j = 0;
-        for (; j + 4 <= D; j += 4)  // four chains: one would wait on each FMA's latency
-          for (int u = 0; u < 4; ++u)
-            acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + (j + u) * H + h0), _mm512_set1_ps(kr[j + u]), acc[u]);
-        for (; j < D; ++j)
-          acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(qt + j * H + h0), _mm512_set1_ps(kr[j]), acc[0]);
-        _mm512_storeu_ps(s + h0, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-      }
-#endif
-      for (int64_t h = h0; h < H; ++h) {
-        float acc = 0.f;
-        for (int64_t j = 0; j < D; ++j) acc += qt[j * H + h] * kr[j];
-        s[h] = acc;
-      }
-      const float mask = sr[i] != 0 ? 0.f : neg_inf;
-#pragma GCC ivdep
-      for (int64_t h = 0; h < H; ++h) {
-        ai[h] = s[h] + mask;
-        mx[h] = std::max(mx[h], ai[h]);
-      }
+      for (int64_t j = 0; j < D; ++j) o[h * D + j] /= sum[h];
+  }
+}
+
+static void attend_split(const float* q, const float* keys, const float* values, const int64_t* idx,
+                         const uint8_t* sel, int64_t H, int64_t D, int64_t k, int64_t threads, float* att,
+                         float* out) {
+  // One query, its k keys split into `threads` ranges attended side by side, then merged as in flash
+  // attention: each range's sum and values rescaled by e^(its max - the overall max). Decode has a
+  // single query, and one thread alone reads the selected rows at a fraction of the bandwidth.
+  std::vector<float> qt(H * D), mx(threads * H), sum(threads * H), part(threads * H * D);
+  transpose_query(q, H, D, qt.data());
+  auto range = [&](int64_t w0) {
+    const int64_t i0 = k * w0 / threads, i1 = k * (w0 + 1) / threads;
+    attend_keys(qt.data(), keys, values, idx, sel, H, D, i0, i1, att + i0 * H, mx.data() + w0 * H,
+                sum.data() + w0 * H, part.data() + w0 * H * D);
+  };
+  parallel(threads, range);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (int64_t h = 0; h < H; ++h) {
+    float top = neg_inf;
+    for (int64_t w0 = 0; w0 < threads; ++w0) top = std::max(top, mx[w0 * H + h]);
+    float total = 0.f;
+    float* o = out + h * D;
+    for (int64_t j = 0; j < D; ++j) o[j] = 0.f;
+    for (int64_t w0 = 0; w0 < threads; ++w0) {
+      const float m = mx[w0 * H + h];
+      if (m == neg_inf) continue;  // no visible key in this range
+      const float f = exp_approx(m - top);
+      total += f * sum[w0 * H + h];
+      const float* p = part.data() + (w0 * H + h) * D;
+      for (int64_t j = 0; j < D; ++j) o[j] += f * p[j];
     }
-    for (int64_t i = 0; i < k; ++i) {
-      float* __restrict ai = att + i * H;
-      const float keep = sr[i] != 0 ? 1.f : 0.f;  // masked: -inf clamps to e^-87 in exp_approx, zeroed
-#pragma GCC ivdep
-      for (int64_t h = 0; h < H; ++h) {
-        ai[h] = exp_approx(ai[h] - mx[h]) * keep;
-        inv[h] += ai[h];
-      }
-    }
-    for (int64_t h = 0; h < H; ++h) inv[h] = 1.0f / inv[h];
-    float* __restrict o = out + r * H * D;
-    for (int64_t x = 0; x < H * D; ++x) o[x] = 0.f;
-    for (int64_t i = 0; i < k; ++i) {
-      const float* __restrict vr = values + (b * cap + ir[i]) * D;
-      const float* __restrict ai = att + i * H;
-      if (i + 8 < k) prefetch_row(values + (b * cap + ir[i + 8]) * D, D);
-#if defined(__AVX512F__)
-      if (D % 16 == 0) {
-        for (int64_t j0 = 0; j0 < D; j0 += 16) {  // a 16-wide slice of the value row, reused by all heads
-          const __m512 vj = _mm512_loadu_ps(vr + j0);
-          for (int64_t h = 0; h < H; ++h) {
-            float* oh = o + h * D + j0;
-            _mm512_storeu_ps(oh, _mm512_fmadd_ps(_mm512_set1_ps(ai[h]), vj, _mm512_loadu_ps(oh)));
-          }
-        }
-      } else
-#endif
-      {
-        for (int64_t h = 0; h < H; ++h) {
-          const float p = ai[h];
-          float* __restrict oh = o + h * D;
-          for (int64_t j = 0; j < D; ++j) oh[j] += p * vr[j];
-        }
-      }
-    }
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t j = 0; j < D; ++j) o[h * D + j] *= inv[h];
+    for (int64_t j = 0; j < D; ++j) o[j] /= total;
   }
 }
 
@@ -246,18 +348,22 @@ extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float*
                                  const uint8_t* sel, int64_t B, int64_t Lq, int64_t H, int64_t D, int64_t cap,
                                  int64_t k, float* att, float* out, int64_t threads) {
   // q (B, Lq, H, D) pre-scaled, each over its own k keys idx (B, Lq, k) (sel marks the real ones) of
-  // keys and values (B, cap, D): out (B, Lq, H, D). att holds threads * H * k floats of scratch.
+  // keys and values (B, cap, D): out (B, Lq, H, D). att holds max(threads, 1) * H * k floats of scratch.
+  // Rows split over the threads; a single row (a decode step) splits its keys instead.
   const int64_t rows = B * Lq;
+  if (rows == 1 && threads > 1) {
+    attend_split(q, keys, values, idx, sel, H, D, k, std::min(threads, k), att, out);
+    return 0;
+  }
   threads = std::max<int64_t>(1, std::min(threads, rows));
   if (threads == 1) {
     attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, att, out);
     return 0;
   }
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < threads; ++w)
-    pool.emplace_back(attend_rows, q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads,
-                      rows * (w + 1) / threads, att + w * H * k, out);
-  for (auto& t : pool) t.join();
+  parallel(threads, [&](int64_t w) {
+    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads, rows * (w + 1) / threads,
+                att + w * H * k, out);
+  });
   return 0;
 }
 
@@ -373,10 +479,8 @@ extern "C" int dsa_prefill_select(const float* q, const float* w, const int8_t* 
     prefill_rows(q, w, keys, packed, kscale, valid, Lq, H, d, cap, n_packed, q_offset, k, rows, 0, 1, idx, sel);
     return 0;
   }
-  std::vector<std::thread> pool;
-  for (int64_t w0 = 0; w0 < threads; ++w0)
-    pool.emplace_back(prefill_rows, q, w, keys, packed, kscale, valid, Lq, H, d, cap, n_packed, q_offset, k,
-                      rows, w0, threads, idx, sel);
-  for (auto& t : pool) t.join();
+  parallel(threads, [&](int64_t w0) {
+    prefill_rows(q, w, keys, packed, kscale, valid, Lq, H, d, cap, n_packed, q_offset, k, rows, w0, threads, idx, sel);
+  });
   return 0;
 }

@@ -107,6 +107,58 @@ def test_fused_sparse_attention_equals_sparse_attention(n_queries):
     assert fused_sparse_attention(q, k, v, idx, valid) is None  # training keeps the autograd path
 
 
+@pytest.fixture
+def split_over_three_threads(monkeypatch):
+    """Decode steps split at any size, over 3 threads (more than this machine's cores: uneven ranges)."""
+    if dsa.decode_kernel() is None:
+        pytest.skip("no C++ compiler: nothing to split")
+    monkeypatch.setattr(dsa, "SPLIT_SELECT_KEYS", 1)
+    monkeypatch.setattr(dsa, "SPLIT_ATTEND_KEYS", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_split_decode_select_keeps_the_one_pass_selection(split_over_three_threads, padded):
+    g = torch.Generator().manual_seed(11)
+    B, n, H, d, k = 2, 701, 4, 64, 50  # 701: ranges that do not end on a 16-key block
+    q, w = torch.randn(B, 1, H, d, generator=g), torch.randn(B, 1, H, generator=g)
+    keys = quantize_keys(torch.randn(B, n, d, generator=g))
+    key_valid = None
+    if padded:
+        key_valid = torch.rand(B, n, generator=g) > 0.3
+        key_valid[0, 240:480] = False  # one thread's whole range hidden
+        key_valid[:, -1] = True
+    idx, valid = decode_select(q, w, keys, k, DecodeBuffers(), key_valid)
+    _, (ref_idx, _) = reference_select(q, w, keys, k, key_valid)
+    assert as_sets(idx) == as_sets(ref_idx) and bool(valid.all())
+
+
+def test_ties_stay_with_the_latest_keys_across_split_ranges(split_over_three_threads):
+    d, n, k = 64, 300, 40
+    q = torch.zeros(1, 1, 2, d)
+    q[..., 0] = 1.0
+    keys = torch.zeros(1, n, d)
+    keys[0, ::3, 0] = 1.0  # 100 equal scores over all three ranges: the k latest win
+    ik = quantize_keys(keys @ dsa.hadamard(d).T)
+    idx, _ = decode_select(q, torch.ones(1, 1, 2), ik, k, DecodeBuffers())
+    assert as_sets(idx) == [list(range(n - 3 * k, n, 3))]
+
+
+def test_a_split_decode_attention_equals_sparse_attention(split_over_three_threads):
+    g = torch.Generator().manual_seed(12)
+    n, H, D, K = 500, 32, 64, 100
+    k, v = torch.randn(1, n, D, generator=g), torch.randn(1, n, D, generator=g)
+    q = torch.randn(1, 1, H, D, generator=g) * 4  # peaked softmaxes: the merge's rescaling matters
+    idx = torch.randperm(n, generator=g)[:K].view(1, 1, K)
+    valid = torch.rand(1, 1, K, generator=g) > 0.2
+    valid[..., 33:66] = False  # the middle thread's keys are all masked
+    expected, _ = sparse_attention(q, k, v, idx, valid)
+    torch.testing.assert_close(fused_sparse_attention(q, k, v, idx, valid, DecodeBuffers()), expected)
+
+
 def selected(idx, valid):
     """Each query's selected keys as a sorted list: the masked slots left out."""
     rows = zip(idx.reshape(-1, idx.shape[-1]), valid.reshape(-1, idx.shape[-1]), strict=True)
