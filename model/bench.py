@@ -81,6 +81,8 @@ class Row:
     """Auto mode: dense below the stored crossover, DSA from it (timed on its own, interleaved)."""
     auto_sparse: bool = False
     """Which path auto mode took at this L."""
+    auto_vs_best: float = 0.0
+    """Auto's time over the faster path's (dense or DSA, by their cell times), paired round by round."""
     dense_bytes: int = 0
     """Cache bytes per token, dense: one key and one value (MQA)."""
     dsa_bytes: int = 0
@@ -93,13 +95,15 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _median_times(fns: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Median wall time of each function, run interleaved so load changes hit all of them alike."""
+def _sample_times(fns: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
+    """Wall times of each function, run interleaved so load changes hit all of them alike; sample i of
+    every function comes from the same round, so two functions' samples pair up."""
     first = {name: _timed(fn) for name, fn in fns.items()}  # warm-up (allocators, thread pool)
     slowest = max(first.values())
-    # sub-millisecond decode steps move by 10-20% between runs here: many samples make the median hold
+    # sub-millisecond decode steps move by 10-20% between samples here (a shared VM): 41 samples left
+    # two cells running the same code 10% apart, so short steps take 201 (a second or two)
     repeats = (
-        41 if slowest < 0.005 else 7 if slowest < 0.05 else 5 if slowest < 0.5 else 3 if slowest < 3 else 1
+        201 if slowest < 0.005 else 7 if slowest < 0.05 else 5 if slowest < 0.5 else 3 if slowest < 3 else 1
     )
     samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
@@ -114,7 +118,25 @@ def _median_times(fns: dict[str, Callable[[], object]]) -> dict[str, float]:
     if repeats == 1:  # long runs: the warm-up run counts as a sample too
         for name in fns:
             samples[name].append(first[name])
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def central(samples: list[float]) -> float:
+    """A cell's time: the mean of the middle half of its samples (the median below 8 samples).
+
+    A decode step's time here has two modes (whether the data and the thread pool are still warm from the
+    step before), and the median of such samples jumps between them: two cells running the same code
+    came out 22% apart. The middle half's mean moves smoothly with the mix (they came out within 1%)."""
+    if len(samples) < 8:
+        return statistics.median(samples)
+    ordered = sorted(samples)
+    cut = len(ordered) // 4
+    return statistics.fmean(ordered[cut : len(ordered) - cut])
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """The median over rounds of a's time over b's in the same round: a slow moment slows both alike."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def _flops(cfg: BenchConfig, L: int, k: int, mode: str) -> tuple[float, float]:
@@ -223,11 +245,15 @@ def bench_length(cfg: BenchConfig, L: int, seed: int = 0, with_auto: bool = True
             fns[f"idx{top_k}"] = partial(_indexer_only, cfg, iqp, iwp, ik, top_k, offset, buffers)
             if with_auto:
                 fns[f"auto{top_k}"] = partial(_auto, qp, k, v, iqp, iwp, ik, top_k=top_k, **common)
-        times = _median_times(fns)
-        dense_s = min(times["dense"], times.get("dense_mm", float("inf")))
+        samples = _sample_times(fns)
+        times = {name: central(values) for name, values in samples.items()}
+        dense_name = min(("dense", "dense_mm"), key=lambda name: times.get(name, float("inf")))
+        dense_s = times[dense_name]
         for top_k in cfg.top_ks:
             dense_gflop, dsa_gflop = _flops(cfg, L, top_k, mode)
             dsa_s, indexer_s = times[f"dsa{top_k}"], times[f"idx{top_k}"]
+            best = samples[f"dsa{top_k}" if dsa_s < dense_s else dense_name]
+            auto = samples.get(f"auto{top_k}")
             rows.append(
                 Row(
                     L,
@@ -239,6 +265,7 @@ def bench_length(cfg: BenchConfig, L: int, seed: int = 0, with_auto: bool = True
                     dense_gflop,
                     dsa_gflop,
                     auto_s=times.get(f"auto{top_k}", 0.0),
+                    auto_vs_best=paired_ratio(auto, best) if auto else 0.0,
                     auto_sparse=auto_sparse(top_k, L, len(range(L)[part])),
                     dense_bytes=dense_bytes,
                     dsa_bytes=dsa_bytes,
@@ -300,11 +327,11 @@ def format_table(rows: list[Row], cfg: BenchConfig) -> str:
 
 
 def _auto_cell(r: Row) -> str:
-    """Auto mode's time and path, then its time over the faster of dense and DSA."""
+    """Auto mode's time and path, then its time over the faster of dense and DSA (paired by round)."""
     if not r.auto_s:
         return " |"
     path = "DSA" if r.auto_sparse else "dense"
-    return f"{_ms(r.auto_s)} ({path}) | {r.auto_s / min(r.dense_s, r.dsa_s):.2f}"
+    return f"{_ms(r.auto_s)} ({path}) | {r.auto_vs_best:.2f}"
 
 
 def crossing(points: list[tuple[int, float, float]]) -> int:
@@ -395,6 +422,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             "indexer_s",
             "auto_s",
             "auto_sparse",
+            "auto_vs_best",
             "dense_bytes",
             "dsa_bytes",
         ]

@@ -1,11 +1,12 @@
 """`toolgym model bench`'s new parts: --calibrate (the stored crossover), cache bytes, auto mode, --agent."""
 
 import json
+import statistics
 
 import pytest
 import toolgym.model.dsa as dsa
 import torch
-from toolgym.model.bench import agent_episode, crossing, format_agent_table
+from toolgym.model.bench import agent_episode, central, crossing, format_agent_table, paired_ratio
 from toolgym.model.quality import int8_topk_overlap
 
 from toolgym.cli import main
@@ -47,7 +48,7 @@ def test_bench_rows_carry_auto_time_and_cache_bytes(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["mode"] for r in rows} == {"prefill", "decode"}
     for r in rows:
-        assert r["auto_s"] > 0 and isinstance(r["auto_sparse"], bool)
+        assert r["auto_s"] > 0 and isinstance(r["auto_sparse"], bool) and r["auto_vs_best"] > 0
         assert r["dense_bytes"] == 2 * 16 * 4  # fp32 key and value of one MQA head
         assert r["dsa_bytes"] == r["dense_bytes"] + 64 + 4  # int8 indexer key plus its scale
     assert (
@@ -76,3 +77,17 @@ def test_int8_indexer_keeps_the_fp32_top_k(make_model):
     report = int8_topk_overlap(model, tokens, 25)
     assert len(report["per_layer"]) == model.cfg.n_layers
     assert 0.95 <= report["overlap"] <= 1.0
+
+
+def test_a_cell_time_is_the_mean_of_the_middle_half():
+    # two modes, as decode steps have here: the median jumps to whichever mode holds the middle sample
+    warm, cold = [0.4] * 9, [0.9] * 10
+    assert central(warm + cold) == pytest.approx(statistics.fmean(sorted(warm + cold)[4:15]))
+    assert central([3.0, 1.0, 2.0]) == 2.0  # few samples: the median
+
+
+def test_auto_over_best_pairs_samples_by_round():
+    slow_moments = [1.0, 5.0, 1.0, 5.0, 1.0]  # the machine's load, the same for both in a round
+    assert paired_ratio([t * 1.02 for t in slow_moments], slow_moments) == pytest.approx(1.02)
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])

@@ -107,7 +107,7 @@ def test_bench_json_rows_have_the_documented_keys(capsys):
     assert len(rows) == 2 * 2 * 2  # lengths x k x {prefill, decode}
     for row in rows:
         assert set(row) == {"L", "k", "mode", "dense_s", "dsa_s", "indexer_s", "auto_s", "auto_sparse",
-                            "dense_bytes", "dsa_bytes"}  # fmt: skip
+                            "auto_vs_best", "dense_bytes", "dsa_bytes"}  # fmt: skip
         assert row["mode"] in ("prefill", "decode")
         assert 0 < row["indexer_s"] and 0 < row["dsa_s"] and 0 < row["dense_s"]
     assert {(r["L"], r["k"]) for r in rows} == {(256, 64), (256, 128), (512, 64), (512, 128)}
