@@ -231,6 +231,7 @@ def shell_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("TOOLGYM_ENV_STORE", None)
+    env["TOOLGYM_BENCH_SECONDS"] = "0.3"  # `model bench` examples: few timing rounds, the same code paths
     return env
 
 

@@ -27,3 +27,9 @@ def make_model():
         return DSALM(tiny(**overrides)).eval()
 
     return build
+
+
+@pytest.fixture(autouse=True)
+def short_bench_timing(monkeypatch):
+    """Bench runs in tests time few rounds: they check rows and paths, not speeds."""
+    monkeypatch.setenv("TOOLGYM_BENCH_SECONDS", "0.3")
