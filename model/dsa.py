@@ -664,22 +664,30 @@ def save_crossover(by_k: dict[int, dict[str, int]], path: Path | None = None) ->
     """Store {top_k: {"prefill": L, "decode": L}} measured on this machine (other k stay); returns the file."""
     path = path or crossover_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    merged = {**_read_crossover(str(path)), **by_k}
+    merged = {**_read_crossover(path), **by_k}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({str(k): v for k, v in sorted(merged.items())}, indent=1) + "\n")
     os.replace(tmp, path)
-    _read_crossover.cache_clear()
-    _crossover.cache_clear()
+    forget_crossover()
     return path
 
 
-@functools.lru_cache(maxsize=4)
-def _read_crossover(path: str) -> dict[int, dict[str, int]]:
+def _read_crossover(path: Path) -> dict[int, dict[str, int]]:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
         return {int(k): {p: int(v[p]) for p in ("prefill", "decode")} for k, v in data.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}  # absent or damaged: the defaults hold
+
+
+_crossovers: dict[tuple[int, str], int] = {}
+"""crossover() per (k, phase), read once per process: auto mode asks at every layer of every decode step,
+and a lookup that reads the environment (to find the cache) took 4-5% of a 4k decode step, with cold caches."""
+
+
+def forget_crossover() -> None:
+    """Read the crossover file again at the next crossover() (after it changed, or the cache moved)."""
+    _crossovers.clear()
 
 
 def crossover(top_k: int, phase: str) -> int:
@@ -687,18 +695,16 @@ def crossover(top_k: int, phase: str) -> int:
 
     From the calibration of the nearest top_k (scaled by the ratio of the k values), else the default.
     """
-    env = (os.environ.get("TOOLGYM_CACHE"), os.environ.get("XDG_CACHE_HOME"))
-    return _crossover(top_k, phase, env)
-
-
-@functools.lru_cache(maxsize=64)
-def _crossover(top_k: int, phase: str, env: tuple) -> int:
-    """crossover() once per (k, phase, cache location): auto mode asks at every decode step."""
-    measured = _read_crossover(str(crossover_path()))
-    if not measured:
-        return int(DEFAULT_CROSSOVER[phase] * top_k)
-    near = min(measured, key=lambda k: abs(math.log(k / top_k)))
-    return int(measured[near][phase] * top_k / near)
+    found = _crossovers.get((top_k, phase))
+    if found is None:
+        measured = _read_crossover(crossover_path())
+        if not measured:
+            found = int(DEFAULT_CROSSOVER[phase] * top_k)
+        else:
+            near = min(measured, key=lambda k: abs(math.log(k / top_k)))
+            found = int(measured[near][phase] * top_k / near)
+        _crossovers[(top_k, phase)] = found
+    return found
 
 
 def auto_sparse(top_k: int, n_keys: int, n_queries: int) -> bool:

@@ -162,7 +162,7 @@ extern "C" int dsa_decode_select(const float* q, const float* w, const int8_t* k
   int32_t qsum[256];
   const float neg_inf = -std::numeric_limits<float>::infinity();
   threads = std::max<int64_t>(1, std::min<int64_t>(threads, 64));  // the caller decides when a split pays
-  std::vector<int64_t> bounds(threads + 1), kept(threads);
+  int64_t bounds[65], kept[64];  // on the stack: a decode step allocates nothing
   for (int64_t b = 0; b < B; ++b) {
     quantize_query(q + b * H * d, w + b * H, H, d, qi, qw, qsum);
     const int8_t* kb = keys + b * cap * d;

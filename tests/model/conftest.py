@@ -33,3 +33,14 @@ def make_model():
 def short_bench_timing(monkeypatch):
     """Bench runs in tests time few rounds: they check rows and paths, not speeds."""
     monkeypatch.setenv("TOOLGYM_BENCH_SECONDS", "0.3")
+
+
+@pytest.fixture(autouse=True)
+def crossover_read_afresh():
+    """crossover() reads its file once per process: a test that moves the cache gets it read again, and
+    the tests after it do not see what it stored."""
+    from toolgym.model.dsa import forget_crossover
+
+    forget_crossover()
+    yield
+    forget_crossover()

@@ -17,8 +17,7 @@ SMALL = ["--heads", "4", "--head-dim", "16"]
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLGYM_CACHE", str(tmp_path / "cache"))
-    dsa._read_crossover.cache_clear()
-    dsa._crossover.cache_clear()
+    dsa.forget_crossover()
 
 
 def test_crossing_interpolates_where_dsa_overtakes_dense_for_good():

@@ -28,8 +28,7 @@ from toolgym.model.lm import Cache, LayerCache, generate_ids
 def own_cache(tmp_path, monkeypatch):
     """Each test gets its own toolgym cache: no calibration from this machine leaks in."""
     monkeypatch.setenv("TOOLGYM_CACHE", str(tmp_path / "cache"))
-    dsa._read_crossover.cache_clear()
-    dsa._crossover.cache_clear()
+    dsa.forget_crossover()
 
 
 def reference_select(q, w, keys: Int8Keys, k, key_valid=None):
@@ -282,8 +281,7 @@ def test_crossover_defaults_scale_with_k_and_survive_a_damaged_file():
     assert crossover(256, "prefill") == 4000
     assert crossover(4096, "decode") == 6000  # nearest k, scaled by the ratio of the k values
     path.write_text("{not json")
-    dsa._read_crossover.cache_clear()
-    dsa._crossover.cache_clear()
+    dsa.forget_crossover()
     assert crossover(2048, "prefill") == int(dsa.DEFAULT_CROSSOVER["prefill"] * 2048)
 
 
