@@ -225,12 +225,6 @@ def _indexer_only(cfg: BenchConfig, iq, iw, ik, top_k: int, offset: int, buffers
             select_topk(scores, top_k)
 
 
-def _auto(q, k, v, iq, iw, ik, *, top_k: int, q_offset: int, **kwargs) -> torch.Tensor:
-    """What auto mode runs: the crossover decides (per phase), then dense or DSA."""
-    sparse = auto_sparse(top_k, k.shape[1], q.shape[1])
-    return dsa_attention(q, k, v, iq, iw, ik, top_k=top_k if sparse else None, q_offset=q_offset, **kwargs)
-
-
 def cache_bytes(cfg: BenchConfig) -> tuple[int, int]:
     """Bytes per cached token of one layer, dense and DSA (fp32 keys and values)."""
     kv = 2 * cfg.head_dim * 4
@@ -281,7 +275,10 @@ def bench_length(cfg: BenchConfig, L: int, seed: int = 0, with_auto: bool = True
             fns[f"dsa{top_k}"] = partial(dsa_attention, qp, k, v, iqp, iwp, ik, top_k=top_k, **common)
             fns[f"idx{top_k}"] = partial(_indexer_only, cfg, iqp, iwp, ik, top_k, offset, buffers)
             if with_auto:
-                fns[f"auto{top_k}"] = partial(_auto, qp, k, v, iqp, iwp, ik, top_k=top_k, **common)
+                # what the model runs for sparse="auto": the crossover decides inside the call
+                fns[f"auto{top_k}"] = partial(
+                    dsa_attention, qp, k, v, iqp, iwp, ik, top_k=top_k, auto=True, **common
+                )
         samples = _sample_times(fns)
         times = {name: central(values) for name, values in samples.items()}
         dense_name = min(("dense", "dense_mm", "dense_model"), key=lambda name: times.get(name, float("inf")))

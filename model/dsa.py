@@ -585,17 +585,21 @@ def dsa_attention(
     precision: str = "fp32",
     indexer_loss: bool = False,
     buffers: DecodeBuffers | None = None,
+    auto: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Queries at positions q_offset.. attend to keys 0..Lk-1 (the cache plus themselves).
 
     q (B, Lq, H, D); k, v (B, Lk, D); iq (B, Lq, H_I, d_I), iw (B, Lq, H_I), ik (B, Lk, d_I) or the
     int8 cache's Int8Keys. top_k None is dense causal attention; otherwise each query sees only its
     top_k keys by index score. With buffers and Int8Keys, a one-token decode step scores and selects
-    in the fused kernel (decode_select). Returns out (B, Lq, H, D) and, if indexer_loss, the mean over
-    queries of the indexer KL.
+    in the fused kernel (decode_select). With auto, top_k applies only from the phase's calibrated
+    crossover on (auto_sparse); below it the call is dense. Returns out (B, Lq, H, D) and, if
+    indexer_loss, the mean over queries of the indexer KL.
     """
     B, Lq = q.shape[:2]
     Lk = k.shape[1]
+    if auto and top_k is not None and Lk > top_k and not auto_sparse(top_k, Lk, Lq):
+        top_k = None  # decided here, in the call the model makes anyway: auto adds no step of its own
     all_keys = top_k is None or Lk <= top_k  # dense, or k covers every key: the same attention
     if all_keys and not indexer_loss and key_valid is None:  # no padding: no mask needed
         if q_offset == 0 and Lk == Lq:

@@ -17,7 +17,6 @@ from .dsa import (
     DecodeBuffers,
     Int8Keys,
     LightningIndexer,
-    auto_sparse,
     dense_attention,
     dsa_attention,
     index_scores,
@@ -172,8 +171,9 @@ class DSAttention(nn.Module):
         if cache is not None:
             offset = cache.length
             k, v, ik = cache.append(k, v, ik)  # now (B, offset + L, .)
-        if sparse == "auto":
-            sparse = not indexer_loss and auto_sparse(cfg.top_k, offset + L, L)
+        auto = sparse == "auto"
+        if auto and indexer_loss:  # auto is an inference choice: with the indexer loss (training) it is dense
+            sparse = auto = False
         out, kl = dsa_attention(
             q,
             k,
@@ -188,6 +188,7 @@ class DSAttention(nn.Module):
             precision="fp32" if self.training else cfg.index_precision,
             indexer_loss=indexer_loss,
             buffers=cache.buffers if cache is not None else None,
+            auto=auto,
         )
         return self.wo(out.reshape(B, L, -1)), kl
 
