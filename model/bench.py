@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -92,13 +93,22 @@ class Row:
     """Cache bytes per token, DSA: the same plus the indexer key (and its scale when int8)."""
 
 
-EVICT_BYTES = 64 << 20
-"""Twice this machine's L3 (32 MiB): rewritten before every timed call."""
+def _largest_cache_bytes() -> int:
+    """The largest CPU cache's size from sysfs (the L3, 32 MiB on the machine of docs/benchmarks.md), else 0."""
+    largest = 0
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = size.read_text().strip()
+            largest = max(largest, int(text[:-1]) << 10 if text.endswith("K") else int(text))
+        except (OSError, ValueError):
+            continue
+    return largest
 
 
 @functools.lru_cache(maxsize=1)
 def _eviction_buffer() -> torch.Tensor:
-    return torch.empty(EVICT_BYTES // 4)
+    """Rewritten before every timed call: twice the largest cache, and at least 64 MiB."""
+    return torch.empty(max(64 << 20, 2 * _largest_cache_bytes()) // 4)
 
 
 def _timed(fn: Callable[[], object]) -> float:
