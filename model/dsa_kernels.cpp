@@ -436,17 +436,8 @@ static void prefill_rows(const float* q, const float* w, const int8_t* keys, con
       t = n;
     }
 #endif
-    for (; t < n; ++t) {
-      const int8_t* kt = keys + (b * cap + t) * d;
-      float s = 0.f;
-      for (int64_t h = 0; h < H; ++h) {
-        const int8_t* qh = qi.data() + h * d;
-        int32_t dot = 0;
-        for (int64_t j = 0; j < d; ++j) dot += (int32_t)qh[j] * (int32_t)kt[j];
-        if (dot > 0) s += qw[h] * (float)dot;
-      }
-      out[t] = s * sb[t] + 0.0f;  // + 0 turns -0 into +0: both zeros tie, as in select_topk
-    }
+    if (t < n)  // no packed copy here, or no VNNI: the decode select's scoring, key by key
+      score_keys(qi.data(), qw.data(), qsum.data(), H, d, keys + b * cap * d, sb, vb, t, n, out, ord.data());
     uint64_t* o = ord.data();
     for (t = 0; t < n; ++t) {
       if (vb && !vb[t]) out[t] = neg_inf;
