@@ -21,6 +21,7 @@ import time
 from toolgym.sandbox import Limits, SandboxPool, get_backend, open_sandbox, reaper
 from toolgym.sandbox.backend import Owner
 from toolgym.sandbox.image import default_image
+from toolgym.sandbox.sandbox import get_backend_uncached
 
 LIMITS = Limits(memory_mb=256, timeout_s=30)
 
@@ -162,6 +163,63 @@ LEAK_WORKER = textwrap.dedent(
 )
 
 
+# Nine processes that each take memory until the OOM killer stops them (the resource-bomb test's memory bomb).
+MEMORY_BOMB = (
+    "import os\n"
+    "for _ in range(8):\n"
+    "    if os.fork() == 0:\n"
+    "        break\n"
+    "hog = []\n"
+    "while True:\n"
+    "    hog.append(bytearray(8 << 20))\n"
+)
+
+
+def bench_memory_bomb(name: str, n: int) -> list[dict]:
+    """How fast the server answers the host while a command fills the sandbox's memory, with the agent cgroup
+    (the default) and without it (server and agent in one cgroup), in alternating rounds; and what the agent
+    cgroup costs a plain command (its child joins the cgroup between fork and exec)."""
+    import threading
+
+    limits = Limits(memory_mb=256, pids=96, timeout_s=10)
+    variants = {}
+    for split in (True, False):
+        backend = get_backend_uncached(name, None)
+        backend.agent_cgroup = split
+        variants[split] = dict(backend=backend, pings=[], worst=[], true=[], oom=0)
+    for _ in range(n):
+        for v in variants.values():
+            with open_sandbox(v["backend"], limits) as sb:
+                v["true"] += timed(lambda: sb.run(["true"]), 20)
+                done, pings = threading.Event(), []
+
+                def watch(sb=sb, done=done, pings=pings):
+                    while not done.wait(0.01):
+                        pings.append(sb.ping())
+
+                watcher = threading.Thread(target=watch)
+                watcher.start()
+                r = sb.run(["python3", "-c", MEMORY_BOMB], timeout_s=5)
+                done.set()
+                watcher.join()
+                v["pings"] += pings
+                v["worst"].append(max(pings, default=0.0))
+                v["oom"] += r.oom_killed
+    return [
+        dict(
+            agent_cgroup=split,
+            bombs=n,
+            oom_killed=v["oom"],
+            ping_p50_ms=pct(v["pings"], 0.5) * 1e3,
+            ping_p99_ms=pct(v["pings"], 0.99) * 1e3,
+            worst_ping_p50_ms=pct(v["worst"], 0.5) * 1e3,
+            worst_ping_max_ms=max(v["worst"]) * 1e3,
+            true_p50_ms=pct(v["true"], 0.5) * 1e3,
+        )
+        for split, v in variants.items()
+    ]
+
+
 def bench_leaks(total: int, workers: int, seed: int) -> dict:
     """Episodes in worker processes that get SIGKILLed at random; then what is left after reaping."""
     rng = random.Random(seed)
@@ -260,7 +318,14 @@ def main() -> None:
             )
         )
     leaks = bench_leaks(n_leak, 4, args.seed) if backend.name == "docker" else None
-    result = {"backend": backend.name, "round_trips": table, "episodes": episode_rows, "leaks": leaks}
+    bombs = bench_memory_bomb(backend.name, 3 if args.quick else 15)
+    result = {
+        "backend": backend.name,
+        "round_trips": table,
+        "episodes": episode_rows,
+        "leaks": leaks,
+        "memory_bomb": bombs,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -290,6 +355,17 @@ def main() -> None:
         print(
             f"| recycle={e['recycle']} ({e['episodes']} episodes) | {e['episodes_per_s']:.1f} | "
             f"{e['warm_acquire_p50_ms']:.2f} |"
+        )
+    print(
+        "\n| a command fills the sandbox's memory (256 MB, 9 processes) | OOM-killed | server ping p50 ms | "
+        "p99 ms | worst per bomb, p50 ms | worst ms | `true` round trip p50 ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for b in bombs:
+        what = "agent cgroup (default)" if b["agent_cgroup"] else "one cgroup (baseline)"
+        print(
+            f"| {what}, {b['bombs']} bombs | {b['oom_killed']} | {b['ping_p50_ms']:.2f} | {b['ping_p99_ms']:.2f} | "
+            f"{b['worst_ping_p50_ms']:.2f} | {b['worst_ping_max_ms']:.2f} | {b['true_p50_ms']:.2f} |"
         )
     if leaks:
         print(

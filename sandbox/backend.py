@@ -61,9 +61,13 @@ class Owner:
         return process_start_time(self.pid) == self.start
 
 
-def server_command(python: str = "python3", trusted_uid: int | None = None) -> list[str]:
+def server_command(
+    python: str = "python3", trusted_uid: int | None = None, agent_cgroup: bool = False
+) -> list[str]:
     """How every backend starts the in-sandbox server (-E -s: no host Python settings leak in). `trusted_uid`:
-    where the backend maps a second uid and gives the server the capabilities to use it."""
+    where the backend maps a second uid and gives the server the capabilities to use it. `agent_cgroup`: the
+    host sends an `agent_cgroup` request once the server answers (with the descriptors, or none where it could
+    not make one), and the server starts its spare Python kernel only then, so that the kernel has them."""
     cmd = [
         python,
         "-E",
@@ -81,6 +85,8 @@ def server_command(python: str = "python3", trusted_uid: int | None = None) -> l
     ]
     if trusted_uid is not None:
         cmd += ["--trusted-uid", str(trusted_uid)]
+    if agent_cgroup:
+        cmd.append("--agent-cgroup")
     return cmd
 
 
@@ -118,6 +124,9 @@ class Handle:
 
 class Backend(Protocol):
     name: str
+    agent_cgroup: bool
+    """Whether sandboxes put the agent's processes in a cgroup of their own where the host can make one (see
+    cgroups.py). True; False only to measure what it buys (bench/sandbox.py)."""
 
     def start(
         self,

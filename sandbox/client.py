@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -53,14 +54,15 @@ class ServerClient:
             )
         return sock
 
-    def call(self, op: str, timeout: float | None = 30.0, **params) -> dict:
-        """Send one request and return its result; server-side refusals raise the matching SandboxError."""
+    def call(self, op: str, timeout: float | None = 30.0, fds: tuple[int, ...] = (), **params) -> dict:
+        """Send one request and return its result; server-side refusals raise the matching SandboxError.
+        `fds` travel with the request (see `wire.send`)."""
         if self._closed:
             raise SandboxError("this sandbox is closed")
         sock = self._connect()
         try:
             sock.settimeout(timeout)
-            wire.send(sock, {"op": op, **params})
+            wire.send(sock, {"op": op, **params}, fds)
             reply = wire.recv(sock)
         except TimeoutError:
             sock.close()
@@ -79,6 +81,15 @@ class ServerClient:
                 err.get("message", "the sandbox refused the request")
             )
         return reply["result"]
+
+    def adopt_agent_cgroup(self, fds: tuple[int, ...], threads: bool) -> bool:
+        """Hand the server the agent cgroup (descriptors from `cgroups.open_agent`) and close ours; whether it
+        holds it now. Before any agent code runs: the server keeps the first it gets."""
+        try:
+            return bool(self.call("agent_cgroup", timeout=5.0, fds=fds, threads=threads)["adopted"])
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def drop_connections(self) -> None:
         """Forget pooled connections (after a reset the server listens on a fresh socket)."""

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import reaper
+from . import cgroups, reaper
 from .backend import (
     SANDBOX_UID,
     SERVER_CAPS,
@@ -50,6 +50,7 @@ class DockerBackend:
         self.client = docker_client()
         self.api = self.client.api
         self.image = image or default_image()
+        self.agent_cgroup = True
         if not image_present(self.client, self.image):
             raise SandboxUnavailable(
                 f"The sandbox image {self.image} is missing: run `toolgym sandbox build-image` (offline, needs "
@@ -106,12 +107,13 @@ class DockerBackend:
             init=False,
         )
         labels = {LABEL: "1", "toolgym.run": run_id, "toolgym.owner": self.owner.label()}
+        split = self.agent_cgroup and cgroups.writable()  # then the agent cgroup is made after the start
         for attempt in range(CREATE_TRIES):
             container_id = None
             try:
                 created = self.api.create_container(
                     image,
-                    command=server_command(trusted_uid=TRUSTED_UID),
+                    command=server_command(trusted_uid=TRUSTED_UID, agent_cgroup=split),
                     user="0:0",  # the server becomes SANDBOX_UID before it does anything else
                     working_dir=WORKSPACE,
                     environment={"HOME": WORKSPACE, "LANG": "C.UTF-8"},
@@ -144,6 +146,11 @@ class DockerBackend:
         )
         try:
             client = wait_for_server(handle.socket_path, lambda: self._running(container_id))
+            if split:
+                agent = cgroups.split_container(
+                    self._init_pid(container_id), limits.agent_memory_mb(), limits.cpus
+                )
+                client.adopt_agent_cgroup(*(agent or ((), False)))  # none: the server stops waiting for it
             client.close()
             handle.extra["server_pid"] = client.server_pid
             lock_sandbox_dir(host_dir)
@@ -152,6 +159,13 @@ class DockerBackend:
             self.stop(handle)
             raise SandboxDied(f"{exc}; container output:\n{logs}" if logs else str(exc)) from None
         return handle
+
+    def _init_pid(self, container_id: str) -> int:
+        """The host pid of the container's first process (the server), 0 where unknown."""
+        try:
+            return int(self.api.inspect_container(container_id)["State"]["Pid"])
+        except Exception:  # noqa: BLE001 - unknown: no agent cgroup, as on an engine we may not reach into
+            return 0
 
     def _running(self, container_id: str) -> bool:
         try:

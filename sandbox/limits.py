@@ -13,9 +13,11 @@ class Limits:
     """Limits for one sandbox. Every backend applies all of them (see the README for the namespace backend's gaps)."""
 
     memory_mb: int = 512
-    """Memory for everything in the sandbox, tmpfs contents included; no swap."""
+    """Memory for everything in the sandbox, tmpfs contents included; no swap. The agent's processes get
+    `agent_memory_mb()` of it."""
     cpus: float = 1.0
-    """CPU share, in cores."""
+    """CPU share, in cores. Where the agent cgroup exists (sandbox/cgroups.py) it is the agent's processes'
+    quota, and the sandbox as a whole, with its server and trusted sessions, may use a core more."""
     pids: int = 256
     """Most processes and threads alive at once (stops fork bombs)."""
     timeout_s: float = 10.0
@@ -43,6 +45,13 @@ class Limits:
             scale = budget / (workspace + tmp)
             workspace, tmp = max(int(workspace * scale), 1), max(int(tmp * scale), 1)
         return workspace, tmp, shm
+
+    def agent_memory_mb(self) -> int:
+        """The memory of the agent's processes (commands, agent Python sessions and what they fork), in a cgroup
+        of their own inside the sandbox's where the backend can make one (as root; see sandbox/cgroups.py). The
+        rest, an eighth of `memory_mb` (at least 48 MB, at most half), is the in-sandbox server's and the trusted
+        sessions': an agent that fills its memory meets its own limit, and the server never waits on it."""
+        return self.memory_mb - min(max(48, self.memory_mb // 8), self.memory_mb // 2)
 
     def validate(self) -> Limits:
         for name in ("memory_mb", "pids", "output_bytes", "workspace_mb", "tmp_mb"):

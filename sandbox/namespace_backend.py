@@ -23,7 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import reaper
+from . import cgroups, reaper
 from .backend import (
     MOUNT_ROOT,
     SANDBOX_UID,
@@ -36,6 +36,7 @@ from .backend import (
     check_mounts,
     server_command,
 )
+from .cgroups import CGROUP_ROOT
 from .client import wait_for_server
 from .errors import SandboxDied, SandboxUnavailable
 from .image import reqs_mount_point, rootfs_dir, rootfs_ready
@@ -44,7 +45,6 @@ from .paths import lock_sandbox_dir, new_sandbox_dir, remove_sandbox_dir
 from .requirements import REQS_ROOT, require_prepared, site_path
 
 INSIDE = Path(__file__).resolve().parent / "inside"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 HOST_ROOT_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
 
 # bwrap's --die-with-parent ties each sandbox to the *thread* that spawned it, so all spawns happen on one
@@ -53,64 +53,75 @@ _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolgym-bwrap")
 
 
 class Cgroup:
-    """A cgroup (v1 controllers or v2 unified) that bounds one sandbox's memory, pids and CPU."""
+    """A cgroup (v1 controllers or v2 unified) that bounds one sandbox's memory, pids and CPU, with the agent
+    cgroup inside it (see cgroups.py). On v2 the server starts in a `server` leaf beside `agent`."""
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, agent: bool = True) -> None:
         self.paths: list[Path] = []
-        self.v2 = (CGROUP_ROOT / "cgroup.controllers").exists()
-        memory = limits.memory_mb * 1024 * 1024
+        self.v2 = cgroups.unified()
         if self.v2:
             parent = CGROUP_ROOT / "toolgym"
             parent.mkdir(exist_ok=True)
             for scope in (CGROUP_ROOT, parent):
-                _write(scope / "cgroup.subtree_control", "+memory +pids +cpu")
+                cgroups.write(scope / "cgroup.subtree_control", "+memory +pids +cpu")
             path = parent / name
             path.mkdir()
             self.paths = [path]
-            _write(path / "memory.max", str(memory))
-            _write(path / "memory.swap.max", "0")
-            _write(path / "pids.max", str(limits.pids))
-            _write(path / "cpu.max", f"{int(limits.cpus * 100000)} 100000")
+            cgroups.limit_memory(path, True, limits.memory_mb)
+            cgroups.write(path / "pids.max", str(limits.pids))
+            cgroups.write(path / "cpu.max", f"{int(limits.cpus * 100000)} 100000")
+            self.joined = [path / cgroups.SERVER]
+            self.joined[0].mkdir()
         else:
             for controller in ("memory", "pids", "cpu"):
                 path = CGROUP_ROOT / controller / "toolgym" / name
                 path.mkdir(parents=True)
                 self.paths.append(path)
             mem, pids, cpu = self.paths
-            _write(mem / "memory.limit_in_bytes", str(memory))
-            _write(mem / "memory.memsw.limit_in_bytes", str(memory))
-            _write(pids / "pids.max", str(limits.pids))
-            _write(cpu / "cpu.cfs_period_us", "100000")
-            _write(cpu / "cpu.cfs_quota_us", str(int(limits.cpus * 100000)))
+            cgroups.limit_memory(mem, False, limits.memory_mb)
+            cgroups.write(pids / "pids.max", str(limits.pids))
+            cgroups.write(cpu / "cpu.cfs_period_us", "100000")
+            cgroups.write(cpu / "cpu.cfs_quota_us", str(int(limits.cpus * 100000)))
+            self.joined = self.paths
+        # Without an agent cgroup the agent shares the sandbox's cgroup with the server.
+        self.agent: list[Path] | None = None
+        if not agent:
+            return
+        try:
+            self.agent = cgroups.make_agent(
+                self.paths[0],
+                None if self.v2 else self.paths[2],
+                self.v2,
+                limits.agent_memory_mb(),
+                limits.cpus,
+            )
+        except OSError:
+            pass
 
     @staticmethod
     def available() -> bool:
-        if os.geteuid() != 0:
-            return False
-        if (CGROUP_ROOT / "cgroup.controllers").exists():
-            return os.access(CGROUP_ROOT, os.W_OK)
-        return all(os.access(CGROUP_ROOT / c, os.W_OK) for c in ("memory", "pids", "cpu"))
+        return cgroups.writable(("memory", "pids", "cpu"))
 
     def join(self) -> None:
         """Move the calling process in (runs in the child between fork and exec)."""
         pid = str(os.getpid())
-        for path in self.paths:
+        for path in self.joined:
             with open(path / "cgroup.procs", "w") as f:
                 f.write(pid)
 
     def oom_kills(self) -> int | None:
-        name = "memory.events" if self.v2 else "memory.oom_control"
-        try:
-            for line in (self.paths[0] / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except OSError:
-            pass
-        return None
+        """The sandbox's OOM kills, the agent cgroup's included (v2 counts a child's, v1 does not)."""
+        if self.v2:
+            return _oom_kill_count(self.paths[0] / "memory.events")
+        counts = [
+            _oom_kill_count(path / "memory.oom_control") for path in self.paths[:1] + (self.agent or [])[:1]
+        ]
+        return None if counts[0] is None else sum(c or 0 for c in counts)
 
     def remove(self) -> None:
-        for path in self.paths:
+        leaves = [self.paths[0] / cgroups.SERVER] if self.v2 else [self.paths[2] / cgroups.AGENT]
+        leaves.append(self.paths[0] / cgroups.AGENT)
+        for path in leaves + self.paths:
             for _ in range(100):
                 try:
                     path.rmdir()
@@ -121,12 +132,15 @@ class Cgroup:
                     time.sleep(0.01)  # processes still exiting
 
 
-def _write(path: Path, value: str) -> None:
+def _oom_kill_count(path: Path) -> int | None:
     try:
-        path.write_text(value)
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
     except OSError:
-        if path.name not in ("memory.memsw.limit_in_bytes", "memory.swap.max", "cgroup.subtree_control"):
-            raise  # swap accounting may be off in the kernel; everything else must hold
+        pass
+    return None
 
 
 def user_namespace() -> int | None:
@@ -172,6 +186,7 @@ class NamespaceBackend:
                 "bubblewrap is missing: install it (`apt-get install -y bubblewrap`) or start a Docker engine."
             )
         self.use_cgroups = Cgroup.available()
+        self.agent_cgroup = True
         self.owner = Owner.me()
         self.split_uids = os.geteuid() == 0 and _bwrap_knows(self.bwrap, "--userns")
         if self.split_uids and rootfs_ready() and rootfs_dir().stat().st_mode & 0o777 != 0o755:
@@ -277,7 +292,14 @@ class NamespaceBackend:
         if userns is not None:
             for cap in SERVER_CAPS:
                 cmd += ["--cap-add", f"CAP_{cap}"]
-        cmd += ["--remount-ro", "/", *server_command(trusted_uid=TRUSTED_UID if userns is not None else None)]
+        cmd += [
+            "--remount-ro",
+            "/",
+            *server_command(
+                trusted_uid=TRUSTED_UID if userns is not None else None,
+                agent_cgroup=cgroup is not None and cgroup.agent is not None,
+            ),
+        ]
         return cmd
 
     def start(
@@ -299,7 +321,9 @@ class NamespaceBackend:
                 ) from None
         host_dir = new_sandbox_dir(None)
         sandbox_id = uuid.uuid4().hex[:12]
-        cgroup = Cgroup(f"{self.owner.pid}-{sandbox_id}", limits) if self.use_cgroups else None
+        cgroup = (
+            Cgroup(f"{self.owner.pid}-{sandbox_id}", limits, self.agent_cgroup) if self.use_cgroups else None
+        )
 
         def preexec() -> None:
             if cgroup is not None:
@@ -334,6 +358,8 @@ class NamespaceBackend:
         reaper.on_exit(id(handle), lambda: self.stop(handle))
         try:
             client = wait_for_server(handle.socket_path, lambda: proc.poll() is None)
+            if cgroup is not None and cgroup.agent is not None:
+                client.adopt_agent_cgroup(*cgroups.open_agent(cgroup.agent, cgroup.v2))
             client.close()
             handle.extra["server_pid"] = client.server_pid
             lock_sandbox_dir(host_dir)

@@ -7,6 +7,7 @@ back as a tool error written for the model, never as a crash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -1069,16 +1070,33 @@ def serve(server: EnvServer) -> EnvServer:
 
 
 def agent_children() -> None:
-    """Make every subprocess this process starts take the agent's uid (real, effective and saved)."""
+    """Make every subprocess this process starts take the agent's uid (real, effective and saved), and join the
+    agent cgroup where the sandbox server gave this session one (sandbox/inside/server.py, AgentCgroup): between
+    fork and exec, after the uid change, so it is the agent's before any of its code runs. (A uid change already
+    makes Python fork rather than vfork, so the join adds a write and no fork.)"""
     import subprocess
 
     agent = os.geteuid()
-    if os.getuid() == agent or getattr(subprocess.Popen, "_toolgym_agent", False):
+    cgroup = [int(fd) for fd in os.environ.get("TOOLGYM_AGENT_CGROUP", "").split(",") if fd]
+    if (os.getuid() == agent and not cgroup) or getattr(subprocess.Popen, "_toolgym_agent", False):
         return
     start = subprocess.Popen.__init__
 
-    def __init__(self, *args, user=None, **kwargs):
-        start(self, *args, user=agent if user is None else user, **kwargs)
+    def join(then) -> None:
+        for fd in cgroup:
+            try:
+                os.write(fd, b"0")
+            except OSError:
+                pass  # it stays in the sandbox's cgroup, bounded by the sandbox's limits
+        if then is not None:
+            then()
+
+    def __init__(self, *args, user=None, preexec_fn=None, **kwargs):
+        if cgroup:
+            preexec_fn = functools.partial(join, preexec_fn)
+        if user is None and os.getuid() != agent:
+            user = agent
+        start(self, *args, user=user, preexec_fn=preexec_fn, **kwargs)
 
     subprocess.Popen.__init__ = __init__
     subprocess.Popen._toolgym_agent = True

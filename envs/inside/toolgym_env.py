@@ -605,6 +605,9 @@ for _name in sys.argv[1].split(","):
         __import__(_name)
 BASE = set(sys.modules)  # and what the preloaded modules loaded: all a program keeps
 import os
+for _fd in range(4, 4 + int(sys.argv[2])):  # the agent cgroup (sandbox/inside/server.py): every program forked
+    os.write(_fd, b"0")                     # from here is born inside it, and none holds the descriptors
+    os.close(_fd)
 os.setresuid(-1, -1, os.getuid())  # the exec made the saved uid the effective one (the agent's): take it back
 import _signal, ctypes, select, socket
 ctl = socket.socket(fileno=3)
@@ -725,6 +728,7 @@ class Zygote:
     """One pristine interpreter of a kind (flags, environment, preloaded modules) that forks the agent's programs."""
 
     def __init__(self, flags: tuple = (), env: dict | None = None, preload: tuple = ()) -> None:
+        import fcntl
         import socket
         import sys
         import weakref
@@ -736,23 +740,35 @@ class Zygote:
         self.waiting: set[int] = set()
         self.served = False
         null = os.open(os.devnull, os.O_RDWR)
+        env = dict(os.environ if env is None else env)
+        env.pop("TOOLGYM_AGENT_CGROUP", None)
+        # Where the sandbox server gave this (trusted) session the agent cgroup, the zygote joins it first. Copies
+        # above the descriptors the spawn sets up, so that no dup2 below overwrites one before it is used.
+        cgroup = [
+            fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 10)
+            for fd in os.environ.get("TOOLGYM_AGENT_CGROUP", "").split(",")
+            if fd
+        ]
         try:
             # posix_spawn, not subprocess: in a protected env server subprocess gives children the agent's uids.
             self.pid = os.posix_spawn(
                 sys.executable,
-                [sys.executable, *self.flags, "-c", _ZYGOTE, ",".join(self.preload)],
-                os.environ if env is None else env,
+                [sys.executable, *self.flags, "-c", _ZYGOTE, ",".join(self.preload), str(len(cgroup))],
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
                     (os.POSIX_SPAWN_DUP2, null, 0),
                     (os.POSIX_SPAWN_DUP2, null, 1),
                     (os.POSIX_SPAWN_DUP2, null, 2),
+                    *((os.POSIX_SPAWN_DUP2, fd, 4 + i) for i, fd in enumerate(cgroup)),
                 ],
                 setsid=True,
             )
         finally:
             theirs.close()
             os.close(null)
+            for fd in cgroup:
+                os.close(fd)
         self.stop = weakref.finalize(self, Zygote._stop, self.ctl, self.pid)  # once; at the latest at exit
         try:
             first = self.ctl.recv(1 << 16)

@@ -180,6 +180,11 @@ def main() -> None:
     # A third argument: the agent's uid, for a kernel the server started protected (trusted uid). It stays
     # protected if its first cell is trusted, and becomes an ordinary agent process otherwise.
     demote = protected_start(int(sys.argv[3])) if len(sys.argv) > 3 else None
+    # The agent cgroup's descriptors (server.py, AgentCgroup): kept for a trusted session's zygote, closed before
+    # an agent's first cell. Never inherited by what this kernel starts.
+    agent_cgroup = os.environ.pop("TOOLGYM_AGENT_CGROUP", "")
+    for fd in filter(None, agent_cgroup.split(",")):
+        os.set_inheritable(int(fd), False)
     first = True
     requests = os.fdopen(read_fd, "r", encoding="utf-8")
     replies = os.fdopen(write_fd, "w", encoding="utf-8")
@@ -198,7 +203,11 @@ def main() -> None:
             continue
         if request.get("harden"):
             harden()
+            if first and agent_cgroup:
+                os.environ["TOOLGYM_AGENT_CGROUP"] = agent_cgroup
         elif first:
+            for fd in filter(None, agent_cgroup.split(",")):
+                os.close(int(fd))
             if demote is not None:
                 demote()
             os.nice(10)  # an agent's session: yields to the server, as agent commands do

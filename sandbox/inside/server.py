@@ -314,22 +314,36 @@ def tagged_members(tag: bytes, root: int | None):
 
 class CgroupCounters:
     """The sandbox's own cgroup counters, as the backends show them read-only at /sys/fs/cgroup (v2, or v1
-    controllers): OOM kills, and forks refused at the pids limit. Each file is looked for once."""
+    controllers): OOM kills, and forks refused at the pids limit. The agent cgroup's OOM kills count too: v2's
+    memory.events counts its children's, v1's memory.oom_control does not, so there the child's file is added.
+    Which layout is here is looked up once."""
 
     FILES = {
-        "oom_kill": ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"),
-        "max": ("/sys/fs/cgroup/pids.events", "/sys/fs/cgroup/pids/pids.events"),
+        "oom_kill": (
+            ("/sys/fs/cgroup/memory.events",),
+            ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory/agent/memory.oom_control"),
+        ),
+        "max": (("/sys/fs/cgroup/pids.events",), ("/sys/fs/cgroup/pids/pids.events",)),
     }
 
     def __init__(self) -> None:
-        self.paths: dict[str, str | None] = {}
+        self.paths: dict[str, tuple[str, ...] | None] = {}
 
     def read(self, key: str) -> int | None:
         if key not in self.paths:
-            self.paths[key] = next((p for p in self.FILES[key] if os.path.exists(p)), None)
-        path = self.paths[key]
-        if path is None:
+            self.paths[key] = next((files for files in self.FILES[key] if os.path.exists(files[0])), None)
+        paths = self.paths[key]
+        if paths is None:
             return None
+        total = None
+        for path in paths:
+            value = self._read_one(path, key)
+            if value is not None:
+                total = (total or 0) + value
+        return total
+
+    @staticmethod
+    def _read_one(path: str, key: str) -> int | None:
         try:
             with open(path) as f:
                 for line in f:
@@ -397,22 +411,108 @@ class Children:
         with self.lock:
             self.pids.discard(proc.pid)
 
-    def reap_orphans(self, procs: dict[int, Proc] | None = None) -> int:
-        me = os.getpid()
+    def reap_orphans(self, procs: dict[int, Proc] | None = None, wait: bool = True) -> int:
+        """Reap the zombies this server inherited. `wait=False` (the event loop) skips the round while a spawn
+        holds the lock: a fork can wait long in the agent cgroup's reclaim or CPU throttling, and the loop
+        must go on answering the host meanwhile."""
         if procs is None:
+            if not wait and self.lock.locked():
+                return 0
             procs = snapshot()
-        reaped = 0
-        with self.lock:
+        if not self.lock.acquire(blocking=wait):
+            return 0
+        try:
+            me = os.getpid()
+            reaped = 0
             for p in procs.values():
                 if p.state == "Z" and p.ppid == me and p.pid not in self.pids:
                     try:
                         reaped += os.waitpid(p.pid, os.WNOHANG)[0] == p.pid
                     except ChildProcessError:
                         pass
-        return reaped
+            return reaped
+        finally:
+            self.lock.release()
 
 
 CHILDREN = Children()
+
+
+class AgentCgroup:
+    """The cgroup of the agent's processes, a child of the sandbox's with the agent's memory limit and the CPU
+    quota (the backends make it; see `Limits.agent_memory_mb` and sandbox/cgroups.py). A command that fills its
+    memory meets its own cgroup's limit: the kernel reclaims and OOM-kills in there alone, while this server's
+    allocations are charged to the sandbox's cgroup, which still has room; and the CPU its reclaim burns is
+    paid back by the agent's cgroup alone. So the server answers the host at once. Without it, the server
+    waited in the same reclaim, OOM kills and CPU throttling as the bomb (CI saw 2 s pings).
+
+    The host hands over descriptors opened for writing on the host: the kernel checks such a write against the
+    opener's credentials and cgroup namespace, so it succeeds from in here though the cgroup files are
+    read-only here. They are close-on-exec and never passed on: agent code cannot move a process with them.
+    - cgroup v1 (`threads`: the memory and cpu hierarchies' `tasks` files): one spawner thread of this server
+      joins the agent cgroup, alone of its threads, and starts every command. A child starts in its forking
+      thread's cgroups, so commands are born inside at no cost per command; the server's own memory is charged
+      by its main thread (v1 charges a process's memory so), which stays in the sandbox's cgroup.
+    - cgroup v2 (`cgroup.procs`; its memory controller has no per-thread membership): each command's child
+      joins between fork and exec. That costs a fork instead of a vfork (about 2 ms per command)."""
+
+    ENV = "TOOLGYM_AGENT_CGROUP"
+    """Where a Python kernel finds the descriptors: a trusted session (an env server) hands them to the zygote
+    its agent programs fork from (envs/inside/toolgym_env.py), so those are born inside too; a kernel that
+    becomes an agent's session closes them before its first cell."""
+
+    def __init__(self) -> None:
+        self.fds: tuple[int, ...] = ()
+        self.spawner: ThreadPoolExecutor | None = None
+        self.failed = 0
+
+    def adopt(self, fds: list[int], threads: bool) -> None:
+        """Keep the descriptors the host sends the first time; close any sent later."""
+        if self.fds or not fds:
+            for fd in fds:
+                os.close(fd)
+            return
+        self.fds = tuple(fds)
+        if threads:
+            spawner = ThreadPoolExecutor(1, thread_name_prefix="toolgym-agent-spawner")
+            if spawner.submit(self._join, 0).result():
+                self.spawner = spawner
+            else:  # `tasks` files cannot take the processes of spawn()'s v2 path: no agent cgroup then
+                spawner.shutdown(wait=False)
+                self.close()
+
+    def close(self) -> None:
+        fds, self.fds = self.fds, ()
+        for fd in fds:
+            os.close(fd)
+
+    def spawn(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        """Start an agent command inside the cgroup (outside it where there is none)."""
+        if self.spawner is not None:
+            return self.spawner.submit(CHILDREN.spawn, argv, **kwargs).result()
+        if not self.fds:
+            return CHILDREN.spawn(argv, **kwargs)
+        return CHILDREN.spawn(argv, preexec_fn=lambda: self._join(0), **kwargs)
+
+    def move(self, pid: int) -> None:
+        """Move a Python kernel that is becoming an agent's session (before its first cell runs). On v1 this
+        moves its main thread, which its memory is charged by and every later thread and child inherits from."""
+        if self.fds and not self._join(pid):
+            self.failed += 1
+
+    def _join(self, pid: int) -> bool:
+        """Move process (v2) or thread (v1) `pid` in; 0 is the caller. False where the kernel refused: it stays
+        in the sandbox's cgroup, still bounded by the sandbox's limits."""
+        ok = True
+        for fd in self.fds:
+            try:
+                os.write(fd, str(pid).encode())
+            except OSError:
+                ok = False
+        return ok
+
+
+AGENT_CGROUP = AgentCgroup()
 
 
 class Activity:
@@ -546,7 +646,7 @@ def run_command(req: dict, workspace: str, base_env: dict) -> dict:
     token = ACTIVITY.begin()
     try:
         try:
-            proc = CHILDREN.spawn(
+            proc = AGENT_CGROUP.spawn(
                 argv,
                 cwd=cwd,
                 env=env,
@@ -760,6 +860,10 @@ class Session:
         from_kernel_r, from_kernel_w = os.pipe()
         self.tag = uuid.uuid4().hex
         env = dict(self.base_env, TOOLGYM_TAG=self.tag)
+        if (
+            AGENT_CGROUP.fds
+        ):  # for a trusted session's zygote (kernel.py): an agent's session closes them first
+            env[AGENT_CGROUP.ENV] = ",".join(map(str, AGENT_CGROUP.fds))
         try:
             self.proc = PRIVILEGES.spawn_kernel(
                 [
@@ -774,7 +878,7 @@ class Session:
                 cwd=self.workspace,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                pass_fds=(to_kernel_r, from_kernel_w),
+                pass_fds=(to_kernel_r, from_kernel_w, *AGENT_CGROUP.fds),
                 start_new_session=True,
             )
         except BaseException:
@@ -786,6 +890,7 @@ class Session:
         self.requests = os.fdopen(to_kernel_w, "w", encoding="utf-8")
         self.replies_fd = from_kernel_r
         self.buffer = b""
+        self.in_agent_cgroup = False
 
     def _read_reply(self, deadline: float) -> dict | None:
         while b"\n" not in self.buffer:
@@ -815,6 +920,9 @@ class Session:
         started = time.monotonic()
         since = boot_ticks() - 1
         self.counter += 1
+        if not self.trusted and not self.in_agent_cgroup:
+            AGENT_CGROUP.move(self.proc.pid)
+            self.in_agent_cgroup = True
         try:
             request = {"code": code, "id": self.counter, "max_output": cap, "harden": self.trusted}
             self.requests.write(json.dumps(request) + "\n")
@@ -966,7 +1074,12 @@ class Server:
                 "trusted_uid": PRIVILEGES.trusted_uid,
                 "refused": self.refused,
                 "pinned": self.pinned,
+                "agent_cgroup": bool(AGENT_CGROUP.fds),
+                "agent_cgroup_failures": AGENT_CGROUP.failed,
             }
+        if op == "agent_cgroup":  # its descriptors came with the request, if any: see _receive
+            self.start_spare()  # held back for them (--agent-cgroup)
+            return {"adopted": bool(AGENT_CGROUP.fds)}
         if op == "run":
             return run_command(req, self.workspace, self.base_env)
         if op == "write_file":
@@ -1136,7 +1249,7 @@ class Server:
             now = time.monotonic()
             if os.getpid() == 1 and now >= next_reap:
                 try:
-                    CHILDREN.reap_orphans()
+                    CHILDREN.reap_orphans(wait=False)
                 except Exception:  # noqa: BLE001
                     pass
                 next_reap = now + 0.5
@@ -1191,9 +1304,8 @@ class Server:
         return pid == 0 if os.getpid() == 1 else True
 
     def _readable(self, conn: socket.socket) -> None:
-        try:
-            req = wire.recv(conn)
-        except (wire.ConnectionClosed, OSError, ValueError):
+        req = self._receive(conn)
+        if req is None:
             self._drop(conn)
             return
         if req.get("op") in WORKER_OPS:
@@ -1244,11 +1356,26 @@ class Server:
                 self.handed_back.append(conn)
                 self._wake()
                 return
-            try:
-                req = wire.recv(conn)
-            except (wire.ConnectionClosed, OSError, ValueError):
+            req = self._receive(conn)
+            if req is None:
                 conn.close()
                 return
+
+    @staticmethod
+    def _receive(conn: socket.socket) -> dict | None:
+        """The next request on `conn`, None when it closed or sent garbage. Only `agent_cgroup` may carry a
+        descriptor (and only the host can connect); any other that arrives is closed."""
+        fds: list[int] = []
+        try:
+            req = wire.recv(conn, fds)
+        except (wire.ConnectionClosed, OSError, ValueError):
+            req = None
+        if isinstance(req, dict) and req.get("op") == "agent_cgroup":
+            AGENT_CGROUP.adopt(fds, bool(req.get("threads")))
+        else:
+            for fd in fds:
+                os.close(fd)
+        return req
 
 
 def empty_dir(directory: str) -> bool:
@@ -1347,6 +1474,11 @@ def main() -> None:
     parser.add_argument("--uid", type=int, default=1000, help="the agent's uid, where started as root")
     parser.add_argument("--gid", type=int, default=1000)
     parser.add_argument("--trusted-uid", type=int, default=None, help="the uid of protected Python kernels")
+    parser.add_argument(
+        "--agent-cgroup",
+        action="store_true",
+        help="the host hands over the agent cgroup: start the spare then",
+    )
     args = parser.parse_args()
     PRIVILEGES.setup(args.uid, args.gid, args.trusted_uid)  # first: the process has one thread here
     harden()
@@ -1369,7 +1501,8 @@ def main() -> None:
     server.listen()
     server.start_workers()
     server.pinned = pin_memory()  # after the workers: what they loaded is mapped
-    server.start_spare()
+    if not args.agent_cgroup:
+        server.start_spare()
     server.serve_forever()
 
 

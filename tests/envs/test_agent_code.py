@@ -94,3 +94,26 @@ def test_a_cell_past_its_limit_is_interrupted_and_the_session_survives(tmp_path,
     assert "NameError" in _call(env, "python", code="kept")
     env.close()
     assert json.loads((env_dir / "env.json").read_text())["limits"]["call_timeout_s"] == 7
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="only root makes cgroups")
+def test_agent_code_the_env_server_runs_is_in_the_agent_cgroup(code_env, module_docker):
+    """Programs the (trusted) env server forks for the agent come from its zygote, which joined the agent cgroup
+    (sandbox/inside/server.py, AgentCgroup); the env server itself stays outside it."""
+
+    def memory_cgroup(text: str) -> str:
+        return next(line.split(":", 2)[2] for line in text.splitlines() if ":memory:" in line)
+
+    code_env.reset(seed=0)
+    shell = _call(code_env, "run_shell", command="cat /proc/self/cgroup; echo; cat /proc/$PPID/cgroup")
+    program, parent = shell.split("\n\n", 1)
+    assert memory_cgroup(program).endswith("/agent"), shell
+    env = _env("code_interpreter", module_docker)
+    try:
+        env.reset(seed=0)
+        cell = _call(env, "python", code="print(open('/proc/self/cgroup').read())")
+        assert memory_cgroup(cell).endswith("/agent"), cell
+        server = env.lease.server.session.run("open('/proc/self/cgroup').read()").result
+        assert not memory_cgroup(eval(server)).endswith("/agent"), server
+    finally:
+        env.close()

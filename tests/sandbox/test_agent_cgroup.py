@@ -1,0 +1,144 @@
+"""The agent cgroup: the agent's processes (commands, agent Python sessions and what they fork) run in a cgroup
+of their own inside the sandbox's, with the agent's memory limit and the CPU quota, while the in-sandbox server
+and trusted sessions stay outside it. Checked on both real backends, as root (where the host can make one).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from toolgym.sandbox import Limits, open_sandbox
+from toolgym.sandbox.inside import wire
+
+LIMITS = Limits(memory_mb=256, timeout_s=20, pids=128)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root makes cgroups")
+
+
+def cgroups_of(text: str) -> dict[str, str]:
+    """controller -> path, from a /proc/<pid>/cgroup."""
+    out = {}
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else ["unified"]:
+            out[c] = path
+    return out
+
+
+def memory_and_cpu(text: str) -> list[str]:
+    groups = cgroups_of(text)
+    return [groups[c] for c in ("memory", "cpu") if c in groups] or [groups["unified"]]
+
+
+def test_agent_processes_run_in_the_agent_cgroup_and_the_server_does_not(backend):
+    with open_sandbox(backend, LIMITS) as sb:
+        assert sb.client.call("ping")["agent_cgroup"] is True
+        command = sb.run(["cat", "/proc/self/cgroup"]).stdout
+        forked = sb.run(["sh", "-c", "cat /proc/self/cgroup & wait"]).stdout
+        server = sb.run(["cat", "/proc/1/cgroup"]).stdout
+        agent_session = sb.python().run("open('/proc/self/cgroup').read()").result
+        trusted = sb.python(trusted=True).run("open('/proc/self/cgroup').read()").result
+        for text in (command, forked, eval(agent_session)):
+            assert all(path.endswith("/agent") for path in memory_and_cpu(text)), text
+        for text in (server, eval(trusted)):
+            assert not any(path.endswith("/agent") for path in memory_and_cpu(text)), text
+
+
+def test_the_agent_memory_limit_holds_below_the_sandbox_limit(backend):
+    limits = Limits(memory_mb=1024, timeout_s=20)
+    agent_mb = limits.agent_memory_mb()
+    assert agent_mb == 896
+    # 32 MB more than the agent may have, which the sandbox still holds beside the server and its spare kernel
+    # (about 35 MB): only the agent cgroup's limit stops it.
+    grab = f"x = bytearray({agent_mb + 32} << 20)\nprint('kept')"
+    fits = f"x = bytearray({agent_mb - 64} << 20)\nprint('kept')"
+    with open_sandbox(backend, limits) as sb:
+        r = sb.run(["python3", "-c", grab])
+        assert r.oom_killed and "kept" not in r.stdout, r
+        assert sb.run(["python3", "-c", fits]).stdout == "kept\n"
+        py = sb.python()
+        cell = py.run(grab)
+        assert cell.restarted and "out of memory" in cell.error.message, cell
+        assert sb.run("echo alive").stdout == "alive\n"
+
+
+def test_agent_code_cannot_reach_the_cgroup_descriptors_or_files(backend):
+    probe = (
+        "import os\n"
+        "links = []\n"
+        "for fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        links.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+        "    except OSError:\n"
+        "        pass  # the listing's own descriptor, closed by now\n"
+        "print([l for l in links if 'cgroup' in l or 'tasks' in l])\n"
+        "for name in ('/sys/fs/cgroup/memory/cgroup.procs', '/sys/fs/cgroup/memory/agent/tasks',\n"
+        "             '/sys/fs/cgroup/cgroup.procs', '/sys/fs/cgroup/agent/cgroup.procs'):\n"
+        "    try:\n"
+        "        with open(name, 'w') as f:\n"
+        "            f.write('1')\n"
+        "        print('moved with', name)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    with open_sandbox(backend, LIMITS) as sb:
+        assert sb.run(["python3", "-c", probe]).stdout == "[]\n"
+        assert sb.python().run(probe).stdout == "[]\n"
+        # The server still is where it was: nothing moved it.
+        assert not any(p.endswith("/agent") for p in memory_and_cpu(sb.run(["cat", "/proc/1/cgroup"]).stdout))
+
+
+def test_only_the_first_agent_cgroup_handed_over_is_kept(backend):
+    with open_sandbox(backend, LIMITS) as sb:
+        before = sb.run(["cat", "/proc/self/cgroup"]).stdout
+        fd = os.open("/dev/null", os.O_WRONLY)
+        assert sb.client.adopt_agent_cgroup((fd,), threads=False) is True  # it holds the first one still
+        assert sb.run(["cat", "/proc/self/cgroup"]).stdout == before
+
+
+def test_wire_carries_descriptors_only_where_asked():
+    a, b = socket.socketpair()
+    with a, b:
+        r, w = os.pipe()
+        try:
+            wire.send(a, {"op": "x"}, (w,))
+            fds: list[int] = []
+            assert wire.recv(b, fds) == {"op": "x"}
+            assert len(fds) == 1 and not os.get_inheritable(fds[0])
+            os.write(fds[0], b"through")  # the same pipe, duplicated across the socket
+            os.close(fds[0])
+            assert os.read(r, 7) == b"through"
+            wire.send(a, {"op": "y"}, (w,))
+            assert wire.recv(b) == {"op": "y"}  # not asked for: the kernel closed the duplicate
+            with pytest.raises(ValueError):
+                wire.send(a, {"op": "z"}, (w,) * (wire.MAX_FDS + 1))
+        finally:
+            os.close(r)
+            os.close(w)
+
+
+def test_the_cpu_quota_still_bounds_the_agent(backend):
+    """The quota moved from the sandbox's cgroup to the agent's: two spinning processes for 1.5 s of wall time
+    get about one core between them (Limits.cpus = 1), not the two this machine has."""
+    spin = (
+        "import os, time\n"
+        "kids = []\n"
+        "for _ in range(2):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        end = time.monotonic() + 1.5\n"
+        "        while time.monotonic() < end:\n"
+        "            pass\n"
+        "        os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "for pid in kids:\n"
+        "    os.waitpid(pid, 0)\n"
+        "t = os.times()\n"
+        "print(round(t.children_user + t.children_system, 2))\n"
+    )
+    with open_sandbox(backend, LIMITS) as sb:
+        assert LIMITS.cpus == 1.0
+        used = float(sb.run(["python3", "-c", spin]).stdout)
+        assert 0.5 < used < 1.5 * 1.25, f"{used} s of CPU in 1.5 s of wall time"
