@@ -19,6 +19,7 @@ class Check:
 
 
 def checks() -> list[Check]:
+    from . import cgroups
     from .engine import docker_client
     from .errors import SandboxUnavailable
     from .image import default_image, image_present, rootfs_dir, rootfs_ready
@@ -70,6 +71,18 @@ def checks() -> list[Check]:
             "cgroups for namespace limits",
             cg,
             "writable" if cg else "not writable: only per-process rlimits bound the namespace backend",
+            "run as root on a host with cgroups mounted",
+            required=False,
+        )
+    )
+    agent = cgroups.writable()
+    out.append(
+        Check(
+            "agent cgroup",
+            agent,
+            "made in every sandbox: a bomb cannot stall the server"
+            if agent
+            else "not made: the agent shares its sandbox's cgroup with the server (a bomb can slow its answers)",
             "run as root on a host with cgroups mounted",
             required=False,
         )

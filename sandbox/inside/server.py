@@ -860,10 +860,11 @@ class Session:
         from_kernel_r, from_kernel_w = os.pipe()
         self.tag = uuid.uuid4().hex
         env = dict(self.base_env, TOOLGYM_TAG=self.tag)
-        if (
-            AGENT_CGROUP.fds
-        ):  # for a trusted session's zygote (kernel.py): an agent's session closes them first
-            env[AGENT_CGROUP.ENV] = ",".join(map(str, AGENT_CGROUP.fds))
+        # For a trusted session (kernel.py): an agent's session closes them first. Only to a protected kernel: an
+        # unprotected one is the agent's uid and dumpable until its first cell, so agent code could reach them.
+        fds = AGENT_CGROUP.fds if PRIVILEGES.spawner is not None else ()
+        if fds:
+            env[AGENT_CGROUP.ENV] = ",".join(map(str, fds))
         try:
             self.proc = PRIVILEGES.spawn_kernel(
                 [
@@ -878,7 +879,7 @@ class Session:
                 cwd=self.workspace,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                pass_fds=(to_kernel_r, from_kernel_w, *AGENT_CGROUP.fds),
+                pass_fds=(to_kernel_r, from_kernel_w, *fds),
                 start_new_session=True,
             )
         except BaseException:

@@ -142,3 +142,40 @@ def test_the_cpu_quota_still_bounds_the_agent(backend):
         assert LIMITS.cpus == 1.0
         used = float(sb.run(["python3", "-c", spin]).stdout)
         assert 0.5 < used < 1.5 * 1.25, f"{used} s of CPU in 1.5 s of wall time"
+
+
+STEAL = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+got = []
+for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        continue
+    for fd in range(64):
+        stolen = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+        if stolen >= 0:
+            got.append([pid, fd, "pidfd_getfd", os.readlink(f"/proc/self/fd/{stolen}")])
+            os.close(stolen)
+        try:
+            with open(f"/proc/{pid}/fd/{fd}", "w"):
+                got.append([pid, fd, "open", os.readlink(f"/proc/{pid}/fd/{fd}")])
+        except OSError:
+            pass
+    os.close(pidfd)
+print(json.dumps([g for g in got if "cgroup" in g[3] or "tasks" in g[3]]))
+"""
+
+
+def test_agent_code_cannot_take_the_descriptors_from_any_process(backend):
+    """The server, a trusted session that holds them for its zygote, and a spare kernel all hold the agent
+    cgroup's descriptors, and an agent's session held them until its first cell; agent code tries every
+    process's first 64 descriptors both ways. (Not closing them in the agent's session fails this on the
+    namespace backend; on Docker its seccomp profile refuses pidfd_getfd as well.)"""
+    with open_sandbox(backend, LIMITS) as sb:
+        trusted = sb.python(trusted=True)
+        assert trusted.run("import os; bool(os.environ.get('TOOLGYM_AGENT_CGROUP'))").result == "True"
+        assert sb.python().run("1").result == "1"
+        assert sb.run(["python3", "-c", STEAL]).stdout == "[]\n"
+        assert sb.python().run(STEAL).stdout == "[]\n"
