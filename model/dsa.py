@@ -263,7 +263,9 @@ def decode_kernel():
     so.dsa_decode_select.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 4
     so.dsa_decode_select.argtypes += [ctypes.c_int64]
     so.dsa_sparse_attend.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 2
-    so.dsa_sparse_attend.argtypes += [ctypes.c_int64]
+    so.dsa_sparse_attend.argtypes += [ctypes.c_int64, ctypes.c_float]
+    so.dsa_scratch_grows.restype = ctypes.c_int64
+    so.dsa_scratch_grows.argtypes = []
     so.dsa_pack_keys.restype = None
     so.dsa_pack_keys.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p]
     so.dsa_prefill_select.restype = ctypes.c_int
@@ -437,6 +439,7 @@ def fused_sparse_attention(
     if (
         so is None
         or (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+        or q.dtype != torch.float32
         or k.dtype != torch.float32
         or v.dtype != torch.float32
         or q.device.type != "cpu"
@@ -453,13 +456,13 @@ def fused_sparse_attention(
     threads = torch.get_num_threads() if split else 1
     idx = idx.contiguous()
     sel = valid.contiguous().view(torch.uint8)
-    qs = (q * D**-0.5).contiguous()
+    q = q.contiguous()  # the kernel scales it as it reads it
     out = torch.empty(B, Lq, H, D, dtype=torch.float32, device=q.device)
     n_scratch = threads * H * n_sel
     att = buffers.scratch(n_scratch, q.device) if buffers is not None else torch.empty(n_scratch)
     rc = so.dsa_sparse_attend(
-        qs.data_ptr(), k.data_ptr(), v.data_ptr(), idx.data_ptr(), sel.data_ptr(),
-        B, Lq, H, D, cap, n_sel, att.data_ptr(), out.data_ptr(), threads,
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), idx.data_ptr(), sel.data_ptr(),
+        B, Lq, H, D, cap, n_sel, att.data_ptr(), out.data_ptr(), threads, D**-0.5,
     )  # fmt: skip
     return out if rc == 0 else None
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -34,7 +35,8 @@ static inline __m512i sum16(const __m512i* a) {
 // 0.8 to 1.5 ms), and a thread started per call costs about what splitting a decode step saves.
 // Without OpenMP (the build falls back to plain C++), threads are started per call.
 
-static void parallel(int64_t n, const std::function<void(int64_t)>& part) {
+template <class F>
+static void parallel(int64_t n, const F& part) {  // a template: a std::function would allocate per call
 #if defined(_OPENMP)
   if (n > 1) {
 #pragma omp parallel for num_threads(n) schedule(static, 1)
@@ -52,6 +54,23 @@ static void parallel(int64_t n, const std::function<void(int64_t)>& part) {
 #endif
   if (n == 1) part(0);
 }
+
+static std::atomic<int64_t> scratch_grows{0};
+
+template <class T, int Slot>
+static T* scratch(size_t n) {
+  // Scratch of the calling thread, kept for the thread's life (torch's OpenMP workers live as long as
+  // the process) and only grown: after the first step of a shape a step allocates nothing. Slot keeps
+  // apart buffers that are live at once on one thread. dsa_scratch_grows counts the growths.
+  static thread_local std::vector<T> buf;
+  if (buf.size() < n) {
+    buf.resize(n);
+    scratch_grows.fetch_add(1, std::memory_order_relaxed);
+  }
+  return buf.data();
+}
+
+extern "C" int64_t dsa_scratch_grows() { return scratch_grows.load(); }
 
 static inline uint64_t order_key(float s, int64_t t) {
   uint32_t u;
@@ -217,9 +236,8 @@ static void attend_keys(const float* __restrict qt, const float* kb, const float
   // and o (H, D) the unnormalized weighted values. qt (D, H) is the pre-scaled query, heads innermost so
   // one key row serves all heads (MQA) and the loops vectorize over heads; att ((i1 - i0), H) scratch.
   // A range whose keys are all masked gives mx -inf, sum 0 and o 0.
-  std::vector<float> s_(H), ref_(H);
-  float* __restrict s = s_.data();
-  float* __restrict ref = ref_.data();
+  float* __restrict s = scratch<float, 0>(2 * H);
+  float* __restrict ref = s + H;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t h = 0; h < H; ++h) mx[h] = neg_inf, sum[h] = 0.f;
   for (int64_t i = i0; i < i1; ++i) {  // row i - i0 of att holds key i's logits for all heads
@@ -290,39 +308,44 @@ static void attend_keys(const float* __restrict qt, const float* kb, const float
   }
 }
 
-static void transpose_query(const float* qr, int64_t H, int64_t D, float* qt) {
+static void transpose_query(const float* qr, int64_t H, int64_t D, float scale, float* qt) {
   for (int64_t h = 0; h < H; ++h)
-    for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j];
+    for (int64_t j = 0; j < D; ++j) qt[j * H + h] = qr[h * D + j] * scale;
 }
 
 static void attend_rows(const float* q, const float* keys, const float* values, const int64_t* idx,
                         const uint8_t* sel, int64_t Lq, int64_t H, int64_t D, int64_t cap, int64_t k,
-                        int64_t r0, int64_t r1, float* att, float* out) {
+                        int64_t r0, int64_t r1, float scale, float* att, float* out) {
   // Rows r0..r1 of the (B * Lq) queries, each over all its k keys; att (k, H) scratch of this thread.
-  std::vector<float> qt(H * D), mx(H), sum(H);
+  float* qt = scratch<float, 1>(H * D + 2 * H);
+  float* mx = qt + H * D;
+  float* sum = mx + H;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / Lq;
-    transpose_query(q + r * H * D, H, D, qt.data());
+    transpose_query(q + r * H * D, H, D, scale, qt);
     float* o = out + r * H * D;
-    attend_keys(qt.data(), keys + b * cap * D, values + b * cap * D, idx + r * k, sel + r * k, H, D, 0, k, att,
-                mx.data(), sum.data(), o);
+    attend_keys(qt, keys + b * cap * D, values + b * cap * D, idx + r * k, sel + r * k, H, D, 0, k, att, mx, sum,
+                o);
     for (int64_t h = 0; h < H; ++h)
       for (int64_t j = 0; j < D; ++j) o[h * D + j] /= sum[h];
   }
 }
 
 static void attend_split(const float* q, const float* keys, const float* values, const int64_t* idx,
-                         const uint8_t* sel, int64_t H, int64_t D, int64_t k, int64_t threads, float* att,
-                         float* out) {
+                         const uint8_t* sel, int64_t H, int64_t D, int64_t k, int64_t threads, float scale,
+                         float* att, float* out) {
   // One query, its k keys split into `threads` ranges attended side by side, then merged as in flash
   // attention: each range's sum and values rescaled by e^(its max - the overall max). Decode has a
   // single query, and one thread alone reads the selected rows at a fraction of the bandwidth.
-  std::vector<float> qt(H * D), mx(threads * H), sum(threads * H), part(threads * H * D);
-  transpose_query(q, H, D, qt.data());
+  float* qt = scratch<float, 1>(H * D + threads * H * (2 + D));
+  float* mx = qt + H * D;
+  float* sum = mx + threads * H;
+  float* part = sum + threads * H;
+  transpose_query(q, H, D, scale, qt);
   auto range = [&](int64_t w0) {
     const int64_t i0 = k * w0 / threads, i1 = k * (w0 + 1) / threads;
-    attend_keys(qt.data(), keys, values, idx, sel, H, D, i0, i1, att + i0 * H, mx.data() + w0 * H,
-                sum.data() + w0 * H, part.data() + w0 * H * D);
+    attend_keys(qt, keys, values, idx, sel, H, D, i0, i1, att + i0 * H, mx + w0 * H, sum + w0 * H,
+                part + w0 * H * D);
   };
   parallel(threads, range);
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -337,7 +360,7 @@ static void attend_split(const float* q, const float* keys, const float* values,
       if (m == neg_inf) continue;  // no visible key in this range
       const float f = exp_approx(m - top);
       total += f * sum[w0 * H + h];
-      const float* p = part.data() + (w0 * H + h) * D;
+      const float* p = part + (w0 * H + h) * D;
       for (int64_t j = 0; j < D; ++j) o[j] += f * p[j];
     }
     for (int64_t j = 0; j < D; ++j) o[j] /= total;
@@ -346,22 +369,22 @@ static void attend_split(const float* q, const float* keys, const float* values,
 
 extern "C" int dsa_sparse_attend(const float* q, const float* keys, const float* values, const int64_t* idx,
                                  const uint8_t* sel, int64_t B, int64_t Lq, int64_t H, int64_t D, int64_t cap,
-                                 int64_t k, float* att, float* out, int64_t threads) {
-  // q (B, Lq, H, D) pre-scaled, each over its own k keys idx (B, Lq, k) (sel marks the real ones) of
-  // keys and values (B, cap, D): out (B, Lq, H, D). att holds max(threads, 1) * H * k floats of scratch.
-  // Rows split over the threads; a single row (a decode step) splits its keys instead.
+                                 int64_t k, float* att, float* out, int64_t threads, float scale) {
+  // q (B, Lq, H, D), scaled here by `scale`, each over its own k keys idx (B, Lq, k) (sel marks the
+  // real ones) of keys and values (B, cap, D): out (B, Lq, H, D). att holds max(threads, 1) * H * k
+  // floats of scratch. Rows split over the threads; a single row (a decode step) splits its keys instead.
   const int64_t rows = B * Lq;
   if (rows == 1 && threads > 1) {
-    attend_split(q, keys, values, idx, sel, H, D, k, std::min(threads, k), att, out);
+    attend_split(q, keys, values, idx, sel, H, D, k, std::min(threads, k), scale, att, out);
     return 0;
   }
   threads = std::max<int64_t>(1, std::min(threads, rows));
   if (threads == 1) {
-    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, att, out);
+    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, 0, rows, scale, att, out);
     return 0;
   }
   parallel(threads, [&](int64_t w) {
-    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads, rows * (w + 1) / threads,
+    attend_rows(q, keys, values, idx, sel, Lq, H, D, cap, k, rows * w / threads, rows * (w + 1) / threads, scale,
                 att + w * H * k, out);
   });
   return 0;
@@ -397,16 +420,18 @@ static void prefill_rows(const float* q, const float* w, const int8_t* keys, con
   // interleaving balances the threads where contiguous halves would not.
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const int64_t blocks = (n_packed + 15) / 16, groups = d / 4;
-  std::vector<int8_t> qi(H * d);
-  std::vector<float> qw(H), scores(q_offset + Lq + 16);
-  std::vector<int32_t> qsum(H);
-  std::vector<uint64_t> ord(q_offset + Lq + 16);
+  const int64_t most = q_offset + Lq + 16;  // the keys the last query sees, and a block's overhang
+  int8_t* qi = scratch<int8_t, 0>(H * d);
+  float* qw = scratch<float, 2>(H + most);
+  float* scores = qw + H;
+  int32_t* qsum = scratch<int32_t, 0>(H);
+  uint64_t* ord = scratch<uint64_t, 0>(most);
   for (int64_t r = first * 8; r < n_rows; r = (r % 8 == 7) ? r + 1 + (stride - 1) * 8 : r + 1) {
     const int64_t b = r / Lq, n = q_offset + r % Lq + 1;  // causal: the query sees keys 0..its own
-    quantize_query(q + r * H * d, w + r * H, H, d, qi.data(), qw.data(), qsum.data());
+    quantize_query(q + r * H * d, w + r * H, H, d, qi, qw, qsum);
     const float* sb = kscale + b * cap;
     const uint8_t* vb = valid ? valid + b * cap : nullptr;
-    float* out = scores.data();
+    float* out = scores;
     int64_t t = 0;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     if (d % 4 == 0 && n <= n_packed) {
@@ -415,7 +440,7 @@ static void prefill_rows(const float* q, const float* w, const int8_t* keys, con
         const uint8_t* blk = pb + (t / 16) * groups * 64;
         __m512 sc = _mm512_setzero_ps();
         for (int64_t h = 0; h < H; ++h) {
-          const int32_t* q4 = reinterpret_cast<const int32_t*>(qi.data() + h * d);
+          const int32_t* q4 = reinterpret_cast<const int32_t*>(qi + h * d);
           __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
           int64_t g = 0;
           for (; g + 2 <= groups; g += 2) {  // two chains: one would wait on each VNNI's latency
@@ -437,8 +462,8 @@ static void prefill_rows(const float* q, const float* w, const int8_t* keys, con
     }
 #endif
     if (t < n)  // no packed copy here, or no VNNI: the decode select's scoring, key by key
-      score_keys(qi.data(), qw.data(), qsum.data(), H, d, keys + b * cap * d, sb, vb, t, n, out, ord.data());
-    uint64_t* o = ord.data();
+      score_keys(qi, qw, qsum, H, d, keys + b * cap * d, sb, vb, t, n, out, ord);
+    uint64_t* o = ord;
     for (t = 0; t < n; ++t) {
       if (vb && !vb[t]) out[t] = neg_inf;
       o[t] = order_key(out[t], t);

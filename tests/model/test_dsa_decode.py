@@ -226,6 +226,36 @@ def test_decoding_reuses_its_buffers_step_after_step():
     assert len(pointers) == 1
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_a_decode_step_allocates_nothing_in_the_kernels_once_warm(split, monkeypatch):
+    """Select and attention, one step per new key: after the first step the kernels' scratch never grows
+    (it is the only memory they allocate; a std::function per parallel call used to allocate too)."""
+    so = dsa.decode_kernel()
+    if so is None:
+        pytest.skip("no C++ compiler: the kernels are not used")
+    threads = torch.get_num_threads()
+    if split:
+        monkeypatch.setattr(dsa, "SPLIT_SELECT_KEYS", 1)
+        monkeypatch.setattr(dsa, "SPLIT_ATTEND_KEYS", 1)
+        torch.set_num_threads(3)
+    try:
+        g = torch.Generator().manual_seed(3)
+        cap, H, D, top = 600, 8, 64, 64
+        cache = Int8Keys(torch.randint(-127, 128, (1, cap, 64), dtype=torch.int8, generator=g), torch.rand(1, cap))
+        k, v = torch.randn(1, cap, D, generator=g), torch.randn(1, cap, D, generator=g)
+        buffers = DecodeBuffers()
+        grows = []
+        for n in range(500, 520):
+            q, w = torch.randn(1, 1, 4, 64, generator=g), torch.randn(1, 1, 4, generator=g)
+            idx, valid = decode_select(q, w, cache.prefix(n), top, buffers)
+            out = fused_sparse_attention(torch.randn(1, 1, H, D, generator=g), k, v, idx, valid, buffers)
+            assert out is not None
+            grows.append(so.dsa_scratch_grows())
+        assert len(set(grows[1:])) == 1, grows
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_int8_cache_is_a_quarter_of_fp32_indexer_keys(make_model):
     cfg32 = make_model(index_dim=64, index_rope_dim=32).cfg
     cfg8 = make_model(index_dim=64, index_rope_dim=32, index_precision="int8").cfg
