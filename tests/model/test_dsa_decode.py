@@ -241,7 +241,9 @@ def test_a_decode_step_allocates_nothing_in_the_kernels_once_warm(split, monkeyp
     try:
         g = torch.Generator().manual_seed(3)
         cap, H, D, top = 600, 8, 64, 64
-        cache = Int8Keys(torch.randint(-127, 128, (1, cap, 64), dtype=torch.int8, generator=g), torch.rand(1, cap))
+        cache = Int8Keys(
+            torch.randint(-127, 128, (1, cap, 64), dtype=torch.int8, generator=g), torch.rand(1, cap)
+        )
         k, v = torch.randn(1, cap, D, generator=g), torch.randn(1, cap, D, generator=g)
         buffers = DecodeBuffers()
         grows = []
