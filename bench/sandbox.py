@@ -163,23 +163,15 @@ LEAK_WORKER = textwrap.dedent(
 )
 
 
-# Nine processes that each take memory until the OOM killer stops them (the resource-bomb test's memory bomb).
-MEMORY_BOMB = (
-    "import os\n"
-    "for _ in range(8):\n"
-    "    if os.fork() == 0:\n"
-    "        break\n"
-    "hog = []\n"
-    "while True:\n"
-    "    hog.append(bytearray(8 << 20))\n"
-)
-
-
 def bench_memory_bomb(name: str, n: int) -> list[dict]:
     """How fast the server answers the host while a command fills the sandbox's memory, with the agent cgroup
     (the default) and without it (server and agent in one cgroup), in alternating rounds; and what the agent
     cgroup costs a plain command (its child joins the cgroup between fork and exec)."""
     import threading
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.security.test_resource_bombs import MEMORY_BOMB  # the bomb the containment test runs
 
     limits = Limits(memory_mb=256, pids=96, timeout_s=10)
     variants = {}
