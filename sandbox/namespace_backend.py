@@ -102,6 +102,38 @@ class Cgroup:
     def available() -> bool:
         return cgroups.writable(("memory", "pids", "cpu"))
 
+    @staticmethod
+    def sweep_stale(min_age_s: float = 60.0) -> int:
+        """Remove the cgroups of sandboxes whose owner died without stopping them (killed): with their agent
+        and server leaves they would pile up. Only an empty cgroup goes (rmdir refuses any other), only one
+        whose owner pid is gone, and only one older than `min_age_s`: a live owner in another pid namespace
+        fills its cgroup within moments of making it. Returns how many went."""
+        if cgroups.unified():
+            parents = [CGROUP_ROOT / "toolgym"]
+        else:
+            parents = [CGROUP_ROOT / c / "toolgym" for c in ("memory", "pids", "cpu")]
+        removed, now = 0, time.time()
+        for parent in parents:
+            try:
+                entries = [p for p in parent.iterdir() if p.is_dir()]
+            except OSError:
+                continue
+            for path in entries:
+                owner = path.name.partition("-")[0]
+                if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
+                    continue
+                try:
+                    if now - path.stat().st_mtime < min_age_s:
+                        continue
+                    for leaf in (cgroups.AGENT, cgroups.SERVER):
+                        if (path / leaf).is_dir():
+                            (path / leaf).rmdir()
+                    path.rmdir()
+                    removed += 1
+                except OSError:
+                    pass  # processes still in it: not stale
+        return removed
+
     def join(self) -> None:
         """Move the calling process in (runs in the child between fork and exec)."""
         pid = str(os.getpid())
@@ -187,6 +219,8 @@ class NamespaceBackend:
             )
         self.use_cgroups = Cgroup.available()
         self.agent_cgroup = True
+        if self.use_cgroups:
+            Cgroup.sweep_stale()
         self.owner = Owner.me()
         self.split_uids = os.geteuid() == 0 and _bwrap_knows(self.bwrap, "--userns")
         if self.split_uids and rootfs_ready() and rootfs_dir().stat().st_mode & 0o777 != 0o755:

@@ -179,3 +179,29 @@ def test_agent_code_cannot_take_the_descriptors_from_any_process(backend):
         assert sb.python().run("1").result == "1"
         assert sb.run(["python3", "-c", STEAL]).stdout == "[]\n"
         assert sb.python().run(STEAL).stdout == "[]\n"
+
+
+def test_cgroups_of_sandboxes_whose_owner_died_are_swept():
+    """A namespace sandbox's owner killed before it stopped the sandbox leaves its cgroup (and, now, the agent
+    leaf inside). The next backend start removes the empty ones of dead owners, and nothing else."""
+    from toolgym.sandbox import cgroups
+    from toolgym.sandbox.namespace_backend import Cgroup
+
+    if not Cgroup.available():
+        pytest.skip("no writable cgroups")
+    dead = 2**22 + 1  # above the default pid_max range in use here: no such process
+    while os.path.exists(f"/proc/{dead}"):
+        dead += 1
+    stale = Cgroup(f"{dead}-testsweep", LIMITS)
+    live = Cgroup(f"{os.getpid()}-testsweep", LIMITS)
+    try:
+        assert stale.agent and all(path.is_dir() for path in stale.agent)
+        Cgroup.sweep_stale(min_age_s=3600)  # too young: an owner elsewhere may be filling it
+        assert all(path.exists() for path in stale.paths)
+        assert Cgroup.sweep_stale(min_age_s=0) >= len(stale.paths)
+        assert not any(path.exists() for path in stale.paths)
+        assert all(path.exists() for path in live.paths + (live.agent or []))
+        assert cgroups.AGENT in {p.name for p in live.paths[0].iterdir()}
+    finally:
+        live.remove()
+        stale.remove()
