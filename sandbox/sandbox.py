@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -190,6 +191,17 @@ class Sandbox:
 
 _backends: dict[tuple[str, str | None], Backend] = {}
 _backends_lock = threading.Lock()
+
+
+def _forget_backends_in_child() -> None:
+    """A forked child makes its own backends: a Docker backend holds the parent's engine connection (see
+    engine._forget_client_in_child), and a lock another thread held at the fork would stay held here."""
+    global _backends_lock
+    _backends.clear()
+    _backends_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_backends_in_child)
 
 
 def get_backend(name: str = "auto", image: str | None = None) -> Backend:

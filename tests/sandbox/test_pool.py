@@ -126,3 +126,31 @@ def test_pool_rejects_bad_arguments(docker_backend):
         SandboxPool(1, backend=docker_backend, recycle="sometimes")
     with pytest.raises(ValueError, match="at least 1"):
         SandboxPool(0, backend=docker_backend)
+
+
+def test_a_forked_worker_gets_its_own_engine_connection(docker_backend):
+    """A multiprocessing worker forked after the parent used Docker must not write on the parent's pooled
+    connection (CI saw garbled creates: 400 Bad Request); it starts with no client or backend of the parent's,
+    and its sandboxes work."""
+    import multiprocessing
+
+    from toolgym.sandbox import engine, get_backend, open_sandbox
+    from toolgym.sandbox import sandbox as sandbox_module
+
+    assert engine._client is not None and sandbox_module._backends
+    with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:  # each task a fresh fork
+        results = pool.map(_child_state, range(4))
+    for client_was_reset, backends_left, output in results:
+        assert client_was_reset and backends_left == 0 and output == "ok\n"
+    assert get_backend("docker") is docker_backend  # the parent's own are untouched
+    with open_sandbox(docker_backend) as sb:
+        assert sb.run("echo ok").stdout == "ok\n"
+
+
+def _child_state(_: int) -> tuple[bool, int, str]:
+    from toolgym.sandbox import engine, open_sandbox
+    from toolgym.sandbox import sandbox as sandbox_module
+
+    state = (engine._client is None, len(sandbox_module._backends))
+    with open_sandbox("docker") as sb:
+        return (*state, sb.run("echo ok").stdout)
