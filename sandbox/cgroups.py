@@ -4,8 +4,8 @@ A sandbox's cgroup bounds everything in it (`Limits.memory_mb`). The agent's pro
 sessions) go one level down, into `agent`, bounded by `Limits.agent_memory_mb()` and by the CPU quota
 (`Limits.cpus`, which only the agent's processes then pay). A command that fills its
 memory then meets its own cgroup's limit: the kernel reclaims and OOM-kills in there, and the in-sandbox server,
-charged to the level above with room left, answers the host meanwhile. The host opens `agent/cgroup.procs` for
-writing and hands the descriptor to the server (`ServerClient.adopt_agent_cgroup`; how the server uses it is
+charged to the level above with room left, answers the host meanwhile. The host opens the agent cgroup's
+`tasks` (v1) or `cgroup.procs` (v2) for writing and hands the descriptors to the server (`ServerClient.adopt_agent_cgroup`; how the server uses it is
 in inside/server.py, `AgentCgroup`); the cgroup files stay read-only inside.
 
 cgroup v1 (a memory hierarchy) lets a cgroup hold processes beside children: the server stays where it is. v2
@@ -93,6 +93,24 @@ def open_agent(agent: list[Path], v2: bool) -> tuple[tuple[int, ...], bool]:
     `cgroup.procs` (each child joins; v2 keeps a process's threads in one memory cgroup)."""
     name = "cgroup.procs" if v2 else "tasks"
     return tuple(os.open(path / name, os.O_WRONLY | os.O_CLOEXEC) for path in agent), not v2
+
+
+def remove(cgroup: Path, wait_s: float = 0.0) -> bool:
+    """Remove a sandbox's cgroup with its agent and server leaves; whether it is gone. rmdir refuses a cgroup
+    with processes in it: `wait_s` gives those still exiting time to go."""
+    deadline = time.monotonic() + wait_s
+    for path in (cgroup / AGENT, cgroup / SERVER, cgroup):
+        while True:
+            try:
+                path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+    return True
 
 
 def move_all(source: Path, target: Path, tries: int = 50) -> None:

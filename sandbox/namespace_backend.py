@@ -123,15 +123,11 @@ class Cgroup:
                 if not owner.isdigit() or os.path.exists(f"/proc/{owner}"):
                     continue
                 try:
-                    if now - path.stat().st_mtime < min_age_s:
-                        continue
-                    for leaf in (cgroups.AGENT, cgroups.SERVER):
-                        if (path / leaf).is_dir():
-                            (path / leaf).rmdir()
-                    path.rmdir()
-                    removed += 1
+                    young = now - path.stat().st_mtime < min_age_s
                 except OSError:
-                    pass  # processes still in it: not stale
+                    continue
+                if not young and cgroups.remove(path):  # not removed: processes still in it, not stale
+                    removed += 1
         return removed
 
     def join(self) -> None:
@@ -151,17 +147,8 @@ class Cgroup:
         return None if counts[0] is None else sum(c or 0 for c in counts)
 
     def remove(self) -> None:
-        leaves = [self.paths[0] / cgroups.SERVER] if self.v2 else [self.paths[2] / cgroups.AGENT]
-        leaves.append(self.paths[0] / cgroups.AGENT)
-        for path in leaves + self.paths:
-            for _ in range(100):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)  # processes still exiting
+        for path in self.paths:
+            cgroups.remove(path, wait_s=1.0)  # processes may still be exiting
 
 
 def _oom_kill_count(path: Path) -> int | None:

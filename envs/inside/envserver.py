@@ -1077,7 +1077,7 @@ def agent_children() -> None:
     import subprocess
 
     agent = os.geteuid()
-    cgroup = [int(fd) for fd in os.environ.get("TOOLGYM_AGENT_CGROUP", "").split(",") if fd]
+    cgroup = toolgym_env.agent_cgroup_fds()
     if (os.getuid() == agent and not cgroup) or getattr(subprocess.Popen, "_toolgym_agent", False):
         return
     start = subprocess.Popen.__init__

@@ -724,6 +724,12 @@ while True:
 """
 
 
+def agent_cgroup_fds() -> list[int]:
+    """The agent cgroup's descriptors where the sandbox server gave this (trusted) session some
+    (sandbox/inside/server.py, AgentCgroup): the programs it starts for the agent join that cgroup."""
+    return [int(fd) for fd in os.environ.get("TOOLGYM_AGENT_CGROUP", "").split(",") if fd]
+
+
 class Zygote:
     """One pristine interpreter of a kind (flags, environment, preloaded modules) that forks the agent's programs."""
 
@@ -742,13 +748,9 @@ class Zygote:
         null = os.open(os.devnull, os.O_RDWR)
         env = dict(os.environ if env is None else env)
         env.pop("TOOLGYM_AGENT_CGROUP", None)
-        # Where the sandbox server gave this (trusted) session the agent cgroup, the zygote joins it first. Copies
-        # above the descriptors the spawn sets up, so that no dup2 below overwrites one before it is used.
-        cgroup = [
-            fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 10)
-            for fd in os.environ.get("TOOLGYM_AGENT_CGROUP", "").split(",")
-            if fd
-        ]
+        # The zygote joins the agent cgroup first. Copies above the descriptors the spawn sets up, so that no
+        # dup2 below overwrites one before it is used.
+        cgroup = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in agent_cgroup_fds()]
         try:
             # posix_spawn, not subprocess: in a protected env server subprocess gives children the agent's uids.
             self.pid = os.posix_spawn(
