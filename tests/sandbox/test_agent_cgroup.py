@@ -96,6 +96,10 @@ def test_only_the_first_agent_cgroup_handed_over_is_kept(backend):
         fd = os.open("/dev/null", os.O_WRONLY)
         assert sb.client.adopt_agent_cgroup((fd,), threads=False) is True  # it holds the first one still
         assert sb.run(["cat", "/proc/self/cgroup"]).stdout == before
+        # A session moved after the second handover still lands in the agent cgroup: a server that took the
+        # new descriptor would have written its pid to /dev/null.
+        session = eval(sb.python().run("open('/proc/self/cgroup').read()").result)
+        assert all(path.endswith("/agent") for path in memory_and_cpu(session)), session
 
 
 def test_wire_carries_descriptors_only_where_asked():
