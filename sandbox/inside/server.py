@@ -904,6 +904,13 @@ class Session:
                 return None
             chunk = os.read(self.replies_fd, 1 << 20)
             if not chunk:
+                # The kernel closed its end: it is dying (an OOM kill, a crash). Its pipe closes before it is
+                # a zombie, so give it a moment to become one: else the caller, polling too early, takes a
+                # killed cell for one that ran past its limit.
+                try:
+                    self.proc.wait(timeout=INTERRUPT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
                 return None
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
