@@ -286,6 +286,8 @@ class SFTJob:
     before_from: str | None = None
     """An earlier SFT job's folder whose before-training measurement (same model, held-out corpus and
     evaluation settings) is reused instead of measured again: compare data mixes against one baseline."""
+    detach_prompt: bool = False
+    """Train without gradient through each batch's prompt before its first trained token (`sft_train`)."""
 
 
 def _round_robin(rows: list[dict], seed: int) -> list[dict]:
@@ -407,6 +409,7 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
         batch_tokens=job.batch_tokens,
         pad_id=_pad_id(tokenizer),
         seed=job.seed,
+        detach_prompt=job.detach_prompt,
         progress=progress,
     )
     report["sft"] = stats.as_dict()

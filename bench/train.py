@@ -2,6 +2,7 @@
 
     python bench/train.py [--work DIR] [--sft-samples 100] [--eval-tasks 16] [--grpo-iterations 2] [--json]
     python bench/train.py --work DIR --tag TAG --epochs 2 ...   # another SFT against the same baseline
+    python bench/train.py --work DIR --speed 12                 # SFT tokens/s with and without --detach-prompt
 
 The whole loop, each stage skipped when its output is already in --work (so a run can be resumed or a stage
 re-run alone): a `small` corpus (seed 0) split by environment (`toolgym synth split`, 20% held out), oracle
@@ -49,6 +50,40 @@ def prepare(work: Path, scale: str) -> None:
         )
 
 
+def speed(work: Path, model_name: str, samples: int, rounds: int, max_seq_tokens: int) -> int:
+    """SFT steps on real sequences of the oracle run, with the prompt's gradient and with it detached,
+    alternating per round on one model: tokens/s of each and their ratio."""
+    from toolgym.agent.training import (
+        _round_robin,
+        load_model,
+        load_trajectories,
+        resolve_model_path,
+        sft_sequences,
+    )
+    from toolgym.model.finetune import sft_train
+
+    model, tokenizer = load_model(resolve_model_path(model_name))
+    rows = [r for r in load_trajectories(work / "oracle") if r["status"] == "ok" and r["difficulty"] == 1]
+    seqs = []
+    for r in _round_robin(rows, 0)[:samples]:
+        seqs += sft_sequences([r], tokenizer, encoding="hermes", thinking=True, max_tokens=max_seq_tokens)[0]
+    share = sum(s.mask.index(True) for s in seqs) / sum(len(s.ids) for s in seqs)
+    log(
+        f"{len(seqs)} sequences, {sum(len(s.ids) for s in seqs)} tokens, {share:.0%} before the first trained one"
+    )
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for n in range(rounds):
+        for detach in (n % 2 == 1, n % 2 == 0):
+            stats = sft_train(model, seqs, lr=1e-7, pad_id=tokenizer.pad_token_id or 0, detach_prompt=detach)
+            rates[detach].append(stats.tokens_per_s)
+            log(f"round {n + 1}: detach_prompt={detach}: {stats.tokens_per_s:.0f} tokens/s")
+    full, cut = (sorted(rates[k])[len(rates[k]) // 2] for k in (False, True))
+    print("\n| SFT step | tokens/s (median of rounds) | ratio |\n|---|---:|---:|")
+    print(f"| gradient through the prompt | {full:.0f} | 1.00 |")
+    print(f"| prompt detached (`--detach-prompt`) | {cut:.0f} | {cut / full:.2f} |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", help="a folder kept between runs (default: a temporary one)")
@@ -58,6 +93,7 @@ def main() -> int:
     ap.add_argument("--max-seq-tokens", type=int, default=3072)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--detach-prompt", action="store_true", help="SFT without gradient through the prompt")
     ap.add_argument(
         "--tag",
         help="SFT into WORK/sft-TAG, reusing WORK/sft's before-training measurement (same settings): "
@@ -75,6 +111,13 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--grpo-lr", type=float, default=5e-6)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--speed",
+        type=int,
+        metavar="SAMPLES",
+        help="only time SFT steps on this many oracle trajectories, with and without --detach-prompt",
+    )
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds of --speed")
     args = ap.parse_args()
 
     from toolgym.agent.training import EvalSettings, GRPOJob, SFTJob, train_grpo, train_sft
@@ -82,6 +125,8 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="toolgym-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, args.scale)
+    if args.speed:
+        return speed(work, args.model, args.speed, args.rounds, args.max_seq_tokens)
     settings = EvalSettings(
         per_category=args.eval_tasks,
         max_difficulty=args.max_difficulty,
@@ -106,6 +151,7 @@ def main() -> int:
                 else None,
                 max_seq_tokens=args.max_seq_tokens,
                 max_samples=args.sft_samples,
+                detach_prompt=args.detach_prompt,
             ),
             log,
         )

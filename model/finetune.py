@@ -17,6 +17,7 @@ from (the engine samples without top-p/top-k truncation here, so there is no tru
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -162,6 +163,40 @@ def _logits(model, ids: torch.Tensor, attn: torch.Tensor, precision: str | None 
         return model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
 
 
+def _shared_prompt(trained: torch.Tensor) -> int:
+    """How many leading positions of a batch no loss term reads through its own logit: up to the token before
+    the earliest trained one of any row (that token's logit predicts it). 0 when a row trains its first token."""
+    rows = trained.any(dim=1)
+    if not bool(rows.all()):
+        return 0
+    return max(0, int(trained.float().argmax(dim=1).min()) - 1)
+
+
+def _logits_from(
+    model, ids: torch.Tensor, attn: torch.Tensor, start: int, precision: str | None = None
+) -> torch.Tensor:
+    """The logits of positions start.. ([B, T - start, V]), the first `start` positions run without gradient.
+
+    Their keys and values enter the rest as constants (a KV cache), so backward and the saved activations cover
+    only the tail. In SFT the prompt before the first trained token (system prompt, tool schemas, task) is most
+    of a sequence: this cuts a step's cost by about that share, and drops only the gradient that would reach
+    the loss through the prompt's own representations; the tail's attention to the prompt is still trained.
+    """
+    if start <= 0:
+        return _logits(model, ids, attn, precision)
+    device = next(model.parameters()).device
+    ids, attn = ids.to(device), attn.to(device)
+    # transformers 5.x names the KV cache `cache` (argument and output); 4.x named it `past_key_values`.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.no_grad():
+            head = model(input_ids=ids[:, :start], attention_mask=attn[:, :start], use_cache=True)
+        out = model(
+            input_ids=ids[:, start:], attention_mask=attn, use_cache=False, **{name: getattr(head, name)}
+        )
+    return out.logits.float()
+
+
 @dataclass
 class TrainStats:
     steps: int = 0
@@ -242,9 +277,13 @@ def sft_train(
     grad_clip: float = 1.0,
     seed: int = 0,
     precision: str | None = "bf16",
+    detach_prompt: bool = False,
     progress: Progress | None = None,
 ) -> TrainStats:
-    """Supervised fine-tuning on the trained positions of `seqs`; one optimizer step per batch."""
+    """Supervised fine-tuning on the trained positions of `seqs`; one optimizer step per batch.
+
+    `detach_prompt`: run each batch's shared prompt (up to its earliest trained token) without gradient, as a
+    KV cache the rest attends to (`_logits_from`); Hugging Face models only (they take `past_key_values`)."""
     if not seqs or not any(s.trained for s in seqs):
         raise ValueError("no tokens to train on: every sequence's mask is empty")
     plan = _plan(seqs, epochs, batch_tokens, seed)
@@ -257,8 +296,9 @@ def sft_train(
         group = [seqs[i] for i in idx]
         ids, attn, trained = _pad(group, pad_id)
         labels = torch.where(trained, ids, torch.full_like(ids, IGNORE))
-        logits = _logits(model, ids, attn, precision)
-        loss = sft_loss(logits, labels.to(logits.device))
+        start = _shared_prompt(trained) if detach_prompt else 0
+        logits = _logits_from(model, ids, attn, start, precision)
+        loss = sft_loss(logits, labels[:, start:].to(logits.device))
         _step(model, opt, loss, grad_clip, stats, group, t0)
         sched.step()
         if progress:

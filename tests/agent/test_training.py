@@ -207,10 +207,14 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     assert "Held-out success, before and after" in page and "<svg" in page
     assert json.loads((tmp_path / "sft" / "report.json").read_text())["job"] == "sft"
 
-    # a second data mix against the same baseline: the before rows are reused, not measured again
-    again = replace(first, out=str(tmp_path / "sft-2"), max_samples=2, before_from=first.out)
+    # a second data mix against the same baseline: the before rows are reused, not measured again (and the
+    # prompt's gradient detached, through the real job)
+    again = replace(
+        first, out=str(tmp_path / "sft-2"), max_samples=2, before_from=first.out, detach_prompt=True
+    )
     second = train_sft(again, logs.append)
     assert second["before"] == report["before"] and second["before_from"] == str(tmp_path / "sft")
+    assert second["settings"]["detach_prompt"] is True and second["sft"]["steps"] > 0
     assert not (tmp_path / "sft-2" / "held-out-before").exists()
     assert set(second["compare"]) == set(report["compare"])
     with pytest.raises(ValueError, match="evaluation settings differ"):

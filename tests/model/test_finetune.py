@@ -10,6 +10,10 @@ from toolgym.model.finetune import (
     IGNORE,
     GRPOConfig,
     Sequence,
+    _logits,
+    _logits_from,
+    _pad,
+    _shared_prompt,
     batches,
     group_advantages,
     grpo_loss,
@@ -152,6 +156,49 @@ def test_sft_train_learns_the_trained_tokens_and_not_the_prompt(tiny):
     assert stats.losses[-1] < stats.losses[0] and stats.tokens == 20 * 4 * 10
     with pytest.raises(ValueError, match="no tokens to train on"):
         sft_train(model, [Sequence([1, 2], [False, False])])
+
+
+def test_the_shared_prompt_ends_one_before_the_earliest_trained_token_of_any_row():
+    t = torch.tensor([[0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 0, 0]], dtype=torch.bool)
+    assert _shared_prompt(t) == 2  # row 2 trains position 3, predicted by the logit at 2
+    assert _shared_prompt(torch.tensor([[1, 1, 0]], dtype=torch.bool)) == 0
+    # a row with nothing trained (GRPO's zero-advantage KL rows never come here, but a bad batch must not
+    # reach past a row's end)
+    assert _shared_prompt(torch.tensor([[0, 0, 1], [0, 0, 0]], dtype=torch.bool)) == 0
+
+
+def test_a_detached_prompt_gives_the_same_loss_and_trains_only_through_the_tail(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny).eval()
+    # two rows of different lengths, right-padded: the shorter one's padding must stay masked after the cache
+    seqs = [
+        Sequence(list(range(3, 23)), [False] * 12 + [True] * 8),
+        Sequence(list(range(25, 39)), [False] * 9 + [True] * 5),
+    ]
+    ids, attn, trained = _pad(seqs, 0)
+    labels = torch.where(trained, ids, torch.full_like(ids, IGNORE))
+    start = _shared_prompt(trained)
+    assert start == 8
+    full = sft_loss(_logits(model, ids, attn), labels)
+    tail = sft_loss(_logits_from(model, ids, attn, start), labels[:, start:])
+    assert tail.item() == pytest.approx(full.item(), abs=1e-5)
+    tail.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    full.backward()
+    # the embedding rows of tokens seen only in the detached prompt get no gradient; with the prompt they do
+    emb = [n for n in grads if "embed_tokens" in n][0]
+    assert float(grads[emb][3].abs().sum()) == 0.0
+    assert float(dict(model.named_parameters())[emb].grad[3].abs().sum()) > 0.0
+    # and it still learns the trained tokens
+    seq = Sequence(list(range(1, 21)), [False] * 10 + [True] * 10)
+    before = sequence_logprobs(model, [seq], temperature=1.0, batch_tokens=64, pad_id=0, precision=None)[0]
+    stats = sft_train(
+        model, [seq] * 4, epochs=10, lr=1e-2, batch_tokens=40, pad_id=0, precision=None, detach_prompt=True
+    )
+    after = sequence_logprobs(model, [seq], temperature=1.0, batch_tokens=64, pad_id=0, precision=None)[0]
+    assert sum(after) > sum(before) + 5 and stats.losses[-1] < stats.losses[0]
 
 
 def test_grpo_train_raises_the_good_sample_and_lowers_the_bad_one(tiny):

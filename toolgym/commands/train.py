@@ -54,6 +54,7 @@ def _sft(args) -> int:
         seed=args.seed,
         skip_before=args.skip_before,
         before_from=args.before_from,
+        detach_prompt=args.detach_prompt,
     )
     _summary(train_sft(job, _log))
     return 0
@@ -132,6 +133,12 @@ def add_parser(sub) -> None:
     a.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per optimizer step")
     a.add_argument("--max-seq-tokens", type=int, default=3072, help="leave out trajectories longer than this")
     a.add_argument("--max-samples", type=int, help="at most this many trajectories, balanced over categories")
+    a.add_argument(
+        "--detach-prompt",
+        action="store_true",
+        help="run each batch's prompt up to its first trained token without gradient (a KV cache the rest "
+        "attends to): about 1.5x the tokens/s; the prompt's own representations are not trained",
+    )
     a.add_argument("--skip-before", action="store_true", help="do not measure the model before training")
     a.add_argument(
         "--before-from",
