@@ -178,9 +178,10 @@ def _logits_from(
     """The logits of positions start.. ([B, T - start, V]), the first `start` positions run without gradient.
 
     Their keys and values enter the rest as constants (a KV cache), so backward and the saved activations cover
-    only the tail. In SFT the prompt before the first trained token (system prompt, tool schemas, task) is most
-    of a sequence: this cuts a step's cost by about that share, and drops only the gradient that would reach
-    the loss through the prompt's own representations; the tail's attention to the prompt is still trained.
+    only the tail. In SFT the prompt before the first trained token (system prompt, tool schemas, task) is about
+    half of an oracle trajectory: its positions then cost a forward pass, not forward and backward. What is
+    dropped is the gradient that would reach the loss through the prompt's own representations; the tail's
+    attention to the prompt is still trained.
     """
     if start <= 0:
         return _logits(model, ids, attn, precision)
