@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import inspect
 import itertools
 import json
 import threading
@@ -238,9 +237,9 @@ class _HFRunner:
         cfg_eos = getattr(config, "eos_token_id", None)
         ids += cfg_eos if isinstance(cfg_eos, list) else [cfg_eos] if cfg_eos is not None else []
         self.eos_ids = {int(i) for i in ids}
-        # transformers 5.x names the KV cache `cache` (argument and output); 4.x named it `past_key_values`.
-        params = inspect.signature(model.forward).parameters
-        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        from toolgym.model.finetune import cache_argument
+
+        self.cache_arg = cache_argument(model)
         self._plain: bool | None = None  # whether its cache layers are plain K/V (known at the first cache)
 
     def _kv(self, out: Any) -> Any:

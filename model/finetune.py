@@ -163,6 +163,12 @@ def _logits(model, ids: torch.Tensor, attn: torch.Tensor, precision: str | None 
         return model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
 
 
+def cache_argument(model) -> str:
+    """The name of a Hugging Face model's KV cache, as its forward's argument and in its output: transformers
+    5.x says `cache`, 4.x said `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _shared_prompt(trained: torch.Tensor) -> int:
     """How many leading positions of a batch no loss term reads through its own logit: up to the token before
     the earliest trained one of any row (that token's logit predicts it). 0 when a row trains its first token."""
@@ -187,8 +193,7 @@ def _logits_from(
         return _logits(model, ids, attn, precision)
     device = next(model.parameters()).device
     ids, attn = ids.to(device), attn.to(device)
-    # transformers 5.x names the KV cache `cache` (argument and output); 4.x named it `past_key_values`.
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    name = cache_argument(model)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         with torch.no_grad():
             head = model(input_ids=ids[:, :start], attention_mask=attn[:, :start], use_cache=True)
