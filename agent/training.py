@@ -167,6 +167,8 @@ class EvalSettings:
     seed: int = 0
     encoding: str = "hermes"
     thinking: bool = True
+    categories: list[str] | None = None
+    """Only these task categories (all when None): the held-out measurement and SFT's samples."""
 
 
 def run_policy(
@@ -333,7 +335,10 @@ def _held_out_sample(job_held_out: str | None, settings: EvalSettings):
     from toolgym.envs.corpus import load_corpus
 
     return load_corpus(job_held_out).per_category(
-        settings.per_category, seed=settings.seed, max_difficulty=settings.max_difficulty
+        settings.per_category,
+        seed=settings.seed,
+        max_difficulty=settings.max_difficulty,
+        categories=settings.categories,
     )
 
 
@@ -356,6 +361,7 @@ def train_sft(job: SFTJob, log: Log = print) -> dict[str, Any]:
         if r["status"] == "ok"
         and float(r["reward"] or 0) >= 1.0
         and (job.eval.max_difficulty is None or (r.get("difficulty") or 0) <= job.eval.max_difficulty)
+        and (not job.eval.categories or r["category"] in job.eval.categories)
     ]
     # round-robin over categories, skipping what does not fit: a length cap must not empty a category
     seqs, info = [], {"rows": 0, "too_long": 0, "not_prefix_stable": 0}
@@ -474,6 +480,9 @@ class GRPOJob:
     clip: float = 0.2
     offpolicy_delta: float = 0.5
     max_difficulty: int | None = None
+    categories: list[str] | None = None
+    """Only training tasks of these categories (all when None): rollouts of a category the policy never
+    solves are all-zero groups, which cost their time and carry no signal."""
     backend: str = "auto"
     seed: int = 0
 
@@ -508,10 +517,12 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
         log(f"iteration 0: held-out {_rates(report['iterations'][0]['held_out'])}")
     for it in range(1, job.iterations + 1):
         t0 = time.perf_counter()
+        kinds = set(job.categories or {t.category for t in train.tasks})
         tasks = train.per_category(
-            max(1, job.tasks_per_iteration // max(1, len({t.category for t in train.tasks}))),
+            max(1, job.tasks_per_iteration // max(1, len(kinds))),
             seed=job.seed * 1000 + it,
             max_difficulty=job.max_difficulty,
+            categories=job.categories,
         )
         trace: dict = {}
         rows = run_policy(

@@ -109,6 +109,13 @@ def main() -> int:
         "--grpo-eval-tasks", type=int, default=8, help="held-out tasks per category per iteration"
     )
     ap.add_argument("--group", type=int, default=4)
+    ap.add_argument(
+        "--grpo-categories",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()] or None,
+        metavar="CAT[,CAT]",
+        help="GRPO's training tasks and per-iteration held-out measurement only of these categories "
+        "(e.g. search: where the SFT checkpoint solves some, so groups carry signal)",
+    )
     ap.add_argument("--grpo-lr", type=float, default=5e-6)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
@@ -161,7 +168,13 @@ def main() -> int:
         grpo_dir = work / (f"grpo-{args.tag}" if args.tag else "grpo")
         grpo_report = grpo_dir / "report.json"
         if not grpo_report.is_file():
-            grpo_eval = EvalSettings(**{**settings.__dict__, "per_category": args.grpo_eval_tasks})
+            grpo_eval = EvalSettings(
+                **{
+                    **settings.__dict__,
+                    "per_category": args.grpo_eval_tasks,
+                    "categories": args.grpo_categories,
+                }
+            )
             train_grpo(
                 GRPOJob(
                     model=str(sft_dir / "model"),
@@ -174,6 +187,7 @@ def main() -> int:
                     group_size=args.group,
                     lr=args.grpo_lr,
                     max_difficulty=args.max_difficulty,
+                    categories=args.grpo_categories,
                 ),
                 log,
             )

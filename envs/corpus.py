@@ -55,12 +55,33 @@ class Corpus:
         used = {t.env_id for t in tasks}
         return Corpus(self.root, {k: v for k, v in self.env_dirs.items() if k in used}, tasks)
 
-    def per_category(self, n: int, *, seed: int = 0, max_difficulty: int | None = None) -> Corpus:
+    def per_category(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        max_difficulty: int | None = None,
+        categories: list[str] | None = None,
+    ) -> Corpus:
         """A seeded sample of `n` tasks of every category (all of a category with fewer), optionally only those
-        of difficulty at most `max_difficulty`: the same tasks for the same arguments."""
+        of difficulty at most `max_difficulty` and only the given `categories`: the same tasks for the same
+        arguments. Each category's draw is seeded by its name, so naming fewer categories keeps the draw of
+        the ones named."""
         import random
 
-        keep = [t for t in self.tasks if max_difficulty is None or (t.difficulty or 0) <= max_difficulty]
+        if categories:
+            have = sorted({t.category for t in self.tasks})
+            unknown = sorted(set(categories) - set(have))
+            if unknown:
+                raise CorpusError(
+                    f"no task of category {', '.join(unknown)} in {self.root}; it has: {', '.join(have) or 'none'}"
+                )
+        keep = [
+            t
+            for t in self.tasks
+            if (max_difficulty is None or (t.difficulty or 0) <= max_difficulty)
+            and (not categories or t.category in categories)
+        ]
         tasks = []
         for category in sorted({t.category for t in keep}):
             of = [t for t in keep if t.category == category]

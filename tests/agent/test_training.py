@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 from toolgym.agent.encodings import render
+from toolgym.agent.runstore import load_trajectories
 from toolgym.agent.training import (
     EvalSettings,
     GRPOJob,
@@ -240,3 +241,24 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     assert its[1]["episodes"] == 2 * its[1]["tasks"] and "held_out" in its[1]
     assert (tmp_path / "grpo" / "model" / "config.json").is_file()
     assert "per iteration" in (tmp_path / "grpo" / "report.html").read_text()
+
+    # one category only: its training tasks and its held-out tasks, nothing else rolled out
+    report = train_grpo(
+        GRPOJob(
+            model=str(tmp_path / "sft" / "model"),
+            corpus="reference",
+            out=str(tmp_path / "grpo-search"),
+            held_out="reference",
+            eval=replace(settings, categories=["search"]),
+            iterations=1,
+            tasks_per_iteration=2,
+            group_size=2,
+            categories=["search"],
+        ),
+        logs.append,
+    )
+    its = report["iterations"]
+    assert its[1]["tasks"] == 2 and its[1]["episodes"] == 4
+    assert set(its[0]["held_out"]) == set(its[1]["held_out"]) == {"search", "overall"}
+    rolled = load_trajectories(tmp_path / "grpo-search" / "rollouts-1")
+    assert {r["category"] for r in rolled} == {"search"}

@@ -22,6 +22,7 @@ def _eval_settings(args):
         in_flight=args.in_flight,
         seed=args.seed,
         encoding=args.encoding,
+        categories=args.categories,
     )
 
 
@@ -76,6 +77,7 @@ def _grpo(args) -> int:
         lr=args.lr,
         kl_coef=args.kl,
         max_difficulty=args.max_difficulty,
+        categories=args.categories,
         backend=args.backend,
         seed=args.seed,
     )
@@ -97,6 +99,13 @@ def _common(p) -> None:
     )
     p.add_argument("--eval-tasks", type=int, default=24, help="held-out tasks per category (default 24)")
     p.add_argument("--max-difficulty", type=int, help="only tasks up to this difficulty level (1-5)")
+    p.add_argument(
+        "--categories",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()] or None,
+        metavar="CAT[,CAT]",
+        help="only tasks of these categories (e.g. search,code): the held-out measurement, SFT's samples, "
+        "GRPO's training tasks",
+    )
     p.add_argument("--max-steps", type=int, default=8, help="model turns per episode (default 8)")
     p.add_argument("--max-tokens", type=int, default=256, help="tokens per model turn (default 256)")
     p.add_argument("--in-flight", type=int, default=12, help="episodes at once (default 12)")
