@@ -557,6 +557,15 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
         }
         rollout_s = time.perf_counter() - t0
         if learning:
+            log(
+                f"iteration {it}: train reward {entry['train_reward']:.3f}, {entry['groups_with_signal']} groups "
+                f"with signal, {len(learning)} sequences to update on"
+            )
+
+            def progress(done: int, total: int, s: dict) -> None:
+                if done == total or done % max(1, total // 10) == 0:
+                    log(f"  GRPO step {done}/{total}: loss {s['loss']:.4f}, KL {s['kl']:.5f}")
+
             stats = grpo_train(
                 model,
                 ref,
@@ -567,6 +576,7 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
                 batch_tokens=job.batch_tokens,
                 pad_id=_pad_id(tokenizer),
                 seed=job.seed + it,
+                progress=progress,
             )
             entry["update"] = stats.as_dict()
             entry["kl"] = sum(e["kl"] for e in stats.extra) / len(stats.extra)
