@@ -85,6 +85,8 @@ def speed(work: Path, model_name: str, samples: int, rounds: int, max_seq_tokens
 
 
 def main() -> int:
+    from toolgym.commands.train import category_list
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", help="a folder kept between runs (default: a temporary one)")
     ap.add_argument("--scale", default="small")
@@ -111,7 +113,7 @@ def main() -> int:
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument(
         "--grpo-categories",
-        type=lambda text: [c.strip() for c in text.split(",") if c.strip()] or None,
+        type=category_list,
         metavar="CAT[,CAT]",
         help="GRPO's training tasks and per-iteration held-out measurement only of these categories "
         "(e.g. search: where the SFT checkpoint solves some, so groups carry signal)",

@@ -262,3 +262,15 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
     assert set(its[0]["held_out"]) == set(its[1]["held_out"]) == {"search", "overall"}
     rolled = load_trajectories(tmp_path / "grpo-search" / "rollouts-1")
     assert {r["category"] for r in rolled} == {"search"}
+
+
+def test_categories_option_reaches_both_jobs():
+    from toolgym.cli import build_parser
+    from toolgym.commands.train import _eval_settings
+
+    args = build_parser().parse_args(
+        ["train", "grpo", "--model", "m", "--corpus", "c", "--out", "o", "--categories", "search, code"]
+    )
+    assert args.categories == ["search", "code"] and _eval_settings(args).categories == ["search", "code"]
+    args = build_parser().parse_args(["train", "sft", "--data", "d", "--out", "o"])
+    assert args.categories is None and _eval_settings(args).categories is None

@@ -11,6 +11,11 @@ def _log(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
+def category_list(text: str) -> list[str] | None:
+    """`--categories search,code` as a list (None for an empty one: every category)."""
+    return [c.strip() for c in text.split(",") if c.strip()] or None
+
+
 def _eval_settings(args):
     from toolgym.agent.training import EvalSettings
 
@@ -101,7 +106,7 @@ def _common(p) -> None:
     p.add_argument("--max-difficulty", type=int, help="only tasks up to this difficulty level (1-5)")
     p.add_argument(
         "--categories",
-        type=lambda text: [c.strip() for c in text.split(",") if c.strip()] or None,
+        type=category_list,
         metavar="CAT[,CAT]",
         help="only tasks of these categories (e.g. search,code): the held-out measurement, SFT's samples, "
         "GRPO's training tasks",
