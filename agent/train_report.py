@@ -18,18 +18,21 @@ def _pct(x: float) -> str:
 
 
 def _line_svg(title: str, series: dict[str, list[tuple[float, float]]], y_max: float | None = None) -> str:
-    """Lines over x (steps or iterations); one colour per series, a legend, axes labelled at the ends."""
+    """Lines over x (steps or iterations); one colour per series, a legend right of the plot (wide enough for
+    its longest name), the y axis labelled at the ends, the x axis at every point when there are few."""
     points = [p for s in series.values() for p in s]
     if not points:
         return ""
-    w, h, pad = 560, 220, 40
+    plot_w, h, pad = 560, 220, 40
+    # an 11px sans-serif character is at most about 7px wide: the legend's names are never clipped
+    w = plot_w + 7 * max(len(name) for name in series)
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0 = min(0.0, min(p[1] for p in points))
     y1 = y_max if y_max is not None else max(p[1] for p in points)
     y1 = y1 if y1 > y0 else y0 + 1.0
 
     def sx(x: float) -> float:
-        return pad + (w - 2 * pad) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
+        return pad + (plot_w - 2 * pad) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
 
     def sy(y: float) -> float:
         return h - pad - (h - 2 * pad) * (y - y0) / (y1 - y0)
@@ -38,12 +41,15 @@ def _line_svg(title: str, series: dict[str, list[tuple[float, float]]], y_max: f
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">',
         f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>',
+        f'<line x1="{pad}" y1="{h - pad}" x2="{plot_w - pad}" y2="{h - pad}" stroke="#888"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>',
         f'<text x="{pad - 4}" y="{sy(y1) + 4}" text-anchor="end" font-size="10">{y1:.3g}</text>',
         f'<text x="{pad - 4}" y="{sy(y0) + 4}" text-anchor="end" font-size="10">{y0:.3g}</text>',
-        f'<text x="{sx(x0)}" y="{h - pad + 14}" text-anchor="middle" font-size="10">{x0:g}</text>',
-        f'<text x="{sx(x1)}" y="{h - pad + 14}" text-anchor="middle" font-size="10">{x1:g}</text>',
+    ]
+    xs = sorted({p[0] for p in points})
+    parts += [
+        f'<text x="{sx(x)}" y="{h - pad + 14}" text-anchor="middle" font-size="10">{x:g}</text>'
+        for x in (xs if len(xs) <= 12 else (x0, x1))
     ]
     for n, (name, pts) in enumerate(series.items()):
         colour = colours[n % len(colours)]
@@ -51,7 +57,7 @@ def _line_svg(title: str, series: dict[str, list[tuple[float, float]]], y_max: f
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
         parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>' for x, y in pts]
         parts.append(
-            f'<text x="{w - pad + 4}" y="{pad + 14 * n}" font-size="11" fill="{colour}">{html.escape(name)}</text>'
+            f'<text x="{plot_w - pad + 8}" y="{pad + 14 * n}" font-size="11" fill="{colour}">{html.escape(name)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -115,10 +121,14 @@ def to_html(report: dict[str, Any]) -> str:
     else:
         its = report.get("iterations", [])
         reward = [(e["iteration"], e["train_reward"]) for e in its if "train_reward" in e]
+        # one category measured: "overall" is the same line, drawn over it and listed twice; it goes
+        kinds = sorted({c for e in its for c in (e.get("held_out") or {}) if c != "overall"})
+        columns = kinds + ["overall"] if len(kinds) > 1 else kinds or ["overall"]
         held: dict[str, list[tuple[float, float]]] = {}
         for e in its:
-            for c, g in (e.get("held_out") or {}).items():
-                held.setdefault(f"held-out {c}", []).append((e["iteration"], g["rate"]))
+            for c in columns:
+                if c in (e.get("held_out") or {}):
+                    held.setdefault(f"held-out {c}", []).append((e["iteration"], e["held_out"][c]["rate"]))
         body.append(
             _line_svg(
                 "Reward on training tasks and held-out success per iteration",
@@ -128,17 +138,23 @@ def to_html(report: dict[str, Any]) -> str:
         )
         rows = [
             "<table><tr><th>iteration</th><th>episodes</th><th>train reward</th><th>groups with signal</th>"
-            "<th>KL</th><th>masked samples</th><th>held-out success</th></tr>"
+            "<th>KL</th><th>masked samples</th>"
+            + "".join(f"<th>held-out {html.escape(c)}</th>" for c in columns)
+            + "</tr>"
         ]
         for e in its:
-            ho = e.get("held_out", {}).get("overall")
             reward_cell = f"{e['train_reward']:.3f}" if "train_reward" in e else ""
             kl_cell = f"{e['kl']:.4f}" if "kl" in e else ""
-            held_cell = f"{_pct(ho['rate'])} ({ho['successes']}/{ho['episodes']})" if ho else ""
+            held_cells = ""
+            for c in columns:
+                g = (e.get("held_out") or {}).get(c)
+                held_cells += (
+                    f"<td>{_pct(g['rate'])} ({g['successes']}/{g['episodes']})</td>" if g else "<td></td>"
+                )
             rows.append(
                 f"<tr><td>{e['iteration']}</td><td>{e.get('episodes', '')}</td><td>{reward_cell}</td>"
                 f"<td>{e.get('groups_with_signal', '')}</td><td>{kl_cell}</td>"
-                f"<td>{e.get('masked_samples', '')}</td><td>{held_cell}</td></tr>"
+                f"<td>{e.get('masked_samples', '')}</td>{held_cells}</tr>"
             )
         body.append("".join(rows) + "</table>")
     return (
