@@ -558,8 +558,7 @@ def train_grpo(job: GRPOJob, log: Log = print) -> dict[str, Any]:
         rollout_s = time.perf_counter() - t0
         if learning:
             log(
-                f"iteration {it}: train reward {entry['train_reward']:.3f}, {entry['groups_with_signal']} groups "
-                f"with signal, {len(learning)} sequences to update on"
+                f"iteration {it}: updating on {len(learning)} sequences of {entry['groups_with_signal']} groups"
             )
 
             def progress(done: int, total: int, s: dict) -> None:

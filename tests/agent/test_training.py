@@ -223,19 +223,17 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
             replace(again, eval=replace(settings, max_tokens=7), out=str(tmp_path / "sft-3")), logs.append
         )
 
-    report = train_grpo(
-        GRPOJob(
-            model=str(tmp_path / "sft" / "model"),
-            corpus="reference",
-            out=str(tmp_path / "grpo"),
-            held_out="reference",
-            eval=settings,
-            iterations=1,
-            tasks_per_iteration=4,
-            group_size=2,
-        ),
-        logs.append,
+    grpo = GRPOJob(
+        model=str(tmp_path / "sft" / "model"),
+        corpus="reference",
+        out=str(tmp_path / "grpo"),
+        held_out="reference",
+        eval=settings,
+        iterations=1,
+        tasks_per_iteration=4,
+        group_size=2,
     )
+    report = train_grpo(grpo, logs.append)
     its = report["iterations"]
     assert [e["iteration"] for e in its] == [0, 1]
     assert its[1]["episodes"] == 2 * its[1]["tasks"] and "held_out" in its[1]
@@ -244,15 +242,11 @@ def test_train_sft_and_grpo_end_to_end_on_a_tiny_model(tiny_dir, tmp_path):
 
     # one category only: its training tasks and its held-out tasks, nothing else rolled out
     report = train_grpo(
-        GRPOJob(
-            model=str(tmp_path / "sft" / "model"),
-            corpus="reference",
+        replace(
+            grpo,
             out=str(tmp_path / "grpo-search"),
-            held_out="reference",
             eval=replace(settings, categories=["search"]),
-            iterations=1,
             tasks_per_iteration=2,
-            group_size=2,
             categories=["search"],
         ),
         logs.append,
